@@ -1,0 +1,42 @@
+//! Command-line interface definitions (clap) and nothing else.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "gemgate", version, about = "A cost-saving gateway for the Gemini API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file (TOML). Without it, built-in defaults and GEMGATE_* environment overrides apply.
+        #[arg(long, env = "GEMGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides `server.listen`). Port 0 picks a free port.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Upstream base URL (overrides `upstream.url`).
+        #[arg(long)]
+        upstream: Option<String>,
+    },
+    /// Run the Gemini API emulator (for tests, benchmarks, demos and CI).
+    Emulator {
+        /// Address to listen on. Port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// Emulator config file (TOML); see config/emulator.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a gateway config file and report every problem at once.
+    CheckConfig {
+        /// Config file to check (default: built-in defaults plus environment overrides).
+        file: Option<PathBuf>,
+    },
+}

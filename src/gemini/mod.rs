@@ -1,0 +1,8 @@
+//! The one place that knows Gemini's wire format: field spellings, the canonical form used for
+//! hashing, error bodies and the shape of API paths.
+
+pub mod canonical;
+pub mod error;
+pub mod path;
+
+pub use error::GeminiError;

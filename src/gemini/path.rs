@@ -1,0 +1,158 @@
+//! The shape of Gemini API paths: `/{prefix?}/{version}/{collection}/{id}:{method}`.
+//!
+//! Versions are a variable (`v1`, `v1beta`, `v1alpha`): current SDKs send `v1`, older ones and the
+//! REST docs `v1beta`. The route label built here is the low-cardinality name used in metrics.
+
+/// Which front door a path came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// `/{v}/...`
+    Api,
+    /// `/upload/{v}/...` (resumable uploads)
+    Upload,
+    /// `/download/{v}/...`
+    Download,
+}
+
+/// A parsed Gemini API path. Borrowed from the request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiPath<'a> {
+    pub door: Door,
+    pub version: &'a str,
+    /// First segment after the version: `models`, `tunedModels`, `cachedContents`, `batches`,
+    /// `files`, `openai`, or anything else.
+    pub collection: &'a str,
+    /// Resource id (the segment after the collection, without `:method`), if any.
+    pub id: Option<&'a str>,
+    /// Custom method after `:` (`generateContent`, `cancel`, `download` ...), if any.
+    pub method: Option<&'a str>,
+    /// Everything after the version, e.g. `models/gemini-2.5-flash:generateContent`.
+    pub rest: &'a str,
+}
+
+pub const VERSIONS: [&str; 3] = ["v1", "v1beta", "v1alpha"];
+
+pub fn is_version(s: &str) -> bool {
+    VERSIONS.contains(&s)
+}
+
+/// Parses a request path (without query). Returns `None` for paths that are not Gemini API paths.
+pub fn parse(path: &str) -> Option<ApiPath<'_>> {
+    let p = path.strip_prefix('/')?;
+    let (door, p) = if let Some(r) = p.strip_prefix("upload/") {
+        (Door::Upload, r)
+    } else if let Some(r) = p.strip_prefix("download/") {
+        (Door::Download, r)
+    } else {
+        (Door::Api, p)
+    };
+    let (version, rest) = match p.split_once('/') {
+        Some((v, r)) => (v, r),
+        None => (p, ""),
+    };
+    if !is_version(version) {
+        return None;
+    }
+    let (collection, after) = match rest.split_once('/') {
+        Some((c, a)) => (c, Some(a)),
+        None => (rest, None),
+    };
+    // A collection-level custom method, e.g. `files:register`.
+    let (collection, coll_method) = match collection.split_once(':') {
+        Some((c, m)) => (c, Some(m)),
+        None => (collection, None),
+    };
+    let (id, method) = match after {
+        Some(a) if collection != "openai" => match a.rsplit_once(':') {
+            Some((i, m)) if !i.contains('/') => (Some(i), Some(m)),
+            _ => (Some(a), None),
+        },
+        Some(a) => (Some(a), None),
+        None => (None, coll_method),
+    };
+    Some(ApiPath { door, version, collection, id, method, rest })
+}
+
+impl ApiPath<'_> {
+    /// True for `generateContent` / `streamGenerateContent` on a model or tuned model.
+    pub fn is_generate(&self) -> bool {
+        self.door == Door::Api
+            && matches!(self.collection, "models" | "tunedModels")
+            && matches!(self.method, Some("generateContent" | "streamGenerateContent"))
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.method == Some("streamGenerateContent")
+    }
+
+    /// `models/gemini-2.5-flash` or `tunedModels/x` for model-scoped paths.
+    pub fn model_name(&self) -> Option<String> {
+        match (self.collection, self.id) {
+            ("models" | "tunedModels", Some(id)) => Some(format!("{}/{}", self.collection, id)),
+            _ => None,
+        }
+    }
+
+    /// Low-cardinality route label for metrics: `models:generateContent`, `cachedContents/{id}`,
+    /// `upload/files`, `openai/chat/completions` ...
+    pub fn route_label(&self) -> String {
+        let door = match self.door {
+            Door::Api => "",
+            Door::Upload => "upload/",
+            Door::Download => "download/",
+        };
+        let tail = match (self.collection, self.id, self.method) {
+            ("openai", Some(rest), _) => {
+                // Keep the endpoint, drop ids: openai/models/{id} → openai/models/{id}
+                let mut parts = rest.split('/');
+                let first = parts.next().unwrap_or("");
+                if parts.next().is_some() && first == "models" {
+                    "openai/models/{id}".to_string()
+                } else {
+                    format!("openai/{rest}")
+                }
+            }
+            (c, _, Some(m)) => format!("{c}:{m}"),
+            (c, Some(_), None) => format!("{c}/{{id}}"),
+            (c, None, None) => c.to_string(),
+        };
+        format!("{door}{tail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_generate_paths_for_every_version() {
+        for v in VERSIONS {
+            let path = format!("/{v}/models/gemini-2.5-flash:streamGenerateContent");
+            let p = parse(&path).unwrap();
+            assert_eq!(p.version, v);
+            assert!(p.is_generate() && p.is_stream());
+            assert_eq!(p.model_name().unwrap(), "models/gemini-2.5-flash");
+            assert_eq!(p.route_label(), "models:streamGenerateContent");
+        }
+        let p = parse("/v1beta/tunedModels/my-model:generateContent").unwrap();
+        assert!(p.is_generate());
+        assert_eq!(p.model_name().unwrap(), "tunedModels/my-model");
+    }
+
+    #[test]
+    fn parses_other_shapes() {
+        let p = parse("/upload/v1beta/files").unwrap();
+        assert_eq!((p.door, p.collection, p.id), (Door::Upload, "files", None));
+        assert_eq!(p.route_label(), "upload/files");
+        let p = parse("/v1/batches/abc:cancel").unwrap();
+        assert_eq!((p.id, p.method), (Some("abc"), Some("cancel")));
+        let p = parse("/download/v1beta/files/batch-1:download").unwrap();
+        assert_eq!(p.route_label(), "download/files:download");
+        let p = parse("/v1/cachedContents/xyz").unwrap();
+        assert_eq!(p.route_label(), "cachedContents/{id}");
+        let p = parse("/v1beta/openai/chat/completions").unwrap();
+        assert_eq!(p.route_label(), "openai/chat/completions");
+        assert!(parse("/v2/models").is_none());
+        assert!(parse("/healthz").is_none());
+    }
+}

@@ -1,0 +1,35 @@
+//! Listener set-up shared by the gateway and the emulator.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+/// Binds `addr` and prints `listening on http://ADDR` on stdout, with the real port when port 0
+/// was asked for. Tests and scripts read that line to find the server.
+pub async fn bind_and_announce(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{what} listening on http://{local}")?;
+    out.flush()?;
+    Ok(listener)
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
