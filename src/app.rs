@@ -1,7 +1,10 @@
 //! Application state, the route table and the layer stack: the two places structure is declared.
 
+use crate::caching::Caching;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::proxy::{UploadRoutes, Upstream};
+use crate::store::Store;
 use crate::telemetry;
 use axum::Router;
 use axum::body::Body;
@@ -28,22 +31,60 @@ struct Inner {
     upstream: Upstream,
     uploads: UploadRoutes,
     metrics: Option<PrometheusHandle>,
+    store: Arc<dyn Store>,
+    caching: Option<Caching>,
+    clock: Clock,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl AppState {
+    /// Builds the state with the configured store and the system clock.
     pub fn new(config: Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<Self> {
+        let store = crate::store::open(&config.store)?;
+        Self::with_parts(config, metrics, store, Clock::System)
+    }
+
+    /// Builds the state around a given store and clock (tests, simulation).
+    pub fn with_parts(
+        config: Config,
+        metrics: Option<PrometheusHandle>,
+        store: Arc<dyn Store>,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
         let upstream = Upstream::new(&config.upstream)?;
         let uploads = UploadRoutes::new(&config.server.public_url);
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let caching = config.caching.enabled.then(|| {
+            Caching::new(
+                config.caching.clone(),
+                store.clone(),
+                upstream.clone(),
+                config.upstream.timeout,
+                clock.clone(),
+                tracker.clone(),
+                cancel.clone(),
+            )
+        });
         Ok(Self(Arc::new(Inner {
             config,
             upstream,
             uploads,
             metrics,
-            cancel: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            store,
+            caching,
+            clock,
+            cancel,
+            tracker,
         })))
+    }
+
+    /// Starts background work (registry warm-up, sweeper). Call once after building.
+    pub async fn start(&self) {
+        if let Some(c) = &self.0.caching {
+            c.start().await;
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -54,6 +95,15 @@ impl AppState {
     }
     pub fn uploads(&self) -> &UploadRoutes {
         &self.0.uploads
+    }
+    pub fn caching(&self) -> Option<&Caching> {
+        self.0.caching.as_ref()
+    }
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+    pub fn clock(&self) -> &Clock {
+        &self.0.clock
     }
     /// Cancelled when the gateway shuts down; background work watches it.
     pub fn cancel_token(&self) -> &CancellationToken {
@@ -84,6 +134,7 @@ pub fn build_app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
+        .route("/gemgate/v1/caches", get(crate::admin::list_caches))
         .fallback(crate::generate::dispatch)
         .with_state(state.clone())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))

@@ -17,6 +17,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.server.listen;
     tracing::info!(upstream = %telemetry::redact_url(&config.upstream.url), "starting gateway");
     let state = AppState::new(config, Some(metrics))?;
+    state.start().await;
     let listener = bind_and_announce(listen, "gateway").await?;
     let app = build_app(state.clone());
     let cancel = state.cancel_token().clone();

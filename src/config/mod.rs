@@ -155,6 +155,9 @@ pub struct CachingConfig {
     pub min_tokens: std::collections::BTreeMap<String, u32>,
     /// Entries kept in the in-process registry tier.
     pub registry_capacity: u64,
+    /// How often the sweeper drops expired entries, deletes idle caches and flushes hit counts.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
 }
 
 impl Default for CachingConfig {
@@ -183,6 +186,7 @@ impl Default for CachingConfig {
             annotate_usage_metadata: true,
             min_tokens,
             registry_capacity: 1_000_000,
+            sweep_interval: Duration::from_secs(30),
         }
     }
 }

@@ -27,6 +27,7 @@ pub fn config(upstream: &str) -> Config {
 pub async fn gateway(config: Config) -> String {
     let metrics = gemgate::telemetry::install_metrics();
     let state = gemgate::AppState::new(config, Some(metrics)).unwrap();
+    state.start().await;
     let addr = serve(gemgate::build_app(state)).await;
     format!("http://{addr}")
 }
