@@ -129,3 +129,37 @@ mod tests {
         assert!(err.to_string().contains("nope"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod documented_file {
+    use super::super::{CliOverrides, Config};
+    use std::collections::BTreeSet;
+
+    fn keys(t: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
+        for (k, v) in t {
+            let name = format!("{prefix}{k}");
+            match v {
+                toml::Value::Table(inner) if prefix.is_empty() => keys(inner, &format!("{name}."), out),
+                _ => {
+                    out.insert(name);
+                }
+            }
+        }
+    }
+
+    /// config/gemgate.toml documents every key with its default: loading it gives exactly the
+    /// built-in defaults, and it names every key the code knows.
+    #[test]
+    fn documented_file_equals_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gemgate.toml");
+        let from_file = Config::load(Some(&path), Vec::<(String, String)>::new(), &CliOverrides::default()).unwrap();
+        let defaults = Config::load(None, Vec::<(String, String)>::new(), &CliOverrides::default()).unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+        let documented: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        let known = toml::Table::try_from(&defaults).unwrap();
+        let (mut a, mut b) = (BTreeSet::new(), BTreeSet::new());
+        keys(&documented, "", &mut a);
+        keys(&known, "", &mut b);
+        assert_eq!(a, b, "documented keys differ from the code's keys");
+    }
+}

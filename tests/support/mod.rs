@@ -39,3 +39,56 @@ pub fn client() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// A forwarding proxy that records every (method, path) it sees, so a test can assert how many
+/// times the upstream was called for what.
+pub struct Recorder {
+    pub url: String,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Recorder {
+    pub async fn start(upstream: &str) -> Recorder {
+        use axum::extract::Request;
+        use axum::response::IntoResponse;
+        let calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+        let log = calls.clone();
+        let upstream = upstream.to_string();
+        let http = reqwest::Client::new();
+        let router = axum::Router::new().fallback(move |req: Request| {
+            let (log, upstream, http) = (log.clone(), upstream.clone(), http.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                log.lock().unwrap().push((parts.method.to_string(), parts.uri.path().to_string()));
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let mut headers = parts.headers.clone();
+                headers.remove("host");
+                let resp = http
+                    .request(parts.method, format!("{upstream}{pq}"))
+                    .headers(headers)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let bytes = resp.bytes().await.unwrap();
+                let mut out = (status, bytes).into_response();
+                for (k, v) in headers.iter() {
+                    if k != "content-length" && k != "transfer-encoding" {
+                        out.headers_mut().insert(k.clone(), v.clone());
+                    }
+                }
+                out
+            }
+        });
+        let addr = serve(router).await;
+        Recorder { url: format!("http://{addr}"), calls }
+    }
+
+    /// How many calls had this method and a path ending with `suffix`.
+    pub fn count(&self, method: &str, suffix: &str) -> usize {
+        self.calls.lock().unwrap().iter().filter(|(m, p)| m == method && p.ends_with(suffix)).count()
+    }
+}
