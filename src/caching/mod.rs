@@ -9,7 +9,7 @@ mod fingerprint;
 mod lifecycle;
 mod ops;
 mod policy;
-mod registry;
+pub mod registry;
 mod rewrite;
 mod sizing;
 
