@@ -21,6 +21,22 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub store: StoreConfig,
     pub caching: CachingConfig,
+    pub clock: ClockConfig,
+}
+
+/// Time scale. Only compressed trace replays change it, and then the emulator must run at the
+/// same speed so TTLs, renewals and storage token-seconds compress alike.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockConfig {
+    /// 1.0 is real time; 60.0 runs the gateway's clock sixty times faster.
+    pub speed: f64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        Self { speed: 1.0 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

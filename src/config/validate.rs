@@ -65,6 +65,9 @@ impl Config {
         if !matches!(self.store.backend.as_str(), "sqlite" | "memory") {
             errors.push("store.backend", "must be `sqlite` or `memory`".into());
         }
+        if !(self.clock.speed > 0.0 && self.clock.speed <= 10_000.0) {
+            errors.push("clock.speed", "must be greater than 0 and at most 10000".into());
+        }
         let c = &self.caching;
         if c.min_hits == 0 {
             errors.push("caching.min_hits", "must be at least 1".into());
