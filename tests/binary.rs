@@ -126,3 +126,57 @@ fn check_config_reports_every_problem_naming_the_key() {
         String::from_utf8_lossy(&good.stderr)
     );
 }
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_256_mib_upload_streams_through_without_being_held_in_memory() {
+    use futures::StreamExt;
+    // Upstream that counts and discards what it receives.
+    let sink = axum::Router::new().fallback(|req: axum::extract::Request| async move {
+        let mut body = req.into_body().into_data_stream();
+        let mut n = 0usize;
+        while let Some(c) = body.next().await {
+            n += c.unwrap().len();
+        }
+        n.to_string()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, sink).await.unwrap() });
+    let (mut child, gw) = tokio::task::spawn_blocking(move || {
+        spawn(
+            &["serve", "--listen", "127.0.0.1:0", "--upstream", &up],
+            &[("GEMGATE_STORE__BACKEND", "memory"), ("RUST_LOG", "warn")],
+        )
+    })
+    .await
+    .unwrap();
+    let chunk = axum::body::Bytes::from(vec![b'x'; 1 << 20]);
+    let stream =
+        futures::stream::iter((0..256).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{gw}/upload/v1beta/files?upload_id=big&upload_protocol=resumable"
+        ))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), (256usize << 20).to_string());
+    let peak = peak_rss_kib(child.id());
+    println!("gateway peak RSS while streaming 256 MiB: {peak} KiB");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        peak < 100 * 1024,
+        "peak RSS {peak} KiB while streaming 256 MiB"
+    );
+}

@@ -66,7 +66,10 @@ impl Config {
             errors.push("store.backend", "must be `sqlite` or `memory`".into());
         }
         if !(self.clock.speed > 0.0 && self.clock.speed <= 10_000.0) {
-            errors.push("clock.speed", "must be greater than 0 and at most 10000".into());
+            errors.push(
+                "clock.speed",
+                "must be greater than 0 and at most 10000".into(),
+            );
         }
         let c = &self.caching;
         if c.min_hits == 0 {
