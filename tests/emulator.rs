@@ -1330,3 +1330,62 @@ async fn configured_error_rate_applies_to_api_calls() {
         200
     );
 }
+
+#[tokio::test]
+async fn file_references_must_exist() {
+    let emu = start(EmulatorConfig::default()).await;
+    let f = upload(&emu, b"some text", "text/plain", 100).await;
+    let part = |uri: &Value| json!({"contents": [{"role": "user", "parts": [{"fileData": {"fileUri": uri, "mimeType": "text/plain"}}, {"text": "summarise"}]}]});
+    let ok = emu.post(GEN, &part(&f["uri"])).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let missing = emu
+        .post(
+            GEN,
+            &part(&json!(
+                "https://generativelanguage.googleapis.com/v1beta/files/nope"
+            )),
+        )
+        .await;
+    assert_eq!(missing.status, 403);
+    assert_eq!(
+        missing.error_message(),
+        "You do not have permission to access the File nope or it may not exist."
+    );
+}
+
+/// The real binary: `gemgate emulator --listen 127.0.0.1:0` announces its port and serves.
+#[tokio::test]
+async fn binary_announces_its_port_and_serves() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gemgate"))
+        .args([
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/emulator.toml"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let base = line
+        .strip_prefix("emulator listening on ")
+        .expect(&line)
+        .to_string();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/models/gemini-2.5-flash:generateContent"))
+        .header("x-goog-api-key", "k")
+        .body(json!({"contents": [user("hello")]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    child.kill().await.unwrap();
+}

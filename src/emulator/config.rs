@@ -413,6 +413,19 @@ mod tests {
     }
 
     #[test]
+    fn documented_file_parses_to_the_defaults() {
+        let text = include_str!("../../config/emulator.toml");
+        let c: EmulatorConfig = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        let d = EmulatorConfig::default();
+        assert_eq!(c.caching.min_tokens, d.caching.min_tokens);
+        assert_eq!(c.batch.processing_delay, d.batch.processing_delay);
+        assert_eq!(c.faults.retry_delay, d.faults.retry_delay);
+        assert_eq!(c.generation.stream_chunks, d.generation.stream_chunks);
+        assert_eq!(c.models.len(), d.models.len());
+    }
+
+    #[test]
     fn durations_use_humantime() {
         let c: EmulatorConfig = toml::from_str("[batch]\nprocessing_delay = \"100ms\"").unwrap();
         assert_eq!(c.batch.processing_delay, Duration::from_millis(100));
