@@ -1,0 +1,1 @@
+//! Trace replay on a virtual clock (placeholder until the next commit).
