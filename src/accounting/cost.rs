@@ -114,7 +114,10 @@ mod tests {
     }
 
     fn flash() -> ModelPrice {
-        PriceTable::builtin().price_for("gemini-2.5-flash").0.clone()
+        PriceTable::builtin()
+            .price_for("gemini-2.5-flash")
+            .0
+            .clone()
     }
 
     #[test]
@@ -179,7 +182,10 @@ mod tests {
     fn creation_and_storage_follow_the_billing_assumption() {
         let p = flash();
         close(creation_usd(&p, CreationBilling::InputPrice, 100_000), 0.03);
-        close(creation_usd(&p, CreationBilling::CachedPrice, 100_000), 0.003);
+        close(
+            creation_usd(&p, CreationBilling::CachedPrice, 100_000),
+            0.003,
+        );
         close(creation_usd(&p, CreationBilling::Free, 100_000), 0.0);
         // 100k tokens for 30 minutes at $1 per 1M per hour.
         close(storage_usd(&p, 100_000, 1_800_000), 0.05);

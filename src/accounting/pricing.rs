@@ -102,7 +102,9 @@ impl PriceTable {
     fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
         if !self.models.contains_key(DEFAULT_MODEL) {
-            problems.push(format!("models.{DEFAULT_MODEL}: missing (used for unknown models)"));
+            problems.push(format!(
+                "models.{DEFAULT_MODEL}: missing (used for unknown models)"
+            ));
         }
         for (name, m) in &self.models {
             let mut rates = vec![("standard", &m.standard)];

@@ -210,7 +210,9 @@ impl CostPolicy {
         };
         let s = self.storage_per_ms(tokens);
         let break_even = if s > 0.0 {
-            self.hit_saving_usd(tokens, 0).min(self.creation_usd(tokens)) / s
+            self.hit_saving_usd(tokens, 0)
+                .min(self.creation_usd(tokens))
+                / s
         } else {
             f64::INFINITY
         };

@@ -34,7 +34,11 @@ pub struct Ctx {
 
 impl Ctx {
     /// `min_tokens` is the same table (and lookup) the gateway's `[caching].min_tokens` uses.
-    pub fn new(prices: PriceTable, cfg: CostPolicyConfig, min_tokens: BTreeMap<String, u32>) -> Self {
+    pub fn new(
+        prices: PriceTable,
+        cfg: CostPolicyConfig,
+        min_tokens: BTreeMap<String, u32>,
+    ) -> Self {
         Ctx {
             prices,
             cfg,
@@ -134,7 +138,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     };
     let cfg: CostPolicyConfig = match &args.policy {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("in {}", p.display()))?
         }
         None => CostPolicyConfig::default(),
@@ -187,12 +192,23 @@ pub fn render(r: &Report) -> String {
         r.span_minutes,
         r.model,
         r.prices_as_of,
-        if r.price_fell_back { ", DEFAULT ROW: model not in the table" } else { "" },
+        if r.price_fell_back {
+            ", DEFAULT ROW: model not in the table"
+        } else {
+            ""
+        },
         r.implicit_caching,
     );
     s += &format!(
         "{:<22} {:>12} {:>10} {:>12} {:>16} {:>12} {:>9} {:>13}\n",
-        "strategy", "total USD", "creations", "creation USD", "storage tok·h", "storage USD", "hit ratio", "cached tokens"
+        "strategy",
+        "total USD",
+        "creations",
+        "creation USD",
+        "storage tok·h",
+        "storage USD",
+        "hit ratio",
+        "cached tokens"
     );
     for x in &r.results {
         s += &format!(

@@ -181,8 +181,10 @@ mod tests {
     fn long_gap_is_bridged_by_recreating_not_storing() {
         // Two bursts of three, 2 h apart: per burst create 0.30 + 3 × 0.03 = 0.39 (< 0.90 missed);
         // storing across 2 h (2.00) would cost more than re-creating (0.30).
-        let (c, creations, stored, hits) =
-            solve(&node(1_000_000, &[0, 0, 0, 7_200_000, 7_200_000, 7_200_000]));
+        let (c, creations, stored, hits) = solve(&node(
+            1_000_000,
+            &[0, 0, 0, 7_200_000, 7_200_000, 7_200_000],
+        ));
         close(c, 0.78);
         assert_eq!((creations, stored, hits.len()), (2, 0, 6));
     }

@@ -24,7 +24,7 @@ struct World<'a> {
 
 impl<'a> World<'a> {
     fn create(&mut self, ctx: &Ctx, key: &'a str, tokens: u64, model: &str, now: i64, ttl: i64) {
-        self.end(ctx, key, now); // a cache the policy gave up on still runs to its expiry
+        self.end(ctx, key); // a cache the policy gave up on still runs to its expiry
         let price = ctx.price(model);
         let c = crate::accounting::creation_usd(price, ctx.prices.cache_creation, tokens);
         self.tally.creations += 1;
@@ -52,7 +52,8 @@ impl<'a> World<'a> {
         }
     }
 
-    fn end(&mut self, ctx: &Ctx, key: &str, _now: i64) {
+    /// Lets a cache run to its expiry and bills it.
+    fn end(&mut self, ctx: &Ctx, key: &str) {
         self.end_at(ctx, key, i64::MAX);
     }
 
@@ -79,13 +80,16 @@ impl<'a> World<'a> {
     fn finish(mut self, ctx: &Ctx) -> Tally {
         let keys: Vec<&str> = self.caches.keys().copied().collect();
         for k in keys {
-            self.end(ctx, k, i64::MAX);
+            self.end(ctx, k);
         }
         self.tally
     }
 }
 
-fn eligible<'r>(ctx: &Ctx, r: &'r SimRequest) -> impl DoubleEndedIterator<Item = &'r (String, u64)> {
+fn eligible<'r>(
+    ctx: &Ctx,
+    r: &'r SimRequest,
+) -> impl DoubleEndedIterator<Item = &'r (String, u64)> {
     let min = ctx.min_tokens(&r.model);
     r.boundaries.iter().filter(move |b| b.1 >= min)
 }
@@ -150,7 +154,9 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         let mut explicit = false;
         if let Some(u) = used {
             let (key, tokens) = bounds[u];
-            let st = stats.get_mut(key.as_str()).expect("used boundary has stats");
+            let st = stats
+                .get_mut(key.as_str())
+                .expect("used boundary has stats");
             if let Decision::Renew { ttl_ms } = pol.on_request(st, now, *tokens, served) {
                 st.on_renewed(now + ttl_ms);
                 if let Some(c) = w.caches.get_mut(key.as_str()) {
@@ -165,7 +171,7 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
             let st = stats.entry(key.as_str()).or_default();
             let d = pol.on_request(st, now, *tokens, served.min(*tokens));
             if st.cache.is_none() && w.caches.contains_key(key.as_str()) {
-                w.end(ctx, key, now); // lapsed in the policy's eyes
+                w.end(ctx, key); // lapsed in the policy's eyes
             }
             if let Decision::Create { ttl_ms } = d {
                 create = Some((key.as_str(), *tokens, ttl_ms));
@@ -173,7 +179,10 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         }
         if let Some((key, tokens, ttl_ms)) = create {
             w.create(ctx, key, tokens, &r.model, now, ttl_ms);
-            stats.get_mut(key).expect("observed").on_created(now, now + ttl_ms);
+            stats
+                .get_mut(key)
+                .expect("observed")
+                .on_created(now, now + ttl_ms);
             served = tokens;
             explicit = true;
         }
@@ -196,13 +205,11 @@ fn sweep<'a>(
         .map(|(k, c)| (*k, c.tokens, c.model.clone()))
         .collect();
     for (key, tokens, model) in live {
-        let Some(st) = stats.get_mut(key) else { continue };
+        let Some(st) = stats.get_mut(key) else {
+            continue;
+        };
         let expired = w.caches.get(key).is_some_and(|c| c.expire <= now);
-        let pol = &policies[model.as_str()];
-        if expired {
-            w.end_at(ctx, key, now);
-            st.on_gone(now);
-        } else if pol.on_tick(st, now, tokens) == Decision::Delete {
+        if expired || policies[model.as_str()].on_tick(st, now, tokens) == Decision::Delete {
             w.end_at(ctx, key, now);
             st.on_gone(now);
         }

@@ -161,9 +161,8 @@ pub fn load(
         let req = match fmt {
             TraceFormat::Mooncake => serde_json::from_str::<MooncakeRecord>(&line)
                 .map(|r| SimRequest::from_mooncake(r, model.unwrap_or(default_model))),
-            TraceFormat::Gemgate => {
-                serde_json::from_str::<TraceRecord>(&line).map(|r| SimRequest::from_record(r, model))
-            }
+            TraceFormat::Gemgate => serde_json::from_str::<TraceRecord>(&line)
+                .map(|r| SimRequest::from_record(r, model)),
         };
         out.push(req.with_context(|| format!("{}:{}: bad {fmt:?} record", path.display(), n + 1))?);
     }
