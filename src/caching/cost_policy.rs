@@ -7,8 +7,9 @@
 //! the cached rate, `C` = creating the cache and `S` = storing it per ms:
 //! * **Create** (ski rental): keep `regret` = the most money a cache kept alive since some past
 //!   arrival would have saved so far, net of its storage (`max(0, regret + d − S·gap)` per
-//!   arrival, Kadane-style). Create once `regret ≥ create_margin × (C + S·ttl)` — the money
-//!   already lost by not caching pays for creating and storing it for one TTL. Prefixes that
+//!   arrival, Kadane-style). Create once `regret ≥ create_margin × (C − d + S·ttl)` — the money
+//!   already lost by not caching pays for creating the cache (less what this request then saves
+//!   by reading it) and storing it for one TTL. Prefixes that
 //!   implicit caching already serves have `d ≈ 0` and need `implicit_evidence ×` more.
 //! * **TTL**: a high quantile of the gap between arrivals (EWMA mean + `ttl_deviations` × EWMA
 //!   deviation, at least `ttl_mean_factor` × the mean), clamped to `[min_ttl, max_ttl]` and never above `min(d, C)/S`: storing across a
@@ -42,7 +43,8 @@ pub struct CostPolicyConfig {
     pub ttl_mean_factor: f64,
     /// Renew on a use when less than this fraction of the target TTL remains.
     pub renew_below: f64,
-    /// Multiplies the creation threshold (1 = classic ski rental; > 1 waits for more evidence).
+    /// Multiplies the creation threshold (1 = classic ski rental; > 1 waits for more evidence;
+    /// 2 by default, see docs/cost-policy.md for why and what it does to the bound).
     pub create_margin: f64,
     /// A prefix counts as served by implicit caching once this share of its tokens comes back
     /// cached on uncached requests (moving average).
@@ -67,7 +69,7 @@ impl Default for CostPolicyConfig {
             ttl_deviations: 4.0,
             ttl_mean_factor: 2.0,
             renew_below: 0.75,
-            create_margin: 1.0,
+            create_margin: 2.0,
             implicit_share: 0.8,
             implicit_evidence: 4.0,
             expiry_margin: Duration::from_secs(5),
@@ -277,7 +279,10 @@ impl CostPolicy {
             return Decision::Observe;
         }
         let ttl = self.ttl_ms(st, tokens);
-        let mut threshold = cfg.create_margin * (self.creation_usd(tokens) + s * ttl as f64);
+        // Creating now costs C, but this request then reads the prefix cached instead of paying
+        // for it fresh, so the price of buying now is C − d plus storage for one TTL.
+        let buy = (self.creation_usd(tokens) - d + s * ttl as f64).max(0.0);
+        let mut threshold = cfg.create_margin * buy;
         if st.implicit_share >= cfg.implicit_share {
             threshold *= cfg.implicit_evidence;
         }

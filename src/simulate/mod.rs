@@ -1,6 +1,6 @@
 //! `gemgate simulate`: replays a trace on a virtual clock and compares what never caching, always
-//! caching, gemgate's cost policy and a clairvoyant lower bound would have cost, under one price
-//! table. Trace conventions and the oracle are documented in `docs/simulate.md`.
+//! caching, gemgate's cost policy, a feasible clairvoyant schedule and a clairvoyant lower bound
+//! would have cost, under one price table. Trace conventions and the oracle are documented in `docs/simulate.md`.
 
 pub mod oracle;
 pub mod replay;
@@ -103,12 +103,13 @@ impl StrategyResult {
     }
 }
 
-/// Runs the four strategies over `reqs` (sorted by time).
+/// Runs the strategies over `reqs` (sorted by time).
 pub fn simulate(reqs: &[SimRequest], ctx: &Ctx) -> Vec<StrategyResult> {
     vec![
         StrategyResult::new("never-cache", &replay::never(reqs, ctx)),
         StrategyResult::new("always-cache", &replay::always(reqs, ctx, ALWAYS_TTL_MS)),
         StrategyResult::new("gemgate", &replay::policy(reqs, ctx, SWEEP_MS)),
+        StrategyResult::new("clairvoyant greedy", &replay::clairvoyant_greedy(reqs, ctx)),
         StrategyResult::new("oracle (lower bound)", &oracle::run(reqs, ctx)),
     ]
 }

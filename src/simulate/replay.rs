@@ -215,3 +215,60 @@ fn sweep<'a>(
         }
     }
 }
+
+/// A feasible clairvoyant schedule (an upper bound on the true optimum, where the oracle is a
+/// lower bound): at each request, for every eligible boundary longer than the cache in use, it
+/// looks ahead at that boundary's future arrivals, keeps a would-be cache across each gap only
+/// while the storage costs less than the next hit saves, and creates the boundary whose run has
+/// the largest positive value (savings − creation − storage), with an expiry right after the
+/// last arrival it is kept for. Greedy: it ignores that a later, longer cache may take over.
+pub fn clairvoyant_greedy(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
+    let mut w = World::default();
+    let mut arrivals: HashMap<&str, Vec<i64>> = HashMap::new();
+    for r in reqs {
+        for (k, _) in eligible(ctx, r) {
+            arrivals.entry(k.as_str()).or_default().push(r.t_ms);
+        }
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for r in reqs {
+        let now = r.t_ms;
+        let pol = ctx.policy(&r.model);
+        let bounds: Vec<&(String, u64)> = eligible(ctx, r).collect();
+        let used = bounds.iter().rposition(|(k, _)| w.alive(k, now));
+        let mut served = used.map_or(r.implicit_cached_tokens, |u| bounds[u].1);
+        let mut best: Option<(f64, &str, u64, i64)> = None;
+        for (i, (key, tokens)) in bounds.iter().enumerate() {
+            let pos = seen.entry(key.as_str()).or_insert(0);
+            *pos += 1;
+            if used.is_some_and(|u| i <= u) {
+                continue;
+            }
+            let d = pol.hit_saving_usd(*tokens, served);
+            let s = pol.storage_per_ms(*tokens);
+            let (mut value, mut prev) = (d - pol.creation_usd(*tokens), now);
+            let mut run_best = (value, now);
+            for &t in &arrivals[key.as_str()][*pos..] {
+                if s * (t - prev) as f64 >= d {
+                    break;
+                }
+                value += d - s * (t - prev) as f64;
+                prev = t;
+                if value > run_best.0 {
+                    run_best = (value, t);
+                }
+            }
+            if run_best.0 > 0.0 && best.is_none_or(|b| run_best.0 > b.0) {
+                best = Some((run_best.0, key.as_str(), *tokens, run_best.1));
+            }
+        }
+        let mut explicit = used.is_some();
+        if let Some((_, key, tokens, last)) = best {
+            w.create(ctx, key, tokens, &r.model, now, last + 1 - now);
+            served = tokens;
+            explicit = true;
+        }
+        w.serve(ctx, r, served, explicit);
+    }
+    w.finish(ctx)
+}

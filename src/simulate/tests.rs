@@ -96,6 +96,6 @@ fn renders_a_table_and_json_fields() {
     let table = render(&report);
     assert!(table.contains("never-cache") && table.contains("oracle (lower bound)"));
     let json = serde_json::to_value(&report).unwrap();
-    assert_eq!(json["results"].as_array().unwrap().len(), 4);
+    assert_eq!(json["results"].as_array().unwrap().len(), 5);
     assert_eq!(json["format"], "gemgate");
 }
