@@ -220,14 +220,19 @@ fn sweep<'a>(
 /// lower bound): at each request, for every eligible boundary longer than the cache in use, it
 /// looks ahead at that boundary's future arrivals, keeps a would-be cache across each gap only
 /// while the storage costs less than the next hit saves, and creates the boundary whose run has
-/// the largest positive value (savings − creation − storage), with an expiry right after the
-/// last arrival it is kept for. Greedy: it ignores that a later, longer cache may take over.
+/// the largest positive value (savings beyond what implicit caching gives − creation −
+/// storage), with an expiry right after the last arrival it is kept for. Greedy: it ignores that
+/// a later, longer cache may take over, so it is an upper bound on the optimum, not the optimum.
 pub fn clairvoyant_greedy(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
     let mut w = World::default();
-    let mut arrivals: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut arrivals: HashMap<&str, Vec<(i64, u64)>> = HashMap::new();
     for r in reqs {
         for (k, _) in eligible(ctx, r) {
-            arrivals.entry(k.as_str()).or_default().push(r.t_ms);
+            let implicit = r.implicit_cached_tokens;
+            arrivals
+                .entry(k.as_str())
+                .or_default()
+                .push((r.t_ms, implicit));
         }
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -248,7 +253,8 @@ pub fn clairvoyant_greedy(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
             let s = pol.storage_per_ms(*tokens);
             let (mut value, mut prev) = (d - pol.creation_usd(*tokens), now);
             let mut run_best = (value, now);
-            for &t in &arrivals[key.as_str()][*pos..] {
+            for &(t, implicit) in &arrivals[key.as_str()][*pos..] {
+                let d = pol.hit_saving_usd(*tokens, implicit.max(served));
                 if s * (t - prev) as f64 >= d {
                     break;
                 }
