@@ -99,3 +99,26 @@ fn renders_a_table_and_json_fields() {
     assert_eq!(json["results"].as_array().unwrap().len(), 5);
     assert_eq!(json["format"], "gemgate");
 }
+
+#[test]
+fn subcommand_reads_a_trace_file_and_reports_bad_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("m.jsonl");
+    let line = |t: i64| {
+        format!(
+            "{{\"timestamp\": {t}, \"input_length\": 3000, \"output_length\": 5, \"hash_ids\": [0, 1, 2, 3, 4, 5]}}\n"
+        )
+    };
+    std::fs::write(&trace, (0..5).map(|i| line(i * 1000)).collect::<String>()).unwrap();
+    let args = |pricing: Option<std::path::PathBuf>| SimulateArgs {
+        trace: trace.clone(),
+        model: None,
+        pricing,
+        policy: None,
+        implicit_window: None,
+        json: true,
+    };
+    assert!(run(&args(None)).is_ok());
+    let err = run(&args(Some(dir.path().join("nope.toml")))).unwrap_err();
+    assert!(format!("{err:#}").contains("nope.toml"));
+}
