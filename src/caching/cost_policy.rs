@@ -7,13 +7,13 @@
 //! the cached rate, `C` = creating the cache and `S` = storing it per ms:
 //! * **Create** (ski rental): keep `regret` = the most money a cache kept alive since some past
 //!   arrival would have saved so far, net of its storage (`max(0, regret + d − S·gap)` per
-//!   arrival, Kadane-style). Create once `regret ≥ create_margin × (C − d + S·ttl)` — the money
+//!   arrival, Kadane-style). Create once `regret ≥ create_margin × (C − d + S·ttl)`: the money
 //!   already lost by not caching pays for creating the cache (less what this request then saves
-//!   by reading it) and storing it for one TTL. Prefixes that
-//!   implicit caching already serves have `d ≈ 0` and need `implicit_evidence ×` more.
+//!   by reading it) and storing it for one TTL. Prefixes that implicit caching already serves
+//!   have `d ≈ 0` and need `implicit_evidence ×` more.
 //! * **TTL**: a high quantile of the gap between arrivals (EWMA mean + `ttl_deviations` × EWMA
-//!   deviation, at least `ttl_mean_factor` × the mean), clamped to `[min_ttl, max_ttl]` and never above `min(d, C)/S`: storing across a
-//!   longer gap costs more than missing (or re-creating at) the next arrival.
+//!   deviation, at least `ttl_mean_factor` × the mean), clamped to `[min_ttl, max_ttl]` and never
+//!   above `min(d, C)/S`: storing across a longer gap costs more than the miss it prevents.
 //! * **Renew** on a use when less than `renew_below × ttl` remains; **Delete** (from the sweeper)
 //!   once idle for a whole predicted TTL while at least `min_delete_remaining` of paid storage
 //!   remains; otherwise **LetExpire**.
