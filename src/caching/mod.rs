@@ -5,6 +5,7 @@
 //! response's usage, [`Caching::invalidate`] when the upstream rejects a cache, and the sweeper.
 
 mod annotate;
+pub mod cost_policy;
 mod fingerprint;
 mod lifecycle;
 mod ops;
