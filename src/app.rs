@@ -57,28 +57,20 @@ impl AppState {
         let uploads = UploadRoutes::new(&config.server.public_url);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let caching = config.caching.enabled.then(|| {
-            Caching::new(
-                config.caching.clone(),
-                store.clone(),
-                upstream.clone(),
-                config.upstream.timeout,
-                clock.clone(),
-                tracker.clone(),
-                cancel.clone(),
-            )
-        });
-        Ok(Self(Arc::new(Inner {
-            config,
-            upstream,
-            uploads,
-            metrics,
-            store,
-            caching,
-            clock,
-            cancel,
-            tracker,
-        })))
+        let caching = if config.caching.enabled {
+            let deps = crate::caching::Deps {
+                store: store.clone(),
+                upstream: upstream.clone(),
+                upstream_timeout: config.upstream.timeout,
+                clock: clock.clone(),
+                tracker: tracker.clone(),
+                cancel: cancel.clone(),
+            };
+            Some(Caching::new(config.caching.clone(), deps)?)
+        } else {
+            None
+        };
+        Ok(Self(Arc::new(Inner { config, upstream, uploads, metrics, store, caching, clock, cancel, tracker })))
     }
 
     /// Starts background work (registry warm-up, sweeper). Call once after building.
@@ -144,25 +136,15 @@ pub fn build_app(state: AppState) -> Router {
 }
 
 async fn healthz() -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        axum::Json(serde_json::json!({"status": "ok"})),
-    )
+    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"})))
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.cancel_token().is_cancelled() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "shutting down"})),
-        )
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "shutting down"})))
             .into_response();
     }
-    (
-        StatusCode::OK,
-        axum::Json(serde_json::json!({"status": "ready"})),
-    )
-        .into_response()
+    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response()
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {
@@ -188,24 +170,12 @@ async fn observe(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let route = match crate::gemini::path::parse(req.uri().path()) {
         Some(p) => p.route_label(),
-        None if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") => {
-            req.uri().path()[1..].to_string()
-        }
+        None if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") => req.uri().path()[1..].to_string(),
         None if req.uri().path().starts_with("/gemgate/") => "gemgate".into(),
         None => "other".into(),
     };
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
-    let path = telemetry::redact_path_and_query(
-        req.uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/"),
-    );
+    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+    let path = telemetry::redact_path_and_query(req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
     let in_flight = InFlight::enter();
     let (resp, upstream) = UPSTREAM_TIME
@@ -220,20 +190,13 @@ async fn observe(req: Request, next: Next) -> Response {
     metrics::counter!(telemetry::REQUESTS, "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
     metrics::histogram!(telemetry::REQUEST_DURATION, "route" => route).record(total.as_secs_f64());
     if !upstream.is_zero() {
-        metrics::histogram!(telemetry::OVERHEAD)
-            .record(total.saturating_sub(upstream).as_secs_f64());
+        metrics::histogram!(telemetry::OVERHEAD).record(total.saturating_sub(upstream).as_secs_f64());
     }
     span.in_scope(|| {
         tracing::info!(path = %path, status, ms = total.as_secs_f64() * 1e3, upstream_ms = upstream.as_secs_f64() * 1e3, "served");
     });
     let (parts, body) = resp.into_parts();
-    Response::from_parts(
-        parts,
-        Body::new(GuardedBody {
-            inner: body,
-            _guard: in_flight,
-        }),
-    )
+    Response::from_parts(parts, Body::new(GuardedBody { inner: body, _guard: in_flight }))
 }
 
 /// Holds the in-flight gauge up until the response body is finished or dropped.

@@ -10,6 +10,13 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::Recorder;
 
+/// The simple rule with a threshold of one: create at first sight. These tests are about the
+/// mechanics around a creation (single flight, fail open, tenancy, restarts), not the policy.
+fn first_sight(c: &mut Config) {
+    c.caching.policy = "hits".into();
+    c.caching.min_hits = 1;
+}
+
 struct World {
     emu: String,
     rec: Recorder,
@@ -30,9 +37,7 @@ fn text(seed: &str, tokens: usize) -> String {
     let mut s = format!("Document {seed}. ");
     let mut i = 0;
     while s.len() < tokens * 4 {
-        s.push_str(&format!(
-            "Clause {i} of {seed} sets out a rule the assistant follows. "
-        ));
+        s.push_str(&format!("Clause {i} of {seed} sets out a rule the assistant follows. "));
         i += 1;
     }
     s
@@ -54,25 +59,15 @@ struct Reply {
 
 async fn generate(base: &str, key: &str, body: &Value) -> Reply {
     let resp = support::client()
-        .post(format!(
-            "{base}/v1beta/models/gemini-2.5-flash:generateContent"
-        ))
+        .post(format!("{base}/v1beta/models/gemini-2.5-flash:generateContent"))
         .header("x-goog-api-key", key)
         .json(body)
         .send()
         .await
         .unwrap();
     let status = resp.status().as_u16();
-    let cache = resp
-        .headers()
-        .get("x-gemgate-cache")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    Reply {
-        status,
-        cache,
-        body: resp.json().await.unwrap(),
-    }
+    let cache = resp.headers().get("x-gemgate-cache").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    Reply { status, cache, body: resp.json().await.unwrap() }
 }
 
 /// The part of a response that must not change when the gateway rewrites the request.
@@ -85,9 +80,7 @@ async fn ledger(emu: &str) -> Value {
 }
 
 fn total(ledger: &Value, field: &str) -> u64 {
-    ledger["total"][field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("ledger has no total.{field}: {ledger}"))
+    ledger["total"][field].as_u64().unwrap_or_else(|| panic!("ledger has no total.{field}: {ledger}"))
 }
 
 #[tokio::test]
@@ -100,25 +93,13 @@ async fn shared_system_instruction_is_billed_at_the_cache_rate_with_identical_an
         let direct = generate(&w.emu, "direct-key", &body).await;
         let via = generate(&w.gw, "gw-key", &body).await;
         assert_eq!((direct.status, via.status), (200, 200), "{}", via.body);
-        assert_eq!(
-            meaning(&via.body),
-            meaning(&direct.body),
-            "request {i} changed meaning"
-        );
+        assert_eq!(meaning(&via.body), meaning(&direct.body), "request {i} changed meaning");
         outcomes.push(via.cache.clone());
         if via.cache == "hit" || via.cache == "created" {
             let usage = &via.body["usageMetadata"];
-            assert!(
-                usage["cachedContentTokenCount"].as_u64().unwrap() >= 9000,
-                "{usage}"
-            );
+            assert!(usage["cachedContentTokenCount"].as_u64().unwrap() >= 9000, "{usage}");
             assert_eq!(usage["gemgate"]["cache"], via.cache);
-            assert!(
-                usage["gemgate"]["cacheName"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("cachedContents/")
-            );
+            assert!(usage["gemgate"]["cacheName"].as_str().unwrap().starts_with("cachedContents/"));
         }
     }
     assert_eq!(outcomes, ["miss", "created", "hit", "hit", "hit", "hit"]);
@@ -130,7 +111,7 @@ async fn shared_system_instruction_is_billed_at_the_cache_rate_with_identical_an
 
 #[tokio::test]
 async fn fifty_concurrent_first_requests_make_one_cache() {
-    let w = world(|c| c.caching.min_hits = 1).await;
+    let w = world(first_sight).await;
     let system = text("burst", 4000);
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -143,38 +124,24 @@ async fn fifty_concurrent_first_requests_make_one_cache() {
         assert_eq!(r.status, 200);
         hits += usize::from(r.cache == "hit" || r.cache == "created");
     }
-    assert_eq!(
-        w.rec.count("POST", "/cachedContents"),
-        1,
-        "exactly one creation"
-    );
+    assert_eq!(w.rec.count("POST", "/cachedContents"), 1, "exactly one creation");
     assert_eq!(total(&ledger(&w.emu).await, "cache_creations"), 1);
-    assert!(
-        hits >= 45,
-        "requests waited for the single creation ({hits} used it)"
-    );
+    assert!(hits >= 45, "requests waited for the single creation ({hits} used it)");
 }
 
 async fn delete_upstream(emu: &str, key: &str, name: &str) {
-    let r = support::client()
-        .delete(format!("{emu}/v1beta/{name}"))
-        .header("x-goog-api-key", key)
-        .send()
-        .await
-        .unwrap();
+    let r =
+        support::client().delete(format!("{emu}/v1beta/{name}")).header("x-goog-api-key", key).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn cache_deleted_behind_the_gateways_back_fails_open_and_is_recreated() {
-    let w = world(|c| c.caching.min_hits = 1).await;
+    let w = world(first_sight).await;
     let system = text("vanishing", 3000);
     let first = generate(&w.gw, "k", &request(&system, "a")).await;
     assert_eq!(first.cache, "created");
-    let name = first.body["usageMetadata"]["gemgate"]["cacheName"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let name = first.body["usageMetadata"]["gemgate"]["cacheName"].as_str().unwrap().to_string();
     delete_upstream(&w.emu, "k", &name).await;
 
     let body = request(&system, "b");
@@ -188,16 +155,10 @@ async fn cache_deleted_behind_the_gateways_back_fails_open_and_is_recreated() {
     assert_eq!(w.rec.count("POST", "/cachedContents"), 2);
 
     // The same for a stream: nothing was sent before the refusal, so the original is resent.
-    let name = next.body["usageMetadata"]["gemgate"]["cacheName"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let name = next.body["usageMetadata"]["gemgate"]["cacheName"].as_str().unwrap().to_string();
     delete_upstream(&w.emu, "k", &name).await;
     let resp = support::client()
-        .post(format!(
-            "{}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
-            w.gw
-        ))
+        .post(format!("{}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", w.gw))
         .header("x-goog-api-key", "k")
         .json(&request(&system, "d"))
         .send()
@@ -205,19 +166,14 @@ async fn cache_deleted_behind_the_gateways_back_fails_open_and_is_recreated() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-gemgate-cache"], "error");
-    let body = resp
-        .bytes_stream()
-        .map(|c| c.unwrap())
-        .collect::<Vec<_>>()
-        .await
-        .concat();
+    let body = resp.bytes_stream().map(|c| c.unwrap()).collect::<Vec<_>>().await.concat();
     let text = String::from_utf8(body).unwrap();
     assert!(text.contains("\"finishReason\""), "{text}");
 }
 
 #[tokio::test]
 async fn prefixes_below_the_minimum_are_never_created() {
-    let w = world(|c| c.caching.min_hits = 1).await;
+    let w = world(first_sight).await;
     let system = text("short", 500);
     for i in 0..4 {
         let r = generate(&w.gw, "k", &request(&system, &format!("q{i}"))).await;
@@ -231,13 +187,11 @@ async fn a_higher_live_minimum_costs_one_failed_creation_then_is_learned() {
     // The table says 1024 for gemini-2.5-flash; the emulator's live minimum for the model is
     // set higher, so the first attempt is refused and the answer is learned.
     let mut ecfg = gemgate::emulator::EmulatorConfig::default();
-    ecfg.caching
-        .min_tokens
-        .insert("gemini-2.5-flash".into(), 4096);
+    ecfg.caching.min_tokens.insert("gemini-2.5-flash".into(), 4096);
     let emu = support::emulator_with(ecfg).await;
     let rec = Recorder::start(&emu).await;
     let mut cfg = support::config(&rec.url);
-    cfg.caching.min_hits = 1;
+    first_sight(&mut cfg);
     cfg.caching.cooldown = Duration::ZERO;
     let gw = support::gateway(cfg).await;
     let system = text("medium", 2500);
@@ -247,24 +201,17 @@ async fn a_higher_live_minimum_costs_one_failed_creation_then_is_learned() {
         let r = generate(&gw, "k", &request(&system, &format!("q{i}"))).await;
         assert_eq!((r.status, r.cache.as_str()), (200, "miss"));
     }
-    assert_eq!(
-        rec.count("POST", "/cachedContents"),
-        1,
-        "one failed attempt, then learned"
-    );
+    assert_eq!(rec.count("POST", "/cachedContents"), 1, "one failed attempt, then learned");
 }
 
 #[tokio::test]
 async fn two_api_keys_get_two_caches_never_crossed() {
-    let w = world(|c| c.caching.min_hits = 1).await;
+    let w = world(first_sight).await;
     let system = text("shared", 3000);
     let a = generate(&w.gw, "key-a", &request(&system, "x")).await;
     let b = generate(&w.gw, "key-b", &request(&system, "x")).await;
     assert_eq!((a.cache.as_str(), b.cache.as_str()), ("created", "created"));
-    let (na, nb) = (
-        &a.body["usageMetadata"]["gemgate"]["cacheName"],
-        &b.body["usageMetadata"]["gemgate"]["cacheName"],
-    );
+    let (na, nb) = (&a.body["usageMetadata"]["gemgate"]["cacheName"], &b.body["usageMetadata"]["gemgate"]["cacheName"]);
     assert_ne!(na, nb);
     for _ in 0..3 {
         let a2 = generate(&w.gw, "key-a", &request(&system, "y")).await;
@@ -276,15 +223,12 @@ async fn two_api_keys_get_two_caches_never_crossed() {
     let caches = listing["caches"].as_array().unwrap();
     assert_eq!(caches.len(), 2);
     assert_ne!(caches[0]["scope"], caches[1]["scope"]);
-    assert!(
-        !listing.to_string().contains("key-a"),
-        "credentials never listed"
-    );
+    assert!(!listing.to_string().contains("key-a"), "credentials never listed");
 }
 
 #[tokio::test]
 async fn camel_and_snake_case_bodies_share_one_cache() {
-    let w = world(|c| c.caching.min_hits = 2).await;
+    let w = world(|_| {}).await;
     let system = text("spelling", 3000);
     let camel = request(&system, "same");
     let snake = json!({
@@ -302,7 +246,7 @@ async fn camel_and_snake_case_bodies_share_one_cache() {
 
 #[tokio::test]
 async fn the_clients_own_cache_is_forwarded_as_is() {
-    let w = world(|c| c.caching.min_hits = 1).await;
+    let w = world(first_sight).await;
     let system = text("client-owned", 3000);
     let created: Value = support::client()
         .post(format!("{}/v1beta/cachedContents", w.gw))
@@ -315,15 +259,10 @@ async fn the_clients_own_cache_is_forwarded_as_is() {
         .await
         .unwrap();
     let name = created["name"].as_str().unwrap();
-    let body =
-        json!({"cachedContent": name, "contents": [{"role": "user", "parts": [{"text": "q"}]}]});
+    let body = json!({"cachedContent": name, "contents": [{"role": "user", "parts": [{"text": "q"}]}]});
     let r = generate(&w.gw, "k", &body).await;
     assert_eq!((r.status, r.cache.as_str()), (200, "bypass"));
-    assert_eq!(
-        w.rec.count("POST", "/cachedContents"),
-        1,
-        "only the client's own creation"
-    );
+    assert_eq!(w.rec.count("POST", "/cachedContents"), 1, "only the client's own creation");
 }
 
 #[tokio::test]
@@ -336,15 +275,12 @@ async fn a_restarted_gateway_keeps_using_its_caches() {
         let mut cfg = support::config(rec_url);
         cfg.store.backend = "sqlite".into();
         cfg.store.sqlite_path = db.clone();
-        cfg.caching.min_hits = 1;
+        first_sight(&mut cfg);
         cfg
     };
     let system = text("durable", 3000);
     let gw1 = support::gateway(make(&rec.url)).await;
-    assert_eq!(
-        generate(&gw1, "k", &request(&system, "a")).await.cache,
-        "created"
-    );
+    assert_eq!(generate(&gw1, "k", &request(&system, "a")).await.cache, "created");
     let gw2 = support::gateway(make(&rec.url)).await;
     let r = generate(&gw2, "k", &request(&system, "b")).await;
     assert_eq!(r.cache, "hit", "{}", r.body);

@@ -33,35 +33,16 @@ async fn call(method: &str, url: &str, key: Option<&str>, body: Option<&Value>) 
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    Raw {
-        status,
-        content_type,
-        body: resp.bytes().await.unwrap().to_vec(),
-    }
+    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    Raw { status, content_type, body: resp.bytes().await.unwrap().to_vec() }
 }
 
-async fn same(
-    method: &str,
-    emu: &str,
-    gw: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> Raw {
+async fn same(method: &str, emu: &str, gw: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Raw {
     let direct = call(method, &format!("{emu}{path}"), key, body.as_ref()).await;
     let via = call(method, &format!("{gw}{path}"), key, body.as_ref()).await;
     assert_eq!(via.status, direct.status, "{method} {path}");
     assert_eq!(via.content_type, direct.content_type, "{method} {path}");
-    assert_eq!(
-        String::from_utf8_lossy(&via.body),
-        String::from_utf8_lossy(&direct.body),
-        "{method} {path}"
-    );
+    assert_eq!(String::from_utf8_lossy(&via.body), String::from_utf8_lossy(&direct.body), "{method} {path}");
     via
 }
 
@@ -104,25 +85,10 @@ async fn responses_through_the_gateway_equal_direct_ones_byte_for_byte() {
         )
         .await;
         assert!(r.body.starts_with(b"["));
-        same(
-            "POST",
-            &emu,
-            &gw,
-            &format!("/{v}/models/gemini-2.5-flash:countTokens"),
-            k,
-            Some(prompt("count me")),
-        )
-        .await;
+        same("POST", &emu, &gw, &format!("/{v}/models/gemini-2.5-flash:countTokens"), k, Some(prompt("count me")))
+            .await;
         same("GET", &emu, &gw, &format!("/{v}/models"), k, None).await;
-        same(
-            "GET",
-            &emu,
-            &gw,
-            &format!("/{v}/models/gemini-2.5-pro"),
-            k,
-            None,
-        )
-        .await;
+        same("GET", &emu, &gw, &format!("/{v}/models/gemini-2.5-pro"), k, None).await;
         same(
             "POST",
             &emu,
@@ -134,15 +100,7 @@ async fn responses_through_the_gateway_equal_direct_ones_byte_for_byte() {
         .await;
     }
     // Errors the upstream raises pass through untouched.
-    let r = same(
-        "POST",
-        &emu,
-        &gw,
-        "/v1beta/models/gemini-nope:generateContent",
-        k,
-        Some(prompt("x")),
-    )
-    .await;
+    let r = same("POST", &emu, &gw, "/v1beta/models/gemini-nope:generateContent", k, Some(prompt("x"))).await;
     assert_eq!(r.status, 404);
     let r = same("GET", &emu, &gw, "/v1beta/models", None, None).await;
     assert_eq!(r.status, 403);
@@ -181,9 +139,7 @@ async fn an_upstream_error_in_the_middle_of_a_stream_reaches_the_client() {
 async fn a_dropped_upstream_connection_ends_the_client_stream_with_an_error() {
     let (_, gw) = setup().await;
     let resp = support::client()
-        .post(format!(
-            "{gw}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
-        ))
+        .post(format!("{gw}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"))
         .header("x-goog-api-key", "k")
         .header("x-emulator-fault", "drop")
         .header("x-emulator-stream-chunks", "4")
@@ -202,10 +158,7 @@ async fn a_dropped_upstream_connection_ends_the_client_stream_with_an_error() {
     })
     .await;
     assert!(result.is_ok(), "the client stream must end, not hang");
-    assert!(
-        failed,
-        "a cut upstream must not look like a complete stream"
-    );
+    assert!(failed, "a cut upstream must not look like a complete stream");
 }
 
 #[tokio::test]
@@ -224,10 +177,7 @@ async fn resumable_upload_through_the_gateway_points_at_the_gateway() {
         .await
         .unwrap();
     assert_eq!(start.status(), 200);
-    let url = start.headers()["x-goog-upload-url"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let url = start.headers()["x-goog-upload-url"].to_str().unwrap().to_string();
     assert!(url.starts_with(&gw), "{url} must point at the gateway {gw}");
     assert!(!url.contains(&emu[7..]));
     let done = c

@@ -31,9 +31,7 @@ fn replica(upstream: &str, redis: &str) -> Replica {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
     Replica { child, url }
 }
@@ -58,29 +56,20 @@ async fn two_replicas_200_concurrent_requests_5_prefixes_make_exactly_5_caches()
     let systems: Vec<String> = (0..5).map(system).collect();
     let mut tasks = Vec::new();
     for i in 0..200 {
-        let base = if i % 2 == 0 {
-            a.url.clone()
-        } else {
-            b.url.clone()
-        };
+        let base = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
         let body = json!({
             "systemInstruction": {"parts": [{"text": systems[i % 5]}]},
             "contents": [{"role": "user", "parts": [{"text": format!("question {i}")}]}]
         });
         tasks.push(tokio::spawn(async move {
             let r = support::client()
-                .post(format!(
-                    "{base}/v1beta/models/gemini-2.5-flash:generateContent"
-                ))
+                .post(format!("{base}/v1beta/models/gemini-2.5-flash:generateContent"))
                 .header("x-goog-api-key", "shared-key")
                 .json(&body)
                 .send()
                 .await
                 .unwrap();
-            (
-                r.status().as_u16(),
-                r.headers()["x-gemgate-cache"].to_str().unwrap().to_string(),
-            )
+            (r.status().as_u16(), r.headers()["x-gemgate-cache"].to_str().unwrap().to_string())
         }));
     }
     let mut cached = 0;

@@ -23,12 +23,7 @@ pub struct Usage {
 impl Usage {
     /// Reads a `usageMetadata` object (camelCase as the upstream sends it, snake_case tolerated).
     pub fn from_usage_metadata(v: &Value) -> Self {
-        let get = |camel: &str, snake: &str| {
-            v.get(camel)
-                .or_else(|| v.get(snake))
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
-        };
+        let get = |camel: &str, snake: &str| v.get(camel).or_else(|| v.get(snake)).and_then(Value::as_u64).unwrap_or(0);
         Usage {
             prompt_tokens: get("promptTokenCount", "prompt_token_count"),
             cached_tokens: get("cachedContentTokenCount", "cached_content_token_count"),
@@ -66,9 +61,7 @@ fn rates_for(p: &ModelPrice, u: &Usage, svc: Service) -> (f64, f64, f64) {
 pub fn actual_usd(p: &ModelPrice, u: &Usage, svc: Service) -> f64 {
     let (input, output, cached) = rates_for(p, u, svc);
     let fresh = u.prompt_tokens - u.cached() + u.tool_use_prompt_tokens;
-    (fresh as f64 * input
-        + u.cached() as f64 * cached
-        + (u.output_tokens + u.thoughts_tokens) as f64 * output)
+    (fresh as f64 * input + u.cached() as f64 * cached + (u.output_tokens + u.thoughts_tokens) as f64 * output)
         * PER_TOKEN
 }
 
@@ -114,10 +107,7 @@ mod tests {
     }
 
     fn flash() -> ModelPrice {
-        PriceTable::builtin()
-            .price_for("gemini-2.5-flash")
-            .0
-            .clone()
+        PriceTable::builtin().price_for("gemini-2.5-flash").0.clone()
     }
 
     #[test]
@@ -161,20 +151,11 @@ mod tests {
     fn pro_long_context_tier_is_picked_by_whole_prompt_size() {
         let t = PriceTable::builtin();
         let p = t.price_for("gemini-2.5-pro").0;
-        let u = Usage {
-            prompt_tokens: 250_000,
-            cached_tokens: 200_000,
-            output_tokens: 1_000,
-            ..Usage::default()
-        };
+        let u = Usage { prompt_tokens: 250_000, cached_tokens: 200_000, output_tokens: 1_000, ..Usage::default() };
         // 50,000 × $2.50 + 200,000 × $0.25 + 1,000 × $15, per 1M.
         close(actual_usd(p, &u, Service::Standard), 0.19);
         close(as_sent_usd(p, &u, Service::Standard), 0.64);
-        let small = Usage {
-            prompt_tokens: 1_000,
-            tool_use_prompt_tokens: 100,
-            ..Usage::default()
-        };
+        let small = Usage { prompt_tokens: 1_000, tool_use_prompt_tokens: 100, ..Usage::default() };
         close(actual_usd(p, &small, Service::Standard), 1_100.0 * 1.25e-6);
     }
 
@@ -182,10 +163,7 @@ mod tests {
     fn creation_and_storage_follow_the_billing_assumption() {
         let p = flash();
         close(creation_usd(&p, CreationBilling::InputPrice, 100_000), 0.03);
-        close(
-            creation_usd(&p, CreationBilling::CachedPrice, 100_000),
-            0.003,
-        );
+        close(creation_usd(&p, CreationBilling::CachedPrice, 100_000), 0.003);
         close(creation_usd(&p, CreationBilling::Free, 100_000), 0.0);
         // 100k tokens for 30 minutes at $1 per 1M per hour.
         close(storage_usd(&p, 100_000, 1_800_000), 0.05);

@@ -4,7 +4,5 @@
 pub mod cost;
 pub mod pricing;
 
-pub use cost::{
-    Service, Usage, actual_usd, as_sent_usd, creation_usd, net_saving_usd, storage_usd,
-};
+pub use cost::{Service, Usage, actual_usd, as_sent_usd, creation_usd, net_saving_usd, storage_usd};
 pub use pricing::{CreationBilling, ModelPrice, PriceTable, Rates};

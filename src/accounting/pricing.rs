@@ -87,8 +87,7 @@ impl PriceTable {
 
     /// Reads and validates a table from a TOML file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading price table {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading price table {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("in price table {}", path.display()))
     }
 
@@ -102,18 +101,14 @@ impl PriceTable {
     fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
         if !self.models.contains_key(DEFAULT_MODEL) {
-            problems.push(format!(
-                "models.{DEFAULT_MODEL}: missing (used for unknown models)"
-            ));
+            problems.push(format!("models.{DEFAULT_MODEL}: missing (used for unknown models)"));
         }
         for (name, m) in &self.models {
             let mut rates = vec![("standard", &m.standard)];
             match (&m.long_context_above, &m.long_context) {
                 (Some(_), Some(long)) => rates.push(("long_context", long)),
                 (None, None) => {}
-                _ => problems.push(format!(
-                    "models.{name}: long_context_above and long_context go together"
-                )),
+                _ => problems.push(format!("models.{name}: long_context_above and long_context go together")),
             }
             let mut values = vec![("storage_per_hour", m.storage_per_hour)];
             for (tier, r) in rates {
@@ -134,11 +129,7 @@ impl PriceTable {
                 problems.push(format!("models.{name}.{k}: must be >= 0, got {v}"));
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            bail!("{}", problems.join("; "))
-        }
+        if problems.is_empty() { Ok(()) } else { bail!("{}", problems.join("; ")) }
     }
 
     /// The row for `model` (`models/` prefix optional): an exact name, else the longest listed

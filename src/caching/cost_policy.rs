@@ -126,11 +126,7 @@ pub struct PrefixStats {
 impl PrefixStats {
     /// The cache the last `Create` asked for now exists, expiring at `expire_ms`.
     pub fn on_created(&mut self, now_ms: i64, expire_ms: i64) {
-        self.cache = Some(CacheState {
-            created_ms: now_ms,
-            expire_ms,
-            last_used_ms: now_ms,
-        });
+        self.cache = Some(CacheState { created_ms: now_ms, expire_ms, last_used_ms: now_ms });
         self.regret_usd = 0.0;
     }
 
@@ -177,11 +173,7 @@ impl CostPolicy {
     /// The policy for `model`; `fell_back` is true when the table had no row for it.
     pub fn new(cfg: CostPolicyConfig, prices: &PriceTable, model: &str) -> (Self, bool) {
         let (price, fell_back) = prices.price_for(model);
-        let policy = CostPolicy {
-            cfg,
-            price: price.clone(),
-            creation: prices.cache_creation,
-        };
+        let policy = CostPolicy { cfg, price: price.clone(), creation: prices.cache_creation };
         (policy, fell_back)
     }
 
@@ -207,17 +199,11 @@ impl CostPolicy {
         let predicted = if st.gaps == 0 {
             cfg.first_ttl.as_millis() as f64
         } else {
-            (st.gap_mean_ms + cfg.ttl_deviations * st.gap_dev_ms)
-                .max(cfg.ttl_mean_factor * st.gap_mean_ms)
+            (st.gap_mean_ms + cfg.ttl_deviations * st.gap_dev_ms).max(cfg.ttl_mean_factor * st.gap_mean_ms)
         };
         let s = self.storage_per_ms(tokens);
-        let break_even = if s > 0.0 {
-            self.hit_saving_usd(tokens, 0)
-                .min(self.creation_usd(tokens))
-                / s
-        } else {
-            f64::INFINITY
-        };
+        let break_even =
+            if s > 0.0 { self.hit_saving_usd(tokens, 0).min(self.creation_usd(tokens)) / s } else { f64::INFINITY };
         let min = cfg.min_ttl.as_millis() as f64;
         let max = (cfg.max_ttl.as_millis() as f64).min(break_even).max(min);
         predicted.clamp(min, max).round() as i64
@@ -228,13 +214,7 @@ impl CostPolicy {
     /// without this boundary's own cache — the upstream's `cachedContentTokenCount` last seen on
     /// an uncached request of this prefix (implicit caching), or the size of a shorter explicit
     /// cache the request uses, whichever is larger. Records the arrival and decides.
-    pub fn on_request(
-        &self,
-        st: &mut PrefixStats,
-        now_ms: i64,
-        tokens: u64,
-        implicit_cached_tokens: u64,
-    ) -> Decision {
+    pub fn on_request(&self, st: &mut PrefixStats, now_ms: i64, tokens: u64, implicit_cached_tokens: u64) -> Decision {
         let cfg = &self.cfg;
         let prev = st.last_arrival_ms;
         if let Some(p) = prev {
@@ -243,11 +223,8 @@ impl CostPolicy {
         st.arrivals += 1;
         st.last_arrival_ms = Some(now_ms);
         let share = implicit_cached_tokens.min(tokens) as f64 / tokens.max(1) as f64;
-        st.implicit_share = if st.arrivals == 1 {
-            share
-        } else {
-            (1.0 - cfg.gap_weight) * st.implicit_share + cfg.gap_weight * share
-        };
+        st.implicit_share =
+            if st.arrivals == 1 { share } else { (1.0 - cfg.gap_weight) * st.implicit_share + cfg.gap_weight * share };
 
         if let Some(c) = st.cache {
             if c.expire_ms > now_ms + cfg.expiry_margin.as_millis() as i64 {
@@ -286,11 +263,7 @@ impl CostPolicy {
         if st.implicit_share >= cfg.implicit_share {
             threshold *= cfg.implicit_evidence;
         }
-        if st.regret_usd >= threshold {
-            Decision::Create { ttl_ms: ttl }
-        } else {
-            Decision::Observe
-        }
+        if st.regret_usd >= threshold { Decision::Create { ttl_ms: ttl } } else { Decision::Observe }
     }
 
     /// The periodic sweep for a boundary (`tokens` long) at `now_ms`: `Observe` without a
@@ -301,9 +274,7 @@ impl CostPolicy {
         };
         let remaining = c.expire_ms - now_ms;
         let idle = now_ms - c.last_used_ms;
-        if remaining >= self.cfg.min_delete_remaining.as_millis() as i64
-            && idle >= self.ttl_ms(st, tokens)
-        {
+        if remaining >= self.cfg.min_delete_remaining.as_millis() as i64 && idle >= self.ttl_ms(st, tokens) {
             Decision::Delete
         } else {
             Decision::LetExpire

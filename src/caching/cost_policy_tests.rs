@@ -6,12 +6,7 @@ const T: u64 = 100_000; // flash: C = $0.03, one hit saves $0.027, storage $0.10
 const MIN: i64 = 60_000;
 
 fn policy() -> CostPolicy {
-    CostPolicy::new(
-        CostPolicyConfig::default(),
-        &PriceTable::builtin(),
-        "gemini-2.5-flash",
-    )
-    .0
+    CostPolicy::new(CostPolicyConfig::default(), &PriceTable::builtin(), "gemini-2.5-flash").0
 }
 
 #[derive(Debug, Default)]
@@ -94,16 +89,8 @@ fn steady_hot_prefix_creates_renews_and_saves() {
     let run = drive(&policy(), &arrivals, 0);
     // Second arrival: one miss lost $0.027 − $0.0017 storage ≥ 2 × (C − d + S·ttl) ≈ $0.014.
     assert_eq!(run.decisions[0], Decision::Observe);
-    assert!(
-        matches!(run.decisions[1], Decision::Create { .. }),
-        "{:?}",
-        run.decisions
-    );
-    assert_eq!(
-        run.creations, 1,
-        "kept alive by renewals: {:?}",
-        run.decisions
-    );
+    assert!(matches!(run.decisions[1], Decision::Create { .. }), "{:?}", run.decisions);
+    assert_eq!(run.creations, 1, "kept alive by renewals: {:?}", run.decisions);
     assert!(count(&run, |d| matches!(d, Decision::Renew { .. })) >= 5);
     assert_eq!(count(&run, |d| *d == Decision::Observe), 1);
     // never: 61 × $0.03 = $1.83; cached: 1 miss, one creation, 60 reads, about 1 h of storage.
@@ -116,10 +103,7 @@ fn one_off_prefixes_never_create_and_cost_exactly_passthrough() {
     let p = policy();
     for arrivals in [vec![0], vec![0, 20 * MIN], vec![0, 30 * MIN, 90 * MIN]] {
         let run = drive(&p, &arrivals, 0);
-        assert!(
-            run.decisions.iter().all(|d| *d == Decision::Observe),
-            "{arrivals:?}"
-        );
+        assert!(run.decisions.iter().all(|d| *d == Decision::Observe), "{arrivals:?}");
         assert_eq!(run.cost, run.never);
     }
 }
@@ -141,17 +125,9 @@ fn burst_creates_then_lets_it_go_cheaply() {
 fn diurnal_gap_lets_the_cache_lapse_instead_of_paying_storage() {
     let day: Vec<i64> = (0..30).map(|i| i * MIN).collect();
     let night = 8 * 3_600_000;
-    let arrivals: Vec<i64> = day
-        .iter()
-        .copied()
-        .chain(day.iter().map(|t| t + night))
-        .collect();
+    let arrivals: Vec<i64> = day.iter().copied().chain(day.iter().map(|t| t + night)).collect();
     let run = drive(&policy(), &arrivals, 0);
-    assert_eq!(
-        run.creations, 2,
-        "one per active period: {:?}",
-        run.decisions
-    );
+    assert_eq!(run.creations, 2, "one per active period: {:?}", run.decisions);
     // Active 2 × 30 min plus at most the break-even TTL (16.2 min) twice; never the 8 h night.
     let hours = run.storage / T as f64 / 3_600_000.0;
     assert!(hours < 1.6, "stored {hours} h");
@@ -190,25 +166,12 @@ fn ttl_follows_gaps_within_bounds_and_break_even() {
 #[test]
 fn sweeper_deletes_an_idle_cache_with_paid_time_left_and_lets_others_expire() {
     let p = policy();
-    let mut st = PrefixStats {
-        gaps: 3,
-        gap_mean_ms: 10_000.0,
-        gap_dev_ms: 1_000.0,
-        ..PrefixStats::default()
-    };
+    let mut st = PrefixStats { gaps: 3, gap_mean_ms: 10_000.0, gap_dev_ms: 1_000.0, ..PrefixStats::default() };
     assert_eq!(p.on_tick(&st, 0, T), Decision::Observe);
     st.on_created(0, 600_000);
-    assert_eq!(
-        p.on_tick(&st, 30_000, T),
-        Decision::LetExpire,
-        "idle less than a TTL"
-    );
+    assert_eq!(p.on_tick(&st, 30_000, T), Decision::LetExpire, "idle less than a TTL");
     assert_eq!(p.on_tick(&st, 61_000, T), Decision::Delete);
-    assert_eq!(
-        p.on_tick(&st, 590_000, T),
-        Decision::LetExpire,
-        "little left to save"
-    );
+    assert_eq!(p.on_tick(&st, 590_000, T), Decision::LetExpire, "little left to save");
     st.on_gone(61_000);
     assert_eq!(st.paid_until_ms, 61_000);
     assert_eq!(st.cache, None);
@@ -224,10 +187,7 @@ fn cooldown_after_failed_creation_blocks_creating_until_it_ends() {
     assert_eq!(p.on_request(&mut st, 3, T, 0), Decision::Observe);
     assert_eq!(p.on_request(&mut st, 299_999, T, 0), Decision::Observe);
     // The evidence is kept (less the storage a cache would have cost meanwhile).
-    assert!(matches!(
-        p.on_request(&mut st, 300_002, T, 0),
-        Decision::Create { .. }
-    ));
+    assert!(matches!(p.on_request(&mut st, 300_002, T, 0), Decision::Create { .. }));
 }
 
 #[test]

@@ -34,16 +34,8 @@ pub struct Ctx {
 
 impl Ctx {
     /// `min_tokens` is the same table (and lookup) the gateway's `[caching].min_tokens` uses.
-    pub fn new(
-        prices: PriceTable,
-        cfg: CostPolicyConfig,
-        min_tokens: BTreeMap<String, u32>,
-    ) -> Self {
-        Ctx {
-            prices,
-            cfg,
-            sizer: Sizer::new(min_tokens, 4.0),
-        }
+    pub fn new(prices: PriceTable, cfg: CostPolicyConfig, min_tokens: BTreeMap<String, u32>) -> Self {
+        Ctx { prices, cfg, sizer: Sizer::new(min_tokens, 4.0) }
     }
 
     pub fn price(&self, model: &str) -> &ModelPrice {
@@ -139,8 +131,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     };
     let cfg: CostPolicyConfig = match &args.policy {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("in {}", p.display()))?
         }
         None => CostPolicyConfig::default(),
@@ -156,11 +147,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         (None, TraceFormat::Mooncake) => "absent (Mooncake trace)".into(),
         (None, TraceFormat::Gemgate) => "as recorded".into(),
     };
-    let model = args
-        .model
-        .clone()
-        .or_else(|| reqs.first().map(|r| r.model.clone()))
-        .unwrap_or_else(|| DEFAULT_MODEL.into());
+    let model =
+        args.model.clone().or_else(|| reqs.first().map(|r| r.model.clone())).unwrap_or_else(|| DEFAULT_MODEL.into());
     let (row, fell_back) = ctx.prices.price_for(&model);
     let span = reqs.last().map_or(0, |r| r.t_ms) - reqs.first().map_or(0, |r| r.t_ms);
     let report = Report {
@@ -193,11 +181,7 @@ pub fn render(r: &Report) -> String {
         r.span_minutes,
         r.model,
         r.prices_as_of,
-        if r.price_fell_back {
-            ", DEFAULT ROW: model not in the table"
-        } else {
-            ""
-        },
+        if r.price_fell_back { ", DEFAULT ROW: model not in the table" } else { "" },
         r.implicit_caching,
     );
     s += &format!(

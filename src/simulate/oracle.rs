@@ -104,8 +104,7 @@ pub fn run(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
             });
             node.arrivals.push(Arrival {
                 t: r.t_ms,
-                miss: (covered as f64 * rates.cached_read + (seg - covered) as f64 * rates.input)
-                    * 1e-6,
+                miss: (covered as f64 * rates.cached_read + (seg - covered) as f64 * rates.input) * 1e-6,
                 hit: seg as f64 * rates.cached_read * 1e-6,
                 req: i,
             });
@@ -127,11 +126,7 @@ pub fn run(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
         }
     }
     tally.hit_requests = hit_reqs.iter().filter(|h| **h).count() as u64;
-    tally.cached_tokens += cached_tokens
-        .iter()
-        .zip(reqs)
-        .map(|(c, r)| (*c).min(r.prompt_tokens))
-        .sum::<u64>();
+    tally.cached_tokens += cached_tokens.iter().zip(reqs).map(|(c, r)| (*c).min(r.prompt_tokens)).sum::<u64>();
     tally
 }
 
@@ -148,12 +143,7 @@ mod tests {
             arrivals: times
                 .iter()
                 .enumerate()
-                .map(|(i, &t)| Arrival {
-                    t,
-                    miss: seg as f64 * 0.30e-6,
-                    hit: seg as f64 * 0.03e-6,
-                    req: i,
-                })
+                .map(|(i, &t)| Arrival { t, miss: seg as f64 * 0.30e-6, hit: seg as f64 * 0.03e-6, req: i })
                 .collect(),
         }
     }
@@ -181,10 +171,7 @@ mod tests {
     fn long_gap_is_bridged_by_recreating_not_storing() {
         // Two bursts of three, 2 h apart: per burst create 0.30 + 3 × 0.03 = 0.39 (< 0.90 missed);
         // storing across 2 h (2.00) would cost more than re-creating (0.30).
-        let (c, creations, stored, hits) = solve(&node(
-            1_000_000,
-            &[0, 0, 0, 7_200_000, 7_200_000, 7_200_000],
-        ));
+        let (c, creations, stored, hits) = solve(&node(1_000_000, &[0, 0, 0, 7_200_000, 7_200_000, 7_200_000]));
         close(c, 0.78);
         assert_eq!((creations, stored, hits.len()), (2, 0, 6));
     }

@@ -30,15 +30,7 @@ impl<'a> World<'a> {
         self.tally.creations += 1;
         self.tally.creation_usd += c;
         self.tally.total_usd += c;
-        self.caches.insert(
-            key,
-            SimCache {
-                start: now,
-                expire: now + ttl,
-                tokens,
-                model: model.to_string(),
-            },
-        );
+        self.caches.insert(key, SimCache { start: now, expire: now + ttl, tokens, model: model.to_string() });
     }
 
     /// Ends a cache's life at `at` (or its expiry, if earlier) and bills its storage.
@@ -86,10 +78,7 @@ impl<'a> World<'a> {
     }
 }
 
-fn eligible<'r>(
-    ctx: &Ctx,
-    r: &'r SimRequest,
-) -> impl DoubleEndedIterator<Item = &'r (String, u64)> {
+fn eligible<'r>(ctx: &Ctx, r: &'r SimRequest) -> impl DoubleEndedIterator<Item = &'r (String, u64)> {
     let min = ctx.min_tokens(&r.model);
     r.boundaries.iter().filter(move |b| b.1 >= min)
 }
@@ -140,9 +129,7 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         let r = &reqs[i];
         i += 1;
         let now = r.t_ms;
-        let pol = policies
-            .entry(r.model.as_str())
-            .or_insert_with(|| ctx.policy(&r.model));
+        let pol = policies.entry(r.model.as_str()).or_insert_with(|| ctx.policy(&r.model));
         let bounds: Vec<&(String, u64)> = eligible(ctx, r).collect();
         let used = bounds.iter().rposition(|(k, _)| {
             stats
@@ -154,9 +141,7 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         let mut explicit = false;
         if let Some(u) = used {
             let (key, tokens) = bounds[u];
-            let st = stats
-                .get_mut(key.as_str())
-                .expect("used boundary has stats");
+            let st = stats.get_mut(key.as_str()).expect("used boundary has stats");
             if let Decision::Renew { ttl_ms } = pol.on_request(st, now, *tokens, served) {
                 st.on_renewed(now + ttl_ms);
                 if let Some(c) = w.caches.get_mut(key.as_str()) {
@@ -179,10 +164,7 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         }
         if let Some((key, tokens, ttl_ms)) = create {
             w.create(ctx, key, tokens, &r.model, now, ttl_ms);
-            stats
-                .get_mut(key)
-                .expect("observed")
-                .on_created(now, now + ttl_ms);
+            stats.get_mut(key).expect("observed").on_created(now, now + ttl_ms);
             served = tokens;
             explicit = true;
         }
@@ -199,11 +181,7 @@ fn sweep<'a>(
     ctx: &Ctx,
     now: i64,
 ) {
-    let live: Vec<(&'a str, u64, String)> = w
-        .caches
-        .iter()
-        .map(|(k, c)| (*k, c.tokens, c.model.clone()))
-        .collect();
+    let live: Vec<(&'a str, u64, String)> = w.caches.iter().map(|(k, c)| (*k, c.tokens, c.model.clone())).collect();
     for (key, tokens, model) in live {
         let Some(st) = stats.get_mut(key) else {
             continue;
@@ -229,10 +207,7 @@ pub fn clairvoyant_greedy(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
     for r in reqs {
         for (k, _) in eligible(ctx, r) {
             let implicit = r.implicit_cached_tokens;
-            arrivals
-                .entry(k.as_str())
-                .or_default()
-                .push((r.t_ms, implicit));
+            arrivals.entry(k.as_str()).or_default().push((r.t_ms, implicit));
         }
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();

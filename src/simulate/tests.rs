@@ -8,21 +8,13 @@ fn req(t: i64, ids: &[&str], prompt: u64) -> SimRequest {
         model: "gemini-2.5-flash".into(),
         prompt_tokens: prompt,
         output_tokens: 100,
-        boundaries: ids
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.to_string(), 10_000 * (i as u64 + 1)))
-            .collect(),
+        boundaries: ids.iter().enumerate().map(|(i, k)| (k.to_string(), 10_000 * (i as u64 + 1))).collect(),
         implicit_cached_tokens: 0,
     }
 }
 
 fn ctx() -> Ctx {
-    Ctx::new(
-        PriceTable::builtin(),
-        CostPolicyConfig::default(),
-        CachingConfig::default().min_tokens,
-    )
+    Ctx::new(PriceTable::builtin(), CostPolicyConfig::default(), CachingConfig::default().min_tokens)
 }
 
 fn by_name<'a>(rs: &'a [StrategyResult], name: &str) -> &'a StrategyResult {
@@ -32,9 +24,7 @@ fn by_name<'a>(rs: &'a [StrategyResult], name: &str) -> &'a StrategyResult {
 #[test]
 fn hot_shared_prefix_and_one_offs_rank_the_strategies() {
     // A 20k-token prefix (two boundaries) asked every 30 s for 20 min, plus one-off requests.
-    let mut reqs: Vec<SimRequest> = (0..40)
-        .map(|i| req(i * 30_000, &["a", "ab"], 25_000))
-        .collect();
+    let mut reqs: Vec<SimRequest> = (0..40).map(|i| req(i * 30_000, &["a", "ab"], 25_000)).collect();
     reqs.extend((0..20).map(|i| req(i * 60_000 + 7, &[&format!("x{i}")], 12_000)));
     reqs.sort_by_key(|r| r.t_ms);
     let rs = simulate(&reqs, &ctx());
@@ -43,22 +33,14 @@ fn hot_shared_prefix_and_one_offs_rank_the_strategies() {
     assert!((never.total_usd - (40.0 * 0.00775 + 20.0 * 0.00385)).abs() < 1e-9);
     assert_eq!(never.creations, 0);
     let always = by_name(&rs, "always");
-    assert_eq!(
-        always.creations, 21,
-        "one for the hot prefix, one per one-off"
-    );
+    assert_eq!(always.creations, 21, "one for the hot prefix, one per one-off");
     let gem = by_name(&rs, "gemgate");
     assert_eq!(gem.creations, 1, "only the hot prefix: {gem:?}");
     assert!(gem.hit_ratio > 0.5);
     let oracle = by_name(&rs, "oracle");
     assert!(oracle.total_usd <= gem.total_usd + 1e-12);
     assert!(gem.total_usd < always.total_usd && gem.total_usd < never.total_usd);
-    assert!(
-        gem.total_usd < 1.2 * oracle.total_usd,
-        "{} vs {}",
-        gem.total_usd,
-        oracle.total_usd
-    );
+    assert!(gem.total_usd < 1.2 * oracle.total_usd, "{} vs {}", gem.total_usd, oracle.total_usd);
 }
 
 #[test]
@@ -70,11 +52,7 @@ fn boundaries_below_the_model_minimum_are_never_cached() {
     let rs = simulate(&reqs, &ctx());
     for r in &rs {
         assert_eq!(r.creations, 0, "{}", r.strategy);
-        assert!(
-            (r.total_usd - rs[0].total_usd).abs() < 1e-12,
-            "{}",
-            r.strategy
-        );
+        assert!((r.total_usd - rs[0].total_usd).abs() < 1e-12, "{}", r.strategy);
     }
 }
 

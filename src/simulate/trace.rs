@@ -50,13 +50,8 @@ pub struct TraceWriter {
 impl TraceWriter {
     /// Opens (creating if needed) `path` for appending.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(Self {
-            file: Mutex::new(std::io::BufWriter::new(file)),
-        })
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self { file: Mutex::new(std::io::BufWriter::new(file)) })
     }
 
     /// Writes one record as one line and flushes it, so a crash loses at most this line.
@@ -119,11 +114,7 @@ impl SimRequest {
             model: model.unwrap_or(&r.model).to_string(),
             prompt_tokens: r.prompt_tokens,
             output_tokens: r.output_tokens,
-            boundaries: r
-                .boundaries
-                .into_iter()
-                .map(|b| (format!("{}:{}", r.scope, b.hash), b.tokens))
-                .collect(),
+            boundaries: r.boundaries.into_iter().map(|b| (format!("{}:{}", r.scope, b.hash), b.tokens)).collect(),
             implicit_cached_tokens: r.implicit_cached_tokens,
         }
     }
@@ -140,11 +131,7 @@ pub enum TraceFormat {
 /// Reads a trace (format detected per file from the first line), sorted by time (stable).
 /// Mooncake requests get `model` (or `default_model`); gemgate records keep theirs unless
 /// `model` overrides it.
-pub fn load(
-    path: &Path,
-    model: Option<&str>,
-    default_model: &str,
-) -> anyhow::Result<(TraceFormat, Vec<SimRequest>)> {
+pub fn load(path: &Path, model: Option<&str>, default_model: &str) -> anyhow::Result<(TraceFormat, Vec<SimRequest>)> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut format = None;
     let mut out = Vec::new();
@@ -161,8 +148,9 @@ pub fn load(
         let req = match fmt {
             TraceFormat::Mooncake => serde_json::from_str::<MooncakeRecord>(&line)
                 .map(|r| SimRequest::from_mooncake(r, model.unwrap_or(default_model))),
-            TraceFormat::Gemgate => serde_json::from_str::<TraceRecord>(&line)
-                .map(|r| SimRequest::from_record(r, model)),
+            TraceFormat::Gemgate => {
+                serde_json::from_str::<TraceRecord>(&line).map(|r| SimRequest::from_record(r, model))
+            }
         };
         out.push(req.with_context(|| format!("{}:{}: bad {fmt:?} record", path.display(), n + 1))?);
     }
@@ -184,9 +172,7 @@ pub fn add_implicit(reqs: &mut [SimRequest], window_ms: i64, min_tokens: impl Fn
             .boundaries
             .iter()
             .rev()
-            .find(|(k, tokens)| {
-                *tokens >= min && last_seen.get(k).is_some_and(|t| r.t_ms - t <= window_ms)
-            })
+            .find(|(k, tokens)| *tokens >= min && last_seen.get(k).is_some_and(|t| r.t_ms - t <= window_ms))
             .map_or(0, |(_, tokens)| *tokens);
         for (k, _) in &r.boundaries {
             last_seen.insert(k.clone(), r.t_ms);
@@ -226,20 +212,13 @@ mod tests {
             timestamp: 10,
             model: "gemini-2.5-pro".into(),
             scope: "s1".into(),
-            boundaries: vec![TraceBoundary {
-                hash: "ab".into(),
-                tokens: 5000,
-            }],
+            boundaries: vec![TraceBoundary { hash: "ab".into(), tokens: 5000 }],
             prompt_tokens: 5100,
             output_tokens: 20,
             implicit_cached_tokens: 4096,
         };
         w.append(&rec).unwrap();
-        w.append(&TraceRecord {
-            timestamp: 20,
-            ..rec.clone()
-        })
-        .unwrap();
+        w.append(&TraceRecord { timestamp: 20, ..rec.clone() }).unwrap();
         let (fmt, reqs) = load(&p, Some("gemini-2.5-flash"), "x").unwrap();
         assert_eq!(fmt, TraceFormat::Gemgate);
         assert_eq!(reqs.len(), 2);

@@ -37,10 +37,7 @@ pub struct CacheEntry {
 
 impl CacheEntry {
     /// A fresh entry: created at `created_ms`, last used then, no hits yet.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "a plain record; every field is required"
-    )]
+    #[expect(clippy::too_many_arguments, reason = "a plain record; every field is required")]
     pub fn new(
         key: &str,
         name: &str,
@@ -89,11 +86,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes the creation lease for `key` for `ttl`; `Some(fencing token)` when taken. A store
     /// used by one process needs no lease: in-process single flight already holds.
-    async fn acquire_lease(
-        &self,
-        _key: &str,
-        _ttl: std::time::Duration,
-    ) -> StoreResult<Option<u64>> {
+    async fn acquire_lease(&self, _key: &str, _ttl: std::time::Duration) -> StoreResult<Option<u64>> {
         Ok(Some(0))
     }
 
@@ -111,11 +104,7 @@ pub trait Store: Send + Sync + 'static {
 pub fn open(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match cfg.backend.as_str() {
         "memory" => Arc::new(MemoryStore::default()),
-        "redis" => Arc::new(RedisStore::open(
-            &cfg.redis_url,
-            &cfg.redis_prefix,
-            cfg.redis_timeout,
-        )?),
+        "redis" => Arc::new(RedisStore::open(&cfg.redis_url, &cfg.redis_prefix, cfg.redis_timeout)?),
         _ => Arc::new(SqliteStore::open(&cfg.sqlite_path)?),
     })
 }
