@@ -18,7 +18,10 @@ struct World {
 
 async fn emulator() -> String {
     let cfg = gemgate::emulator::EmulatorConfig::default();
-    let addr = support::serve(gemgate::emulator::router(gemgate::emulator::EmulatorState::new(cfg))).await;
+    let addr = support::serve(gemgate::emulator::router(
+        gemgate::emulator::EmulatorState::new(cfg),
+    ))
+    .await;
     format!("http://{addr}")
 }
 
@@ -36,7 +39,9 @@ fn text(seed: &str, tokens: usize) -> String {
     let mut s = format!("Document {seed}. ");
     let mut i = 0;
     while s.len() < tokens * 4 {
-        s.push_str(&format!("Clause {i} of {seed} sets out a rule the assistant follows. "));
+        s.push_str(&format!(
+            "Clause {i} of {seed} sets out a rule the assistant follows. "
+        ));
         i += 1;
     }
     s
@@ -58,15 +63,25 @@ struct Reply {
 
 async fn generate(base: &str, key: &str, body: &Value) -> Reply {
     let resp = support::client()
-        .post(format!("{base}/v1beta/models/gemini-2.5-flash:generateContent"))
+        .post(format!(
+            "{base}/v1beta/models/gemini-2.5-flash:generateContent"
+        ))
         .header("x-goog-api-key", key)
         .json(body)
         .send()
         .await
         .unwrap();
     let status = resp.status().as_u16();
-    let cache = resp.headers().get("x-gemgate-cache").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-    Reply { status, cache, body: resp.json().await.unwrap() }
+    let cache = resp
+        .headers()
+        .get("x-gemgate-cache")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    Reply {
+        status,
+        cache,
+        body: resp.json().await.unwrap(),
+    }
 }
 
 /// The part of a response that must not change when the gateway rewrites the request.
@@ -75,11 +90,20 @@ fn meaning(v: &Value) -> Value {
 }
 
 async fn ledger(emu: &str) -> Value {
-    support::client().get(format!("{emu}/emulator/ledger")).send().await.unwrap().json().await.unwrap()
+    support::client()
+        .get(format!("{emu}/emulator/ledger"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn total(ledger: &Value, field: &str) -> u64 {
-    ledger["total"][field].as_u64().unwrap_or_else(|| panic!("ledger has no total.{field}: {ledger}"))
+    ledger["total"][field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("ledger has no total.{field}: {ledger}"))
 }
 
 #[tokio::test]
@@ -92,13 +116,25 @@ async fn shared_system_instruction_is_billed_at_the_cache_rate_with_identical_an
         let direct = generate(&w.emu, "direct-key", &body).await;
         let via = generate(&w.gw, "gw-key", &body).await;
         assert_eq!((direct.status, via.status), (200, 200), "{}", via.body);
-        assert_eq!(meaning(&via.body), meaning(&direct.body), "request {i} changed meaning");
+        assert_eq!(
+            meaning(&via.body),
+            meaning(&direct.body),
+            "request {i} changed meaning"
+        );
         outcomes.push(via.cache.clone());
         if via.cache == "hit" || via.cache == "created" {
             let usage = &via.body["usageMetadata"];
-            assert!(usage["cachedContentTokenCount"].as_u64().unwrap() >= 9000, "{usage}");
+            assert!(
+                usage["cachedContentTokenCount"].as_u64().unwrap() >= 9000,
+                "{usage}"
+            );
             assert_eq!(usage["gemgate"]["cache"], via.cache);
-            assert!(usage["gemgate"]["cacheName"].as_str().unwrap().starts_with("cachedContents/"));
+            assert!(
+                usage["gemgate"]["cacheName"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("cachedContents/")
+            );
         }
     }
     assert_eq!(outcomes, ["miss", "created", "hit", "hit", "hit", "hit"]);
@@ -123,13 +159,25 @@ async fn fifty_concurrent_first_requests_make_one_cache() {
         assert_eq!(r.status, 200);
         hits += usize::from(r.cache == "hit" || r.cache == "created");
     }
-    assert_eq!(w.rec.count("POST", "/cachedContents"), 1, "exactly one creation");
+    assert_eq!(
+        w.rec.count("POST", "/cachedContents"),
+        1,
+        "exactly one creation"
+    );
     assert_eq!(total(&ledger(&w.emu).await, "cache_creations"), 1);
-    assert!(hits >= 45, "requests waited for the single creation ({hits} used it)");
+    assert!(
+        hits >= 45,
+        "requests waited for the single creation ({hits} used it)"
+    );
 }
 
 async fn delete_upstream(emu: &str, key: &str, name: &str) {
-    let r = support::client().delete(format!("{emu}/v1beta/{name}")).header("x-goog-api-key", key).send().await.unwrap();
+    let r = support::client()
+        .delete(format!("{emu}/v1beta/{name}"))
+        .header("x-goog-api-key", key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -139,7 +187,10 @@ async fn cache_deleted_behind_the_gateways_back_fails_open_and_is_recreated() {
     let system = text("vanishing", 3000);
     let first = generate(&w.gw, "k", &request(&system, "a")).await;
     assert_eq!(first.cache, "created");
-    let name = first.body["usageMetadata"]["gemgate"]["cacheName"].as_str().unwrap().to_string();
+    let name = first.body["usageMetadata"]["gemgate"]["cacheName"]
+        .as_str()
+        .unwrap()
+        .to_string();
     delete_upstream(&w.emu, "k", &name).await;
 
     let body = request(&system, "b");
@@ -153,10 +204,16 @@ async fn cache_deleted_behind_the_gateways_back_fails_open_and_is_recreated() {
     assert_eq!(w.rec.count("POST", "/cachedContents"), 2);
 
     // The same for a stream: nothing was sent before the refusal, so the original is resent.
-    let name = next.body["usageMetadata"]["gemgate"]["cacheName"].as_str().unwrap().to_string();
+    let name = next.body["usageMetadata"]["gemgate"]["cacheName"]
+        .as_str()
+        .unwrap()
+        .to_string();
     delete_upstream(&w.emu, "k", &name).await;
     let resp = support::client()
-        .post(format!("{}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", w.gw))
+        .post(format!(
+            "{}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+            w.gw
+        ))
         .header("x-goog-api-key", "k")
         .json(&request(&system, "d"))
         .send()
@@ -164,7 +221,12 @@ async fn cache_deleted_behind_the_gateways_back_fails_open_and_is_recreated() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-gemgate-cache"], "error");
-    let body = resp.bytes_stream().map(|c| c.unwrap()).collect::<Vec<_>>().await.concat();
+    let body = resp
+        .bytes_stream()
+        .map(|c| c.unwrap())
+        .collect::<Vec<_>>()
+        .await
+        .concat();
     let text = String::from_utf8(body).unwrap();
     assert!(text.contains("\"finishReason\""), "{text}");
 }
@@ -185,8 +247,15 @@ async fn a_higher_live_minimum_costs_one_failed_creation_then_is_learned() {
     // The table says 1024 for gemini-2.5-flash; the emulator's live minimum for the model is
     // set higher, so the first attempt is refused and the answer is learned.
     let mut ecfg = gemgate::emulator::EmulatorConfig::default();
-    ecfg.cache_min_tokens.insert("gemini-2.5-flash".into(), 4096);
-    let emu = format!("http://{}", support::serve(gemgate::emulator::router(gemgate::emulator::EmulatorState::new(ecfg))).await);
+    ecfg.cache_min_tokens
+        .insert("gemini-2.5-flash".into(), 4096);
+    let emu = format!(
+        "http://{}",
+        support::serve(gemgate::emulator::router(
+            gemgate::emulator::EmulatorState::new(ecfg)
+        ))
+        .await
+    );
     let rec = Recorder::start(&emu).await;
     let mut cfg = support::config(&rec.url);
     cfg.caching.min_hits = 1;
@@ -199,7 +268,11 @@ async fn a_higher_live_minimum_costs_one_failed_creation_then_is_learned() {
         let r = generate(&gw, "k", &request(&system, &format!("q{i}"))).await;
         assert_eq!((r.status, r.cache.as_str()), (200, "miss"));
     }
-    assert_eq!(rec.count("POST", "/cachedContents"), 1, "one failed attempt, then learned");
+    assert_eq!(
+        rec.count("POST", "/cachedContents"),
+        1,
+        "one failed attempt, then learned"
+    );
 }
 
 #[tokio::test]
@@ -209,7 +282,10 @@ async fn two_api_keys_get_two_caches_never_crossed() {
     let a = generate(&w.gw, "key-a", &request(&system, "x")).await;
     let b = generate(&w.gw, "key-b", &request(&system, "x")).await;
     assert_eq!((a.cache.as_str(), b.cache.as_str()), ("created", "created"));
-    let (na, nb) = (&a.body["usageMetadata"]["gemgate"]["cacheName"], &b.body["usageMetadata"]["gemgate"]["cacheName"]);
+    let (na, nb) = (
+        &a.body["usageMetadata"]["gemgate"]["cacheName"],
+        &b.body["usageMetadata"]["gemgate"]["cacheName"],
+    );
     assert_ne!(na, nb);
     for _ in 0..3 {
         let a2 = generate(&w.gw, "key-a", &request(&system, "y")).await;
@@ -217,11 +293,21 @@ async fn two_api_keys_get_two_caches_never_crossed() {
         assert_eq!(&a2.body["usageMetadata"]["gemgate"]["cacheName"], na);
         assert_eq!(&b2.body["usageMetadata"]["gemgate"]["cacheName"], nb);
     }
-    let listing: Value = support::client().get(format!("{}/gemgate/v1/caches", w.gw)).send().await.unwrap().json().await.unwrap();
+    let listing: Value = support::client()
+        .get(format!("{}/gemgate/v1/caches", w.gw))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let caches = listing["caches"].as_array().unwrap();
     assert_eq!(caches.len(), 2);
     assert_ne!(caches[0]["scope"], caches[1]["scope"]);
-    assert!(!listing.to_string().contains("key-a"), "credentials never listed");
+    assert!(
+        !listing.to_string().contains("key-a"),
+        "credentials never listed"
+    );
 }
 
 #[tokio::test]
@@ -257,10 +343,15 @@ async fn the_clients_own_cache_is_forwarded_as_is() {
         .await
         .unwrap();
     let name = created["name"].as_str().unwrap();
-    let body = json!({"cachedContent": name, "contents": [{"role": "user", "parts": [{"text": "q"}]}]});
+    let body =
+        json!({"cachedContent": name, "contents": [{"role": "user", "parts": [{"text": "q"}]}]});
     let r = generate(&w.gw, "k", &body).await;
     assert_eq!((r.status, r.cache.as_str()), (200, "bypass"));
-    assert_eq!(w.rec.count("POST", "/cachedContents"), 1, "only the client's own creation");
+    assert_eq!(
+        w.rec.count("POST", "/cachedContents"),
+        1,
+        "only the client's own creation"
+    );
 }
 
 #[tokio::test]
@@ -278,7 +369,10 @@ async fn a_restarted_gateway_keeps_using_its_caches() {
     };
     let system = text("durable", 3000);
     let gw1 = support::gateway(make(&rec.url)).await;
-    assert_eq!(generate(&gw1, "k", &request(&system, "a")).await.cache, "created");
+    assert_eq!(
+        generate(&gw1, "k", &request(&system, "a")).await.cache,
+        "created"
+    );
     let gw2 = support::gateway(make(&rec.url)).await;
     let r = generate(&gw2, "k", &request(&system, "b")).await;
     assert_eq!(r.cache, "hit", "{}", r.body);

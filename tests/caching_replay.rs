@@ -18,7 +18,9 @@ fn system(i: usize) -> String {
     let mut s = format!("You are assistant number {i}. ");
     let mut n = 0;
     while s.len() < 8000 * 4 {
-        s.push_str(&format!("Rule {n} for assistant {i}: answer precisely and cite the handbook section {n}. "));
+        s.push_str(&format!(
+            "Rule {n} for assistant {i}: answer precisely and cite the handbook section {n}. "
+        ));
         n += 1;
     }
     s
@@ -30,7 +32,9 @@ fn schedule() -> Vec<(usize, usize)> {
     let mut counts = [0usize; 10];
     let mut out = Vec::new();
     while out.len() < 200 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let p = ((seed >> 33) % 10) as usize;
         if counts[p] < 20 {
             out.push((p, counts[p]));
@@ -47,7 +51,9 @@ fn scope(key: &str) -> String {
 /// The ledger row of one API key (the emulator keys rows by a hash of the key).
 fn row<'a>(ledger: &'a Value, key: &str) -> &'a Value {
     let full = scope(key);
-    let rows = ledger["keys"].as_object().unwrap_or_else(|| panic!("ledger has no keys: {ledger}"));
+    let rows = ledger["keys"]
+        .as_object()
+        .unwrap_or_else(|| panic!("ledger has no keys: {ledger}"));
     rows.iter()
         .find(|(k, _)| full.starts_with(k.as_str()))
         .map(|(_, v)| v)
@@ -60,9 +66,9 @@ fn num(v: &Value, field: &str) -> f64 {
 
 #[tokio::test]
 async fn replay_of_200_requests_costs_at_most_a_quarter_of_direct() {
-    let emu = support::serve(gemgate::emulator::router(gemgate::emulator::EmulatorState::new(
-        gemgate::emulator::EmulatorConfig::default(),
-    )))
+    let emu = support::serve(gemgate::emulator::router(
+        gemgate::emulator::EmulatorState::new(gemgate::emulator::EmulatorConfig::default()),
+    ))
     .await;
     let emu = format!("http://{emu}");
     let mut cfg = support::config(&emu);
@@ -81,7 +87,9 @@ async fn replay_of_200_requests_costs_at_most_a_quarter_of_direct() {
         let mut texts = Vec::new();
         for (base, key) in [(&emu, "direct-key"), (&gw, "gateway-key")] {
             let r: Value = c
-                .post(format!("{base}/v1beta/models/gemini-2.5-flash:generateContent"))
+                .post(format!(
+                    "{base}/v1beta/models/gemini-2.5-flash:generateContent"
+                ))
                 .header("x-goog-api-key", key)
                 .json(&body)
                 .send()
@@ -90,13 +98,32 @@ async fn replay_of_200_requests_costs_at_most_a_quarter_of_direct() {
                 .json()
                 .await
                 .unwrap();
-            texts.push(r["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}")).to_string());
+            texts.push(
+                r["candidates"][0]["content"]["parts"][0]["text"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{r}"))
+                    .to_string(),
+            );
         }
         assert_eq!(texts[0], texts[1], "prefix {p} question {q}");
         identical += 1;
     }
-    let ledger: Value = c.get(format!("{emu}/emulator/ledger")).send().await.unwrap().json().await.unwrap();
-    let caches: Value = c.get(format!("{gw}/gemgate/v1/caches")).send().await.unwrap().json().await.unwrap();
+    let ledger: Value = c
+        .get(format!("{emu}/emulator/ledger"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let caches: Value = c
+        .get(format!("{gw}/gemgate/v1/caches"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let now = gemgate::clock::system_ms();
     // Storage still to be billed until each live cache expires: counted as if already paid.
     let committed: f64 = caches["caches"]
@@ -127,7 +154,9 @@ async fn replay_of_200_requests_costs_at_most_a_quarter_of_direct() {
         storage_token_hours,
         num(via, "cache_creations")
     );
-    println!("  gateway full-rate equivalent: {gw_equiv:.0} = {ratio:.3} of direct; identical texts: {identical}/200");
+    println!(
+        "  gateway full-rate equivalent: {gw_equiv:.0} = {ratio:.3} of direct; identical texts: {identical}/200"
+    );
     assert_eq!(num(via, "cache_creations"), 10.0, "one cache per prefix");
     assert!(ratio <= 0.25, "ratio {ratio:.3} above 0.25");
 }

@@ -38,6 +38,8 @@ pub struct Annotation {
     pub outcome: Outcome,
     pub cache_name: Option<String>,
     pub prefix_tokens: u64,
+    /// The tier that served a deferred (flex) request, and its discount.
+    pub tier: Option<(&'static str, f64)>,
 }
 
 impl Annotation {
@@ -48,6 +50,10 @@ impl Annotation {
         }
         if self.prefix_tokens > 0 {
             v["prefixTokens"] = json!(self.prefix_tokens);
+        }
+        if let Some((tier, discount)) = self.tier {
+            v["tier"] = json!(tier);
+            v["discount"] = json!(discount);
         }
         v
     }
@@ -176,6 +182,7 @@ mod tests {
             outcome: Outcome::Hit,
             cache_name: Some("cachedContents/x".into()),
             prefix_tokens: 8000,
+            tier: None,
         };
         let (bytes, v) = annotate_body(
             br#"{"candidates":[],"usageMetadata":{"promptTokenCount":9}}"#,

@@ -57,6 +57,7 @@ impl Plan {
                 outcome: Outcome::Bypass,
                 cache_name: None,
                 prefix_tokens: 0,
+                tier: None,
             },
             rewritten: None,
             key: None,
@@ -246,6 +247,7 @@ impl Caching {
             outcome,
             cache_name: Some(entry.name.clone()),
             prefix_tokens: entry.tokens,
+            tier: None,
         };
         plan.rewritten = Some(rewrite::rewritten(body, entry.contents, &entry.name));
         plan.key = Some(entry.key.clone());

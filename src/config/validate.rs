@@ -90,6 +90,7 @@ impl Config {
         if !c.min_tokens.contains_key("default") {
             errors.push("caching.min_tokens", "must have a `default` entry".into());
         }
+        self.deferral.validate(errors);
     }
 }
 
@@ -139,7 +140,9 @@ mod documented_file {
         for (k, v) in t {
             let name = format!("{prefix}{k}");
             match v {
-                toml::Value::Table(inner) if prefix.is_empty() => keys(inner, &format!("{name}."), out),
+                toml::Value::Table(inner) if prefix.is_empty() => {
+                    keys(inner, &format!("{name}."), out)
+                }
                 _ => {
                     out.insert(name);
                 }
@@ -152,8 +155,18 @@ mod documented_file {
     #[test]
     fn documented_file_equals_the_defaults() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gemgate.toml");
-        let from_file = Config::load(Some(&path), Vec::<(String, String)>::new(), &CliOverrides::default()).unwrap();
-        let defaults = Config::load(None, Vec::<(String, String)>::new(), &CliOverrides::default()).unwrap();
+        let from_file = Config::load(
+            Some(&path),
+            Vec::<(String, String)>::new(),
+            &CliOverrides::default(),
+        )
+        .unwrap();
+        let defaults = Config::load(
+            None,
+            Vec::<(String, String)>::new(),
+            &CliOverrides::default(),
+        )
+        .unwrap();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
         let documented: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
         let known = toml::Table::try_from(&defaults).unwrap();

@@ -24,6 +24,13 @@ pub const CACHE_HITS: &str = "gemgate_cache_hits_total";
 pub const CACHE_TOKENS_SERVED: &str = "gemgate_cache_tokens_served_total";
 pub const CACHE_RETRIES: &str = "gemgate_cache_fail_open_retries_total";
 pub const REGISTRY_ENTRIES: &str = "gemgate_registry_entries";
+pub const DEFER_QUEUE_DEPTH: &str = "gemgate_deferral_queue_depth";
+pub const DEFER_OLDEST_AGE: &str = "gemgate_deferral_oldest_queued_age_seconds";
+pub const DEFER_OPEN_JOBS: &str = "gemgate_deferral_open_jobs";
+pub const DEFER_JOBS: &str = "gemgate_deferral_jobs_total";
+pub const DEFER_ITEMS: &str = "gemgate_deferral_items_total";
+pub const DEFER_FLEX: &str = "gemgate_deferral_flex_total";
+pub const DEFER_WEBHOOKS: &str = "gemgate_deferral_webhooks_total";
 
 /// Installs the global tracing subscriber. `RUST_LOG` wins over the configured level.
 pub fn init_tracing(cfg: &TelemetryConfig) {
@@ -117,4 +124,27 @@ fn describe() {
         "Rewritten requests resent as they came after a cache error"
     );
     describe_gauge!(REGISTRY_ENTRIES, "Entries in the in-process cache registry");
+    describe_gauge!(
+        DEFER_QUEUE_DEPTH,
+        "Deferred requests waiting: queued (no job yet) or in_job (submitted, no result yet)"
+    );
+    describe_gauge!(
+        DEFER_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest deferred request not yet in a job"
+    );
+    describe_gauge!(DEFER_OPEN_JOBS, "Batch jobs by state: intent or submitted");
+    describe_counter!(
+        DEFER_JOBS,
+        "Batch job transitions: formed, submitted, reconciled, succeeded, failed, expired, cancelled, resubmitted, rejected"
+    );
+    describe_counter!(
+        DEFER_ITEMS,
+        "Deferred requests by outcome: enqueued, response, error, cancelled"
+    );
+    describe_counter!(
+        DEFER_FLEX,
+        "Flex attempts by outcome: served, shed, fallback_standard"
+    );
+    describe_counter!(DEFER_WEBHOOKS, "Webhook deliveries by outcome");
 }

@@ -59,9 +59,15 @@ impl Recorder {
             let (log, upstream, http) = (log.clone(), upstream.clone(), http.clone());
             async move {
                 let (parts, body) = req.into_parts();
-                log.lock().unwrap().push((parts.method.to_string(), parts.uri.path().to_string()));
+                log.lock()
+                    .unwrap()
+                    .push((parts.method.to_string(), parts.uri.path().to_string()));
                 let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-                let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let pq = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
                 let mut headers = parts.headers.clone();
                 headers.remove("host");
                 let resp = http
@@ -84,11 +90,19 @@ impl Recorder {
             }
         });
         let addr = serve(router).await;
-        Recorder { url: format!("http://{addr}"), calls }
+        Recorder {
+            url: format!("http://{addr}"),
+            calls,
+        }
     }
 
     /// How many calls had this method and a path ending with `suffix`.
     pub fn count(&self, method: &str, suffix: &str) -> usize {
-        self.calls.lock().unwrap().iter().filter(|(m, p)| m == method && p.ends_with(suffix)).count()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, p)| m == method && p.ends_with(suffix))
+            .count()
     }
 }
