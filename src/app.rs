@@ -44,7 +44,8 @@ impl AppState {
     /// Builds the state with the configured store and the system clock.
     pub fn new(config: Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<Self> {
         let store = crate::store::open(&config.store)?;
-        Self::with_parts(config, metrics, store, Clock::System)
+        let clock = Clock::scaled(config.clock.speed);
+        Self::with_parts(config, metrics, store, clock)
     }
 
     /// Builds the state around a given store and clock (tests, simulation).

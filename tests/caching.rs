@@ -247,7 +247,8 @@ async fn a_higher_live_minimum_costs_one_failed_creation_then_is_learned() {
     // The table says 1024 for gemini-2.5-flash; the emulator's live minimum for the model is
     // set higher, so the first attempt is refused and the answer is learned.
     let mut ecfg = gemgate::emulator::EmulatorConfig::default();
-    ecfg.cache_min_tokens
+    ecfg.caching
+        .min_tokens
         .insert("gemini-2.5-flash".into(), 4096);
     let emu = format!(
         "http://{}",

@@ -67,7 +67,8 @@ impl Plan {
     }
 }
 
-type CreateResult = Option<Option<CacheEntry>>;
+/// Result of a creation job: the entry (if any) and whether this process made it.
+type CreateResult = Option<(Option<CacheEntry>, bool)>;
 
 struct Engine {
     cfg: CachingConfig,
@@ -84,6 +85,9 @@ struct Engine {
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
+
+/// How long a replica may hold the right to create one cache before another may try.
+const LEASE_TTL: Duration = Duration::from_secs(60);
 
 /// Handle to the caching engine; cheap to clone.
 #[derive(Clone)]
@@ -302,17 +306,62 @@ impl Caching {
         let wait = e.cfg.create_wait;
         let done = tokio::time::timeout(wait, rx.wait_for(|r| r.is_some())).await;
         match done {
-            Ok(Ok(r)) => match r.clone().flatten() {
-                Some(entry) if leader => (Outcome::Created, Some(entry)),
-                Some(entry) => (Outcome::Hit, Some(entry)),
-                None if leader => (Outcome::Error, None),
-                None => (Outcome::Miss, None),
+            Ok(Ok(r)) => match r.clone() {
+                Some((Some(entry), made_here)) if leader && made_here => {
+                    (Outcome::Created, Some(entry))
+                }
+                Some((Some(entry), _)) => (Outcome::Hit, Some(entry)),
+                Some((None, _)) if leader => (Outcome::Error, None),
+                _ => (Outcome::Miss, None),
             },
             _ => (Outcome::Miss, None),
         }
     }
 
-    async fn create(&self, job: CreateJob) -> Option<CacheEntry> {
+    /// Creates the cache for `job`, under a cross-process lease when the store is shared.
+    async fn create(&self, job: CreateJob) -> (Option<CacheEntry>, bool) {
+        let e = &self.0;
+        let store = e.registry.store().clone();
+        let token = match store.acquire_lease(&job.key, LEASE_TTL).await {
+            Ok(Some(t)) => t,
+            // Another replica is creating it: wait for its entry (bounded), never duplicate.
+            Ok(None) => return (self.await_other(&job.key).await, false),
+            Err(err) => {
+                tracing::warn!(%err, "store unavailable; not creating (fail open)");
+                return (None, false);
+            }
+        };
+        let now = e.clock.now_ms();
+        let result = match e
+            .registry
+            .get_or_load(&job.key)
+            .await
+            .filter(|x| x.expire_ms > now + 5_000)
+        {
+            Some(existing) => (Some(existing), false),
+            None => self.create_upstream(&job, token).await,
+        };
+        if let Err(err) = store.release_lease(&job.key, token).await {
+            tracing::debug!(%err, "lease release failed; it will lapse");
+        }
+        result
+    }
+
+    /// Polls the store for an entry another replica is creating, for at most `create_wait`.
+    async fn await_other(&self, key: &str) -> Option<CacheEntry> {
+        let deadline = tokio::time::Instant::now() + self.0.cfg.create_wait;
+        loop {
+            if let Some(entry) = self.0.registry.get_or_load(key).await {
+                return Some(entry);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn create_upstream(&self, job: &CreateJob, token: u64) -> (Option<CacheEntry>, bool) {
         let e = &self.0;
         let result = ops::create(&e.upstream, &job.version, &job.cred, &job.body, e.timeout).await;
         let now = e.clock.now_ms();
@@ -321,10 +370,10 @@ impl Caching {
                 metrics::counter!(telemetry::CACHE_CREATIONS, "result" => "ok").increment(1);
                 tracing::info!(model = %job.model, tokens = c.tokens, contents = job.contents, "cache created");
                 let entry = CacheEntry {
-                    key: job.key,
+                    key: job.key.clone(),
                     name: c.name,
-                    model: job.model,
-                    scope: job.scope,
+                    model: job.model.clone(),
+                    scope: job.scope.clone(),
                     tokens: c.tokens,
                     contents: job.contents,
                     created_ms: now,
@@ -336,8 +385,19 @@ impl Caching {
                     last_used_ms: now,
                     hits: 0,
                 };
-                e.registry.insert(entry.clone()).await;
-                Some(entry)
+                if e.registry.insert_fenced(entry.clone(), token).await {
+                    return (Some(entry), true);
+                }
+                // A newer holder won (our lease lapsed while the upstream was slow): drop ours.
+                tracing::warn!("cache creation fenced off by a newer one; deleting the duplicate");
+                if ops::delete(&e.upstream, &entry.name, &job.cred, e.timeout)
+                    .await
+                    .is_ok()
+                {
+                    metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "fenced")
+                        .increment(1);
+                }
+                (e.registry.get_or_load(&job.key).await, false)
             }
             Err(err) => {
                 let kind = match &err {
@@ -360,7 +420,7 @@ impl Caching {
                     obs.lock().expect("poisoned").cooldown_until =
                         now + e.cfg.cooldown.as_millis() as i64;
                 }
-                None
+                (None, false)
             }
         }
     }

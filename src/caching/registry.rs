@@ -51,6 +51,28 @@ impl Registry {
         }
     }
 
+    /// Records an entry made under lease `token`: written to the store only if no newer lease or
+    /// entry exists there. Returns false when fenced off (then nothing is recorded). A store
+    /// failure keeps the entry in-process (fail open).
+    pub async fn insert_fenced(&self, entry: CacheEntry, token: u64) -> bool {
+        match self.store.put_cache_fenced(&entry, token).await {
+            Ok(false) => false,
+            Ok(true) => {
+                self.hot.insert(entry.key.clone(), entry);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(%err, "registry: fenced store write failed");
+                self.hot.insert(entry.key.clone(), entry);
+                true
+            }
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Updates only the in-process tier (hit counts and last use; flushed by the sweeper).
     pub fn touch(&self, key: &str, now_ms: i64) {
         if let Some(mut e) = self.hot.get(key) {

@@ -36,13 +36,22 @@ pub fn cache_body(
 /// removed, leading contents dropped, `cachedContent` added; everything else (generationConfig,
 /// safetySettings, unknown fields) kept in place.
 pub fn rewritten(body: &Map<String, Value>, k: usize, name: &str) -> Vec<u8> {
-    let mut out = body.clone();
-    for field in ["systemInstruction", "tools", "toolConfig"] {
-        canonical::take(&mut out, field);
-    }
-    if let Some(Value::Array(contents)) = canonical::take(&mut out, "contents") {
-        let rest: Vec<Value> = contents.into_iter().skip(k).collect();
-        out.insert("contents".into(), Value::Array(rest));
+    // Only what stays is cloned: the prefix (the large part) is skipped, not copied.
+    let mut out = Map::with_capacity(body.len() + 1);
+    for (key, value) in body {
+        match canonical::camel_key(key).as_ref() {
+            "systemInstruction" | "tools" | "toolConfig" => {}
+            "contents" => {
+                let rest = value
+                    .as_array()
+                    .map(|c| c.iter().skip(k).cloned().collect())
+                    .unwrap_or_default();
+                out.insert(key.clone(), Value::Array(rest));
+            }
+            _ => {
+                out.insert(key.clone(), value.clone());
+            }
+        }
     }
     out.insert("cachedContent".into(), Value::String(name.to_string()));
     serde_json::to_vec(&out).unwrap_or_default()

@@ -24,6 +24,22 @@ pub struct Config {
     pub store: StoreConfig,
     pub caching: CachingConfig,
     pub deferral: DeferralConfig,
+    pub clock: ClockConfig,
+}
+
+/// Time scale. Only compressed trace replays change it, and then the emulator must run at the
+/// same speed so TTLs, renewals and storage token-seconds compress alike.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockConfig {
+    /// 1.0 is real time; 60.0 runs the gateway's clock sixty times faster.
+    pub speed: f64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        Self { speed: 1.0 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -107,10 +123,17 @@ impl Default for TelemetryConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite` (embedded, default) or `memory` (nothing survives a restart).
+    /// `sqlite` (embedded, default), `redis` (shared by replicas) or `memory` (nothing survives).
     pub backend: String,
     /// SQLite database file.
     pub sqlite_path: PathBuf,
+    /// Redis URL, for `backend = "redis"`.
+    pub redis_url: String,
+    /// Prefix of every Redis key the gateway writes.
+    pub redis_prefix: String,
+    /// Bound on every Redis call; beyond it the gateway fails open.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -118,6 +141,9 @@ impl Default for StoreConfig {
         Self {
             backend: "sqlite".into(),
             sqlite_path: PathBuf::from("gemgate.sqlite"),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "gemgate:".into(),
+            redis_timeout: Duration::from_millis(250),
         }
     }
 }

@@ -62,8 +62,25 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_err() {
             errors.push("telemetry.log_level", "not a valid tracing filter".into());
         }
-        if !matches!(self.store.backend.as_str(), "sqlite" | "memory") {
-            errors.push("store.backend", "must be `sqlite` or `memory`".into());
+        if !matches!(self.store.backend.as_str(), "sqlite" | "memory" | "redis") {
+            errors.push(
+                "store.backend",
+                "must be `sqlite`, `redis` or `memory`".into(),
+            );
+        }
+        if self.store.backend == "redis"
+            && redis::Client::open(self.store.redis_url.as_str()).is_err()
+        {
+            errors.push("store.redis_url", "not a valid redis:// URL".into());
+        }
+        if self.store.redis_timeout.is_zero() {
+            errors.push("store.redis_timeout", "must be greater than 0".into());
+        }
+        if !(self.clock.speed > 0.0 && self.clock.speed <= 10_000.0) {
+            errors.push(
+                "clock.speed",
+                "must be greater than 0 and at most 10000".into(),
+            );
         }
         let c = &self.caching;
         if c.min_hits == 0 {

@@ -67,6 +67,8 @@ impl Deferral {
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
+        // The queue has a SQLite backend only so far: with the Redis store it stays in the
+        // local SQLite file (one gateway owns its queue).
         let queue: Arc<dyn Queue> = match store.backend.as_str() {
             "memory" => Arc::new(SqliteQueue::in_memory()?),
             _ => Arc::new(SqliteQueue::open(&store.sqlite_path)?),

@@ -15,6 +15,8 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "trailer"
             | "transfer-encoding"
             | "upgrade"
+            // The gateway reads the client's body itself; the upstream hop has its own framing.
+            | "expect"
     )
 }
 

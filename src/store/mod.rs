@@ -2,9 +2,11 @@
 //! deferred queue). Backends: embedded SQLite (default), in-memory (tests), Redis (replicas).
 
 mod memory;
+mod redis;
 mod sqlite;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreConfig;
@@ -48,12 +50,41 @@ pub trait Store: Send + Sync + 'static {
     async fn list_caches(&self) -> StoreResult<Vec<CacheEntry>>;
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// True when several gateway processes share this store (creation then needs a lease).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Takes the creation lease for `key` for `ttl`; `Some(fencing token)` when taken. A store
+    /// used by one process needs no lease: in-process single flight already holds.
+    async fn acquire_lease(
+        &self,
+        _key: &str,
+        _ttl: std::time::Duration,
+    ) -> StoreResult<Option<u64>> {
+        Ok(Some(0))
+    }
+
+    async fn release_lease(&self, _key: &str, _token: u64) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Writes `entry` unless a newer lease or entry exists; false when fenced off.
+    async fn put_cache_fenced(&self, entry: &CacheEntry, _token: u64) -> StoreResult<bool> {
+        self.put_cache(entry).await.map(|_| true)
+    }
 }
 
 /// Opens the configured backend.
 pub fn open(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match cfg.backend.as_str() {
         "memory" => Arc::new(MemoryStore::default()),
+        "redis" => Arc::new(RedisStore::open(
+            &cfg.redis_url,
+            &cfg.redis_prefix,
+            cfg.redis_timeout,
+        )?),
         _ => Arc::new(SqliteStore::open(&cfg.sqlite_path)?),
     })
 }

@@ -106,3 +106,43 @@ impl Recorder {
             .count()
     }
 }
+
+/// A real `redis-server` on a Unix socket in a temporary directory, killed on drop.
+pub struct RedisServer {
+    child: std::process::Child,
+    pub url: String,
+    pub sock: std::path::PathBuf,
+}
+
+impl RedisServer {
+    /// Starts a server on `sock` (a path in a temporary directory the caller owns), so that a
+    /// test can stop it and start it again at the same address.
+    pub fn start_at(sock: &std::path::Path) -> RedisServer {
+        let _ = std::fs::remove_file(sock);
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(sock)
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server); .ci/run installs it");
+        for _ in 0..300 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        RedisServer {
+            child,
+            url: format!("redis+unix://{}", sock.display()),
+            sock: sock.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
