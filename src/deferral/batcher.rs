@@ -62,6 +62,7 @@ pub async fn flush(d: &Inner) {
         {
             Ok(0) => return,
             Ok(n) => {
+                super::failpoint("formed");
                 metrics::counter!(telemetry::DEFER_JOBS, "state" => "formed").increment(1);
                 tracing::info!(job = %job.id, model = %g.model, items = n, "batch job formed");
             }
@@ -143,9 +144,11 @@ async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), Call
         .note_attempt(&job.id, retry)
         .await
         .map_err(|e| CallError::Transport(e.0))?;
+    super::failpoint("attempt_noted");
     let batch = api
         .create(&job.model, &job.id, &inputs, d.cfg.inline_max_bytes)
         .await?;
+    super::failpoint("created");
     metrics::counter!(telemetry::DEFER_JOBS, "state" => "submitted").increment(1);
     tracing::info!(job = %job.id, %batch, items = inputs.len(), "batch job submitted");
     record(d, &job.id, &batch, first_poll).await

@@ -16,6 +16,7 @@ mod worker;
 
 pub use api::{cancel_operation, get_operation, list_operations};
 pub use credentials::{Credential, Credentials};
+pub use delivery::hmac_sha256_hex;
 pub use marking::{Marking, Tier};
 pub use queue::{ItemResult, Queue};
 pub use sqlite::SqliteQueue;
@@ -176,6 +177,7 @@ impl Deferral {
             webhook: !self.0.cfg.webhook_url.is_empty(),
         };
         self.0.queue.enqueue(item).await?;
+        failpoint("enqueued");
         metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "enqueued").increment(1);
         self.0.poke.notify_one();
         if let Some(wait) = marking.wait.filter(|w| !w.is_zero()) {
@@ -209,6 +211,20 @@ impl Deferral {
 /// Wakes every `x-gemgate-wait` holder to look at its item again.
 fn results_changed(d: &Inner) {
     d.results.send_modify(|n| *n += 1);
+}
+
+/// Crash-test hook: with `GEMGATE_FAILPOINT=<name>` the process aborts when it reaches `<name>`,
+/// as a `kill -9` at exactly that point would. Unset in normal operation (one env read).
+pub(crate) fn failpoint(name: &str) {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if POINT
+        .get_or_init(|| std::env::var("GEMGATE_FAILPOINT").ok())
+        .as_deref()
+        == Some(name)
+    {
+        eprintln!("gemgate: failpoint {name} reached; aborting");
+        std::process::abort();
+    }
 }
 
 /// Random lowercase alphanumeric id.

@@ -81,6 +81,7 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
     let now = d.clock.now_ms();
     if state == "BATCH_STATE_SUCCEEDED" {
         let results = api.results(&op).await?;
+        super::failpoint("fetched");
         let rest = ItemResult::error(
             500,
             "gemgate: the batch output has no result for this request",
@@ -90,6 +91,7 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
             .finish_job(&job.id, &state, &results, &rest, now)
             .await
             .map_err(|e| CallError::Transport(e.0))?;
+        super::failpoint("finished");
         let errors = results
             .iter()
             .filter(|(_, r)| matches!(r, ItemResult::Error(_)))
