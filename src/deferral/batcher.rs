@@ -195,6 +195,59 @@ mod tests {
         assert!(due(&group(1, 1000, t0), t0, &cfg));
     }
 
+    #[tokio::test]
+    async fn groups_flush_on_virtual_time_and_only_with_a_known_credential() {
+        use crate::clock::Clock;
+        use crate::deferral::queue::{NewItem, Queue};
+        use crate::deferral::{Deferral, SqliteQueue};
+        use std::sync::Arc;
+        let clock = Clock::manual(1_000_000);
+        let cfg = DeferralConfig {
+            max_age: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let queue = Arc::new(SqliteQueue::in_memory().unwrap());
+        let upstream = crate::proxy::Upstream::new(&Default::default()).unwrap();
+        let d = Deferral::with_queue(
+            cfg,
+            queue.clone(),
+            upstream,
+            Duration::from_secs(1),
+            clock.clone(),
+            Default::default(),
+            Default::default(),
+        );
+        let mut h = http::HeaderMap::new();
+        h.insert("x-goog-api-key", "k".parse().unwrap());
+        let scope = d.observe(&h, None).unwrap();
+        for (id, scope) in [("a", scope.as_str()), ("b", "a-scope-whose-key-is-unknown")] {
+            let item = NewItem {
+                id: id.into(),
+                scope: scope.into(),
+                model: "models/m".into(),
+                body: b"{}".to_vec(),
+                prefix: "p".into(),
+                created_ms: clock.now_ms(),
+                webhook: false,
+            };
+            queue.enqueue(item).await.unwrap();
+        }
+        let intents = || async { queue.jobs(JobState::Intent).await.unwrap() };
+        flush(&d.0).await;
+        clock.advance_ms(59_999);
+        flush(&d.0).await;
+        assert!(intents().await.is_empty(), "not old enough yet");
+        clock.advance_ms(1);
+        flush(&d.0).await;
+        let jobs = intents().await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(
+            jobs[0].scope, scope,
+            "the other scope waits for its credential"
+        );
+        assert_eq!(queue.stats().await.unwrap().queued, 1);
+    }
+
     #[test]
     fn retry_delays_double_and_cap() {
         let cfg = DeferralConfig {

@@ -157,7 +157,8 @@ impl Deferral {
     }
 
     /// Puts a request on the durable queue and answers it (held for `wait`, else 202). `Err`
-    /// means nothing was acknowledged and the caller serves the request at standard tier.
+    /// means nothing was stored and the caller serves the request at standard tier; once the
+    /// item is committed the answer is always the operation or its result.
     pub async fn defer(
         &self,
         scope: &str,
@@ -185,7 +186,8 @@ impl Deferral {
                 return Ok(delivery::result_response(&item));
             }
         }
-        let item = self.0.queue.item(&id).await?;
+        // From here on the request is acknowledged: never `Err` (that would serve it twice).
+        let item = self.0.queue.item(&id).await.ok().flatten();
         Ok(delivery::accepted(&id, item.as_ref()))
     }
 
