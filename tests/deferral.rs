@@ -373,6 +373,11 @@ async fn flex_is_billed_at_flex_rates_and_falls_back_to_standard_when_shed() {
         ),
         (200, "flex")
     );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["usageMetadata"]["gemgate"],
+        json!({"tier": "flex", "discount": 0.5})
+    );
     let l = w.ledger().await;
     assert!(
         l["flex_input_tokens"].as_u64().unwrap() > 0 && l["input_tokens"] == 0,
@@ -407,6 +412,11 @@ async fn flex_is_billed_at_flex_rates_and_falls_back_to_standard_when_shed() {
             r.headers()["x-gemgate-tier"].to_str().unwrap()
         ),
         (200, "standard")
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["usageMetadata"]["gemgate"],
+        json!({"tier": "standard", "discount": 0.0})
     );
     let l = w.ledger().await;
     assert_eq!(l["flex_shed"], 2, "one try and one retry were shed: {l}");

@@ -37,6 +37,10 @@ pub async fn respond(
     sse: bool,
 ) -> Response {
     let Some(caching) = state.caching().cloned() else {
+        if let (Some(tier), false) = (ann.tier, stream) {
+            // Caching is off but a deferred (flex) response still says which tier served it.
+            return crate::deferral::flex::annotate(resp, tier).await;
+        }
         return proxy::relay_response(resp);
     };
     let annotate = caching.config().annotate_usage_metadata;
