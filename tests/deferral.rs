@@ -360,6 +360,28 @@ async fn large_jobs_go_as_a_jsonl_file() {
     for id in &ids {
         assert!(w.done(id, Duration::from_secs(20)).await["response"].is_object());
     }
+    // The input went through the Files API: an uploaded JSONL named after the gateway's job.
+    let files: Value = w
+        .http
+        .get(format!("{}/v1beta/files?pageSize=100", w.emu))
+        .header("x-goog-api-key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uploaded = files["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["displayName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("gemgate-"))
+        })
+        .count();
+    assert!(uploaded >= 1, "{files}");
 }
 
 #[tokio::test]
@@ -472,4 +494,67 @@ async fn results_are_posted_to_the_webhook_signed() {
     let v: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(v["done"], true);
     assert!(v["response"]["candidates"].is_array());
+}
+
+#[tokio::test]
+async fn with_the_fail_rule_an_expired_job_fails_its_requests_at_once() {
+    let w = world(
+        |e| {
+            e.batch.processing_delay = Duration::from_secs(60);
+            e.batch.expiry = Duration::from_millis(200);
+        },
+        |c| c.deferral.on_job_failure = "fail".into(),
+    )
+    .await;
+    let r = w
+        .generate(
+            &body(1),
+            &[("x-gemgate-defer", "batch"), ("x-gemgate-wait", "20s")],
+        )
+        .await;
+    // A waiting client gets the error as generateContent would have given it.
+    assert_eq!(r.status(), 504);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "DEADLINE_EXCEEDED");
+    assert_eq!(w.ledger().await["batch_jobs_submitted"], 1);
+}
+
+#[tokio::test]
+async fn a_config_rule_defers_an_unmodified_application() {
+    let w = world(
+        |_| {},
+        |c| {
+            c.deferral.rules = vec![gemgate::config::DeferralRule {
+                model: "gemini-2.5-flash".into(),
+                defer: "batch".into(),
+                ..Default::default()
+            }]
+        },
+    )
+    .await;
+    let id = accepted_id(w.generate(&body(1), &[]).await).await;
+    assert!(w.done(&id, Duration::from_secs(20)).await["response"].is_object());
+    // The header still wins over the rule.
+    let r = w
+        .generate(&body(2), &[("x-gemgate-defer", "standard")])
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-gemgate-tier"], "standard");
+}
+
+#[tokio::test]
+async fn malformed_marking_headers_are_client_errors() {
+    let w = world(|_| {}, |_| {}).await;
+    for headers in [
+        vec![("x-gemgate-defer", "someday")],
+        vec![("x-gemgate-defer", "auto"), ("x-gemgate-deadline", "soon")],
+        vec![("x-gemgate-defer", "batch"), ("x-gemgate-wait", "a while")],
+    ] {
+        let r = w.generate(&body(1), &headers).await;
+        assert_eq!(r.status(), 400, "{headers:?}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+    }
+    let l = w.ledger().await;
+    assert_eq!(l["requests"], 0, "nothing reached the upstream: {l}");
 }
