@@ -33,6 +33,15 @@ struct Gateway {
 }
 
 fn spawn_gateway(emu: &str, db: &Path, failpoint: Option<&str>) -> Gateway {
+    spawn_gateway_with(emu, db, failpoint, &[])
+}
+
+fn spawn_gateway_with(
+    emu: &str,
+    db: &Path,
+    failpoint: Option<&str>,
+    env: &[(&str, &str)],
+) -> Gateway {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gemgate"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", emu])
         .env_remove("GEMGATE_CONFIG")
@@ -50,6 +59,9 @@ fn spawn_gateway(emu: &str, db: &Path, failpoint: Option<&str>) -> Gateway {
         .stderr(Stdio::null());
     if let Some(f) = failpoint {
         cmd.env("GEMGATE_FAILPOINT", f);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn gemgate");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
@@ -246,4 +258,80 @@ async fn every_acknowledged_request_gets_exactly_one_result_across_kills() {
 fn is_sigkill(s: &std::process::ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;
     s.signal() == Some(9)
+}
+
+async fn jobs_submitted(http: &reqwest::Client, emu: &str) -> u64 {
+    get_json(http, &format!("{emu}/emulator/ledger")).await["total"]["batch_jobs_submitted"]
+        .as_u64()
+        .unwrap()
+}
+
+/// The credential decision: keys live in memory only, so after a restart a tenant's queued work
+/// waits for that tenant's next request (a poll is enough), unless a service key is configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_queued_work_waits_for_its_tenant_or_uses_a_service_key() {
+    let mut ecfg = EmulatorConfig::default();
+    ecfg.batch.processing_delay = Duration::from_millis(200);
+    let emu = format!(
+        "http://{}",
+        support::serve(gemgate::emulator::router(EmulatorState::new(ecfg))).await
+    );
+    let http = support::client();
+    for service_key in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gemgate.sqlite");
+        let before = jobs_submitted(&http, &emu).await;
+        // Queue two requests that will not be flushed before the kill.
+        let mut gw = spawn_gateway_with(&emu, &db, None, &[("GEMGATE_DEFERRAL__MAX_AGE", "1h")]);
+        let url = gw.url.clone().unwrap();
+        let a = defer(&http, &url, 1).await.unwrap();
+        let b = defer(&http, &url, 2).await.unwrap();
+        gw.child.kill().unwrap();
+        gw.child.wait().unwrap();
+
+        let env: Vec<(&str, &str)> = if service_key {
+            vec![
+                (
+                    "GEMGATE_DEFERRAL__SERVICE_KEY_ENVS",
+                    "[\"CRASH_TEST_SERVICE_KEY\"]",
+                ),
+                ("CRASH_TEST_SERVICE_KEY", KEY),
+            ]
+        } else {
+            vec![]
+        };
+        let mut gw = spawn_gateway_with(&emu, &db, None, &env);
+        let url = gw.url.clone().unwrap();
+        if service_key {
+            // Nobody asks; the service key lets the gateway submit and finish on its own.
+            let until = Instant::now() + Duration::from_secs(10);
+            while jobs_submitted(&http, &emu).await == before {
+                assert!(Instant::now() < until, "the service key was not used");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert_eq!(
+                jobs_submitted(&http, &emu).await,
+                before,
+                "without the tenant's key nothing can be submitted"
+            );
+        }
+        // Polling hands the key back (or finds the work done): both requests finish, in one job.
+        for id in [&a, &b] {
+            let until = Instant::now() + Duration::from_secs(20);
+            loop {
+                let op = get_json(&http, &format!("{url}/gemgate/v1/operations/{id}")).await;
+                if op["done"] == true {
+                    assert!(op["response"].is_object(), "{op}");
+                    break;
+                }
+                assert!(Instant::now() < until, "{op}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert_eq!(jobs_submitted(&http, &emu).await, before + 1);
+        gw.child.kill().unwrap();
+        gw.child.wait().unwrap();
+    }
 }
