@@ -188,3 +188,32 @@ impl DeferralConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{CliOverrides, Config};
+
+    #[test]
+    fn bad_deferral_values_are_reported_with_their_keys() {
+        let vars = [
+            ("GEMGATE_DEFERRAL__STREAM_BATCH_AS", "batch"),
+            ("GEMGATE_DEFERRAL__ON_JOB_FAILURE", "retry"),
+            ("GEMGATE_DEFERRAL__INLINE_MAX_BYTES", "30000000"),
+            ("GEMGATE_DEFERRAL__WEBHOOK_URL", "http://hooks.example/x"),
+            ("GEMGATE_DEFERRAL__AUTO_FLEX_MIN_DEADLINE", "2days"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+        let text = Config::load(None, vars, &CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "deferral.stream_batch_as",
+            "deferral.on_job_failure",
+            "deferral.inline_max_bytes",
+            "deferral.webhook_secret_env",
+            "deferral.auto_flex_min_deadline",
+        ] {
+            assert!(text.contains(key), "{key} missing in {text}");
+        }
+    }
+}

@@ -79,6 +79,14 @@ impl Credentials {
     }
 
     pub fn remember(&self, scope: &str, cred: Credential) {
+        // The common case (the same key again) only takes the read lock.
+        let same = self.0.read().ok().and_then(|m| {
+            m.get(scope)
+                .map(|c| c.name == cred.name && c.value == cred.value)
+        });
+        if same == Some(true) {
+            return;
+        }
         if let Ok(mut m) = self.0.write() {
             m.insert(scope.to_string(), cred);
         }
