@@ -2,6 +2,7 @@
 //! caching, deferred execution and honest accounting without application changes.
 #![forbid(unsafe_code)]
 
+pub mod accounting;
 pub mod admin;
 pub mod app;
 pub mod caching;
@@ -16,6 +17,7 @@ pub mod generate;
 pub mod net;
 pub mod proxy;
 pub mod serve;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 

@@ -30,6 +30,7 @@ async fn main() -> ExitCode {
                 Err(errors) => Err(errors.into()),
             }
         }
+        Command::Simulate(args) => gemgate::simulate::run(&args),
         Command::CheckConfig { file } => {
             match Config::load(file.as_deref(), std::env::vars(), &CliOverrides::default()) {
                 Ok(_) => {

@@ -16,17 +16,8 @@ struct World {
     gw: String,
 }
 
-async fn emulator() -> String {
-    let cfg = gemgate::emulator::EmulatorConfig::default();
-    let addr = support::serve(gemgate::emulator::router(
-        gemgate::emulator::EmulatorState::new(cfg),
-    ))
-    .await;
-    format!("http://{addr}")
-}
-
 async fn world(tune: impl FnOnce(&mut Config)) -> World {
-    let emu = emulator().await;
+    let emu = support::emulator().await;
     let rec = Recorder::start(&emu).await;
     let mut cfg = support::config(&rec.url);
     tune(&mut cfg);
@@ -90,14 +81,7 @@ fn meaning(v: &Value) -> Value {
 }
 
 async fn ledger(emu: &str) -> Value {
-    support::client()
-        .get(format!("{emu}/emulator/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    support::get_json(&format!("{emu}/emulator/ledger"), None).await
 }
 
 fn total(ledger: &Value, field: &str) -> u64 {
@@ -250,13 +234,7 @@ async fn a_higher_live_minimum_costs_one_failed_creation_then_is_learned() {
     ecfg.caching
         .min_tokens
         .insert("gemini-2.5-flash".into(), 4096);
-    let emu = format!(
-        "http://{}",
-        support::serve(gemgate::emulator::router(
-            gemgate::emulator::EmulatorState::new(ecfg)
-        ))
-        .await
-    );
+    let emu = support::emulator_with(ecfg).await;
     let rec = Recorder::start(&emu).await;
     let mut cfg = support::config(&rec.url);
     cfg.caching.min_hits = 1;
@@ -294,14 +272,7 @@ async fn two_api_keys_get_two_caches_never_crossed() {
         assert_eq!(&a2.body["usageMetadata"]["gemgate"]["cacheName"], na);
         assert_eq!(&b2.body["usageMetadata"]["gemgate"]["cacheName"], nb);
     }
-    let listing: Value = support::client()
-        .get(format!("{}/gemgate/v1/caches", w.gw))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listing: Value = support::get_json(&format!("{}/gemgate/v1/caches", w.gw), None).await;
     let caches = listing["caches"].as_array().unwrap();
     assert_eq!(caches.len(), 2);
     assert_ne!(caches[0]["scope"], caches[1]["scope"]);
@@ -359,7 +330,7 @@ async fn the_clients_own_cache_is_forwarded_as_is() {
 async fn a_restarted_gateway_keeps_using_its_caches() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gemgate.sqlite");
-    let emu = emulator().await;
+    let emu = support::emulator().await;
     let rec = Recorder::start(&emu).await;
     let make = |rec_url: &str| {
         let mut cfg = support::config(rec_url);

@@ -66,11 +66,7 @@ fn num(v: &Value, field: &str) -> f64 {
 
 #[tokio::test]
 async fn replay_of_200_requests_costs_at_most_a_quarter_of_direct() {
-    let emu = support::serve(gemgate::emulator::router(
-        gemgate::emulator::EmulatorState::new(gemgate::emulator::EmulatorConfig::default()),
-    ))
-    .await;
-    let emu = format!("http://{emu}");
+    let emu = support::emulator().await;
     let mut cfg = support::config(&emu);
     cfg.caching.min_hits = 2;
     cfg.caching.ttl = std::time::Duration::from_secs(300);
@@ -108,22 +104,8 @@ async fn replay_of_200_requests_costs_at_most_a_quarter_of_direct() {
         assert_eq!(texts[0], texts[1], "prefix {p} question {q}");
         identical += 1;
     }
-    let ledger: Value = c
-        .get(format!("{emu}/emulator/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let caches: Value = c
-        .get(format!("{gw}/gemgate/v1/caches"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger: Value = support::get_json(&format!("{emu}/emulator/ledger"), None).await;
+    let caches: Value = support::get_json(&format!("{gw}/gemgate/v1/caches"), None).await;
     let now = gemgate::clock::system_ms();
     // Storage still to be billed until each live cache expires: counted as if already paid.
     let committed: f64 = caches["caches"]

@@ -10,11 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 async fn setup() -> (String, String) {
-    let emu = support::serve(gemgate::emulator::router(
-        gemgate::emulator::EmulatorState::new(gemgate::emulator::EmulatorConfig::default()),
-    ))
-    .await;
-    let emu = format!("http://{emu}");
+    let emu = support::emulator().await;
     let mut cfg = support::config(&emu);
     cfg.caching.annotate_usage_metadata = false;
     (emu.clone(), support::gateway(cfg).await)
@@ -246,14 +242,6 @@ async fn resumable_upload_through_the_gateway_points_at_the_gateway() {
     let file: Value = done.json().await.unwrap();
     let name = file["file"]["name"].as_str().unwrap();
     assert_eq!(file["file"]["sizeBytes"], "11");
-    let got: Value = c
-        .get(format!("{gw}/v1beta/{name}"))
-        .header("x-goog-api-key", "k")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = support::get_json(&format!("{gw}/v1beta/{name}"), Some("k")).await;
     assert_eq!(got["name"], name);
 }

@@ -8,18 +8,16 @@ use std::time::Duration;
 use support::RedisServer;
 
 fn entry(key: &str, expire_ms: i64) -> CacheEntry {
-    CacheEntry {
-        key: key.into(),
-        name: format!("cachedContents/{key}"),
-        model: "models/gemini-2.5-flash".into(),
-        scope: "s".repeat(64),
-        tokens: 8000,
-        contents: 2,
-        created_ms: 1,
+    CacheEntry::new(
+        key,
+        &format!("cachedContents/{key}"),
+        "models/gemini-2.5-flash",
+        "scope",
+        8000,
+        2,
+        1,
         expire_ms,
-        last_used_ms: 2,
-        hits: 3,
-    }
+    )
 }
 
 fn far() -> i64 {

@@ -52,11 +52,7 @@ fn system(i: usize) -> String {
 async fn two_replicas_200_concurrent_requests_5_prefixes_make_exactly_5_caches() {
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start_at(&dir.path().join("r.sock"));
-    let emu = support::serve(gemgate::emulator::router(
-        gemgate::emulator::EmulatorState::new(gemgate::emulator::EmulatorConfig::default()),
-    ))
-    .await;
-    let emu = format!("http://{emu}");
+    let emu = support::emulator().await;
     let a = replica(&emu, &redis.url);
     let b = replica(&emu, &redis.url);
     let systems: Vec<String> = (0..5).map(system).collect();
@@ -93,14 +89,7 @@ async fn two_replicas_200_concurrent_requests_5_prefixes_make_exactly_5_caches()
         assert_eq!(status, 200);
         cached += usize::from(cache == "hit" || cache == "created");
     }
-    let ledger: Value = support::client()
-        .get(format!("{emu}/emulator/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger: Value = support::get_json(&format!("{emu}/emulator/ledger"), None).await;
     assert_eq!(ledger["total"]["cache_creations"], 5, "{ledger}");
     assert!(cached >= 150, "most requests used a cache ({cached}/200)");
     println!("two replicas: 200 requests, 5 prefixes, 5 creations, {cached} served from cache");

@@ -5,6 +5,7 @@
 //! response's usage, [`Caching::invalidate`] when the upstream rejects a cache, and the sweeper.
 
 mod annotate;
+pub mod cost_policy;
 mod fingerprint;
 mod lifecycle;
 mod ops;
@@ -51,7 +52,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn bypass() -> Self {
+    /// A request the gateway does not cache: sent as it came.
+    pub fn bypass() -> Self {
         Plan {
             annotation: Annotation {
                 outcome: Outcome::Bypass,
@@ -369,22 +371,21 @@ impl Caching {
             Ok(c) => {
                 metrics::counter!(telemetry::CACHE_CREATIONS, "result" => "ok").increment(1);
                 tracing::info!(model = %job.model, tokens = c.tokens, contents = job.contents, "cache created");
-                let entry = CacheEntry {
-                    key: job.key.clone(),
-                    name: c.name,
-                    model: job.model.clone(),
-                    scope: job.scope.clone(),
-                    tokens: c.tokens,
-                    contents: job.contents,
-                    created_ms: now,
-                    expire_ms: if c.expire_ms > 0 {
-                        c.expire_ms
-                    } else {
-                        now + e.cfg.ttl.as_millis() as i64
-                    },
-                    last_used_ms: now,
-                    hits: 0,
+                let expire_ms = if c.expire_ms > 0 {
+                    c.expire_ms
+                } else {
+                    now + e.cfg.ttl.as_millis() as i64
                 };
+                let entry = CacheEntry::new(
+                    &job.key,
+                    &c.name,
+                    &job.model,
+                    &job.scope,
+                    c.tokens,
+                    job.contents,
+                    now,
+                    expire_ms,
+                );
                 if e.registry.insert_fenced(entry.clone(), token).await {
                     return (Some(entry), true);
                 }

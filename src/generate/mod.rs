@@ -69,18 +69,7 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
     }
     let plan = match (state.caching(), value.as_object()) {
         (Some(c), Some(obj)) => c.plan(&api, &parts.headers, query, obj).await,
-        _ => Plan {
-            annotation: caching::Annotation {
-                outcome: Outcome::Bypass,
-                cache_name: None,
-                prefix_tokens: 0,
-                tier: None,
-            },
-            rewritten: None,
-            key: None,
-            model: String::new(),
-            total_bytes: 0,
-        },
+        _ => Plan::bypass(),
     };
     let mut headers = proxy::copy_request_headers(&parts.headers);
     headers.remove(header::CONTENT_LENGTH);

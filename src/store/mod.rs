@@ -35,6 +35,37 @@ pub struct CacheEntry {
     pub hits: u64,
 }
 
+impl CacheEntry {
+    /// A fresh entry: created at `created_ms`, last used then, no hits yet.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a plain record; every field is required"
+    )]
+    pub fn new(
+        key: &str,
+        name: &str,
+        model: &str,
+        scope: &str,
+        tokens: u64,
+        contents: usize,
+        created_ms: i64,
+        expire_ms: i64,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            name: name.into(),
+            model: model.into(),
+            scope: scope.into(),
+            tokens,
+            contents,
+            created_ms,
+            expire_ms,
+            last_used_ms: created_ms,
+            hits: 0,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
 pub struct StoreError(pub String);
@@ -95,18 +126,16 @@ pub(crate) mod contract {
     use super::*;
 
     pub fn entry(key: &str, expire_ms: i64) -> CacheEntry {
-        CacheEntry {
-            key: key.into(),
-            name: format!("cachedContents/{key}"),
-            model: "models/gemini-2.5-flash".into(),
-            scope: "s".repeat(64),
-            tokens: 8000,
-            contents: 2,
-            created_ms: 1,
+        CacheEntry::new(
+            key,
+            &format!("cachedContents/{key}"),
+            "models/gemini-2.5-flash",
+            &"s".repeat(64),
+            8000,
+            2,
+            1,
             expire_ms,
-            last_used_ms: 2,
-            hits: 3,
-        }
+        )
     }
 
     pub async fn round_trip(store: &dyn Store) {
@@ -116,6 +145,7 @@ pub(crate) mod contract {
         assert_eq!(store.get_cache("a").await.unwrap(), Some(entry("a", 10)));
         let mut updated = entry("a", 99);
         updated.hits = 7;
+        updated.last_used_ms = 50;
         store.put_cache(&updated).await.unwrap();
         assert_eq!(store.get_cache("a").await.unwrap(), Some(updated));
         let mut all = store.list_caches().await.unwrap();

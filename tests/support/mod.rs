@@ -146,3 +146,23 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// Starts the emulator in-process on port 0 with `cfg`; returns its base URL.
+pub async fn emulator_with(cfg: gemgate::emulator::EmulatorConfig) -> String {
+    let state = gemgate::emulator::EmulatorState::new(cfg);
+    format!("http://{}", serve(gemgate::emulator::router(state)).await)
+}
+
+/// Starts the emulator in-process on port 0 with its defaults.
+pub async fn emulator() -> String {
+    emulator_with(gemgate::emulator::EmulatorConfig::default()).await
+}
+
+/// GETs `url` (with an API key, if given) and parses the JSON body.
+pub async fn get_json(url: &str, key: Option<&str>) -> serde_json::Value {
+    let mut req = client().get(url);
+    if let Some(k) = key {
+        req = req.header("x-goog-api-key", k);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
