@@ -3,6 +3,7 @@
 use crate::caching::Caching;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::deferral::Deferral;
 use crate::proxy::{UploadRoutes, Upstream};
 use crate::store::Store;
 use crate::telemetry;
@@ -33,6 +34,7 @@ struct Inner {
     metrics: Option<PrometheusHandle>,
     store: Arc<dyn Store>,
     caching: Option<Caching>,
+    deferral: Option<Deferral>,
     clock: Clock,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -70,13 +72,39 @@ impl AppState {
         } else {
             None
         };
-        Ok(Self(Arc::new(Inner { config, upstream, uploads, metrics, store, caching, clock, cancel, tracker })))
+        let deferral = match config.deferral.enabled {
+            true => Some(Deferral::new(
+                config.deferral.clone(),
+                &config.store,
+                upstream.clone(),
+                config.upstream.timeout,
+                clock.clone(),
+                tracker.clone(),
+                cancel.clone(),
+            )?),
+            false => None,
+        };
+        Ok(Self(Arc::new(Inner {
+            config,
+            upstream,
+            uploads,
+            metrics,
+            store,
+            caching,
+            deferral,
+            clock,
+            cancel,
+            tracker,
+        })))
     }
 
     /// Starts background work (registry warm-up, sweeper). Call once after building.
     pub async fn start(&self) {
         if let Some(c) = &self.0.caching {
             c.start().await;
+        }
+        if let Some(d) = &self.0.deferral {
+            d.start();
         }
     }
 
@@ -91,6 +119,9 @@ impl AppState {
     }
     pub fn caching(&self) -> Option<&Caching> {
         self.0.caching.as_ref()
+    }
+    pub fn deferral(&self) -> Option<&Deferral> {
+        self.0.deferral.as_ref()
     }
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.0.store
@@ -128,6 +159,11 @@ pub fn build_app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .route("/gemgate/v1/caches", get(crate::admin::list_caches))
+        .route("/gemgate/v1/operations", get(crate::deferral::list_operations))
+        .route(
+            "/gemgate/v1/operations/{id}",
+            get(crate::deferral::get_operation).delete(crate::deferral::cancel_operation),
+        )
         .fallback(crate::generate::dispatch)
         .with_state(state.clone())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))

@@ -9,6 +9,7 @@ pub mod caching;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod deferral;
 pub mod emulator;
 pub mod error;
 pub mod gemini;

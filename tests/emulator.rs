@@ -907,3 +907,33 @@ async fn binary_announces_its_port_and_serves() {
     assert_eq!(r.status(), 200);
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn async_batch_embeddings_and_in_process_ledger() {
+    let emu = start(short_batches()).await;
+    let body = json!({"batch": {"displayName": "e", "inputConfig": {"requests": {"requests": [
+        {"request": {"content": {"parts": [{"text": "a"}], "role": "user"}, "outputDimensionality": 8}},
+        {"request": {"content": {"parts": [{"text": "b"}], "role": "user"}, "outputDimensionality": 8}}]}}}});
+    let op = emu.post("/v1beta/models/gemini-embedding-001:asyncBatchEmbedContent", &body).await.json();
+    assert!(op["metadata"]["@type"].as_str().unwrap().ends_with("v1main.EmbedContentBatch"));
+    let done = wait_done(&emu, op["name"].as_str().unwrap()).await;
+    let items = done["metadata"]["output"]["inlinedResponses"]["inlinedResponses"].as_array().unwrap();
+    let direct = emu
+        .post(
+            "/v1beta/models/gemini-embedding-001:embedContent",
+            &json!({"content": {"parts": [{"text": "a"}], "role": "user"}, "outputDimensionality": 8}),
+        )
+        .await
+        .json();
+    assert_eq!(items[0]["response"]["embedding"], direct["embedding"]);
+    assert_eq!(emu.state.ledger()["total"]["batch_requests"], 2);
+    emu.state.reset_ledger();
+    assert_eq!(emu.state.ledger()["total"]["batch_requests"], 0);
+    // Generation models don't embed and embedding models don't generate.
+    assert_eq!(
+        emu.post(GEN.replace("gemini-2.5-flash", "gemini-embedding-001").as_str(), &json!({"contents": [user("x")]}))
+            .await
+            .status,
+        404
+    );
+}

@@ -50,6 +50,8 @@ pub struct Annotation {
     pub cache_name: Option<String>,
     pub prefix_tokens: u64,
     pub costs: Option<Costs>,
+    /// The tier that served a deferred (flex) request, and its discount.
+    pub tier: Option<(&'static str, f64)>,
 }
 
 /// USD figures are rounded to a millionth of a cent.
@@ -59,7 +61,7 @@ fn usd(v: f64) -> Value {
 
 impl Annotation {
     pub fn new(outcome: Outcome) -> Self {
-        Annotation { outcome, cache_name: None, prefix_tokens: 0, costs: None }
+        Annotation { outcome, cache_name: None, prefix_tokens: 0, costs: None, tier: None }
     }
 
     pub fn to_json(&self) -> Value {
@@ -74,6 +76,10 @@ impl Annotation {
             v["costUsd"] = usd(c.actual_usd);
             v["costAsSentUsd"] = usd(c.as_sent_usd);
             v["netSavingUsd"] = usd(c.net_saving_usd);
+        }
+        if let Some((tier, discount)) = self.tier {
+            v["tier"] = json!(tier);
+            v["discount"] = json!(discount);
         }
         v
     }

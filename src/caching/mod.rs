@@ -360,7 +360,8 @@ impl Caching {
         }
         let (price, _) = self.0.prices.price_for(&plan.model);
         let u = accounting::Usage::from_usage_metadata(usage);
-        let svc = accounting::Service::Standard;
+        let discounted = plan.annotation.tier.is_some_and(|(t, _)| t != "standard");
+        let svc = if discounted { accounting::Service::Discounted } else { accounting::Service::Standard };
         let costs = Costs {
             actual_usd: accounting::actual_usd(price, &u, svc),
             as_sent_usd: accounting::as_sent_usd(price, &u, svc),

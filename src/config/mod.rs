@@ -1,6 +1,7 @@
 //! Gateway configuration: TOML file, then `GEMGATE_SECTION__KEY` environment overrides, then
 //! command-line overrides, then one `validate()` that reports every problem at once.
 
+mod deferral;
 mod env;
 mod validate;
 
@@ -9,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use deferral::{DeferralConfig, DeferralRule};
 pub use validate::ConfigErrors;
 
 /// The whole gateway configuration. Every key is documented, with its default, in
@@ -21,6 +23,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub store: StoreConfig,
     pub caching: CachingConfig,
+    pub deferral: DeferralConfig,
     pub clock: ClockConfig,
 }
 

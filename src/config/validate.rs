@@ -101,6 +101,7 @@ impl Config {
         if !c.min_tokens.contains_key("default") {
             errors.push("caching.min_tokens", "must have a `default` entry".into());
         }
+        self.deferral.validate(errors);
     }
 }
 

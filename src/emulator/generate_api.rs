@@ -47,11 +47,12 @@ pub fn generate(call: Call<'_>, body: &Value) -> Result<Response, GeminiError> {
         return Err(faults::error_for(state.config().flex.shed_status, state.config().faults.retry_delay));
     }
     let now = state.clock().now();
-    let out = {
+    let p = {
         let mut store = state.store();
-        let p = prompt::build(&mut store, now, call.caller, &call.model, &obj)?;
-        generate::generate(&state.config().generation, &p)
+        prompt::build(&mut store, now, call.caller, &call.model, &obj)?
     };
+    // Hashing and generating happen outside the store lock so concurrent requests don't queue.
+    let out = generate::generate(&state.config().generation, &p);
     let method = if call.stream { "streamGenerateContent" } else { "generateContent" };
     let faulted = call.plan.drop || (call.stream && call.plan.midstream_error);
     {

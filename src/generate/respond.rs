@@ -46,6 +46,10 @@ fn settle(caching: &Caching, plan: &Plan, usage: &Value) -> Annotation {
 
 pub async fn respond(state: &AppState, resp: reqwest::Response, plan: &Plan, stream: bool, sse: bool) -> Response {
     let Some(caching) = state.caching().cloned() else {
+        if let (Some(tier), false) = (plan.annotation.tier, stream) {
+            // Caching is off but a deferred (flex) response still says which tier served it.
+            return crate::deferral::flex::annotate(resp, tier).await;
+        }
         return proxy::relay_response(resp);
     };
     let annotate = caching.config().annotate_usage_metadata;

@@ -27,6 +27,13 @@ pub const REGISTRY_ENTRIES: &str = "gemgate_registry_entries";
 pub const CACHE_SAVED_MICRO_USD: &str = "gemgate_cache_saved_microdollars_total";
 pub const CACHE_STORAGE_MICRO_USD: &str = "gemgate_cache_storage_microdollars_total";
 pub const CACHE_CREATION_MICRO_USD: &str = "gemgate_cache_creation_microdollars_total";
+pub const DEFER_QUEUE_DEPTH: &str = "gemgate_deferral_queue_depth";
+pub const DEFER_OLDEST_AGE: &str = "gemgate_deferral_oldest_queued_age_seconds";
+pub const DEFER_OPEN_JOBS: &str = "gemgate_deferral_open_jobs";
+pub const DEFER_JOBS: &str = "gemgate_deferral_jobs_total";
+pub const DEFER_ITEMS: &str = "gemgate_deferral_items_total";
+pub const DEFER_FLEX: &str = "gemgate_deferral_flex_total";
+pub const DEFER_WEBHOOKS: &str = "gemgate_deferral_webhooks_total";
 
 /// Installs the global tracing subscriber. `RUST_LOG` wins over the configured level.
 pub fn init_tracing(cfg: &TelemetryConfig) {
@@ -87,4 +94,17 @@ fn describe() {
     describe_counter!(CACHE_SAVED_MICRO_USD, "Estimated gross saving of cache hits, in millionths of a USD, by model");
     describe_counter!(CACHE_STORAGE_MICRO_USD, "Estimated cache storage committed, in millionths of a USD, by model");
     describe_counter!(CACHE_CREATION_MICRO_USD, "Estimated cache creation cost, in millionths of a USD, by model");
+    describe_gauge!(
+        DEFER_QUEUE_DEPTH,
+        "Deferred requests waiting: queued (no job yet) or in_job (submitted, no result yet)"
+    );
+    describe_gauge!(DEFER_OLDEST_AGE, Unit::Seconds, "Age of the oldest deferred request not yet in a job");
+    describe_gauge!(DEFER_OPEN_JOBS, "Batch jobs by state: intent or submitted");
+    describe_counter!(
+        DEFER_JOBS,
+        "Batch job transitions: formed, submitted, reconciled, succeeded, failed, expired, cancelled, resubmitted, rejected"
+    );
+    describe_counter!(DEFER_ITEMS, "Deferred requests by outcome: enqueued, response, error, cancelled");
+    describe_counter!(DEFER_FLEX, "Flex attempts by outcome: served, shed, fallback_standard");
+    describe_counter!(DEFER_WEBHOOKS, "Webhook deliveries by outcome");
 }
