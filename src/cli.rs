@@ -36,6 +36,8 @@ pub enum Command {
     },
     /// Replay a trace on a virtual clock and compare caching strategies' costs.
     Simulate(SimulateArgs),
+    /// Send a trace as real HTTP requests (deterministic text) to a gateway or the emulator.
+    Replay(ReplayArgs),
     /// Validate a gateway config file and report every problem at once.
     CheckConfig {
         /// Config file to check (default: built-in defaults plus environment overrides).
@@ -62,6 +64,36 @@ pub struct SimulateArgs {
     /// absent for Mooncake, as recorded for gemgate traces).
     #[arg(long)]
     pub implicit_window: Option<humantime::Duration>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `gemgate replay` options (see docs/simulate.md).
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Trace file: Mooncake JSONL or gemgate's own trace format (detected).
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// Base URL to send to (a gateway, or the emulator for a baseline).
+    #[arg(long)]
+    pub target: String,
+    /// Time compression: 60 sends an hour of trace in a minute. Run the gateway and the emulator
+    /// with `clock.speed` equal to it so TTLs and storage compress alike.
+    #[arg(long, default_value_t = 1.0)]
+    pub speedup: f64,
+    /// API key to send.
+    #[arg(long, default_value = "replay-key")]
+    pub key: String,
+    /// Model (default: the trace's own, or gemini-2.5-flash for Mooncake).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Only the first N requests.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Requests in flight at most (arrivals stay on schedule; only sending waits).
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -16,6 +16,7 @@ pub mod gemini;
 pub mod generate;
 pub mod net;
 pub mod proxy;
+pub mod replay;
 pub mod serve;
 pub mod simulate;
 pub mod store;

@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Simulate(args) => gemgate::simulate::run(&args),
+        Command::Replay(args) => gemgate::replay::run(&args).await,
         Command::CheckConfig { file } => {
             match Config::load(file.as_deref(), std::env::vars(), &CliOverrides::default()) {
                 Ok(_) => {

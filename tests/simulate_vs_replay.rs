@@ -1,0 +1,109 @@
+//! `gemgate simulate` and a live `gemgate replay` of the same trace agree: the trace is replayed
+//! 60× compressed through a gateway in front of the emulator (both clocks at 60×, so TTLs,
+//! renewals and storage compress alike), and the ledger's cache creations and input-side cost
+//! are compared with what the simulator predicts for the same policy and prices.
+
+mod support;
+
+use gemgate::accounting::PriceTable;
+use gemgate::caching::cost_policy::CostPolicyConfig;
+use gemgate::config::CachingConfig;
+use gemgate::simulate::{Ctx, SWEEP_MS, trace};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+const SPEED: f64 = 60.0;
+
+/// A 15-minute Mooncake-format trace: four hot 4-block prefixes every ~20 s, a burst on a fifth,
+/// and one-off requests that should never be cached.
+fn synthetic_trace() -> String {
+    let mut lines = Vec::new();
+    let mut next_id = 1000u64;
+    for t in (0..900_000).step_by(5_000) {
+        let p = (t / 5_000) % 4;
+        let prefix: Vec<u64> = (0..4).map(|b| p * 10 + b).collect();
+        lines.push((t, prefix, 4 * 512 + 300));
+        if t % 30_000 == 0 {
+            lines.push((t + 1_000, vec![next_id, next_id + 1, next_id + 2], 3 * 512 + 100));
+            next_id += 3;
+        }
+    }
+    for i in 0..10 {
+        lines.push((300_000 + i * 1_000, vec![500, 501, 502, 503], 4 * 512 + 200));
+    }
+    lines.sort_by_key(|l| l.0);
+    let mut out = String::new();
+    for (t, mut ids, len) in lines {
+        ids.push(next_id);
+        next_id += 1;
+        writeln!(out, "{{\"timestamp\": {t}, \"input_length\": {len}, \"output_length\": 20, \"hash_ids\": {ids:?}}}")
+            .unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_and_live_replay_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.jsonl");
+    std::fs::write(&path, synthetic_trace()).unwrap();
+    let (_, reqs) = trace::load(&path, None, "gemini-2.5-flash").unwrap();
+
+    // What the simulator predicts.
+    let prices = PriceTable::builtin();
+    let ctx = Ctx::new(prices.clone(), CostPolicyConfig::default(), CachingConfig::default().min_tokens);
+    let sim = gemgate::simulate::replay::policy(&reqs, &ctx, SWEEP_MS);
+    let price = ctx.price("gemini-2.5-flash");
+    let output_usd: f64 = reqs.iter().map(|r| r.output_tokens as f64 * price.standard.output * 1e-6).sum();
+    let sim_input_usd = sim.total_usd - output_usd;
+
+    // The same trace, live and compressed.
+    let mut ecfg = gemgate::emulator::EmulatorConfig::default();
+    ecfg.clock.speed = SPEED;
+    let emu = support::emulator_with(ecfg).await;
+    let mut cfg = support::config(&emu);
+    cfg.clock.speed = SPEED;
+    cfg.caching.sweep_interval = Duration::from_millis(SWEEP_MS as u64);
+    let gw = support::gateway(cfg).await;
+    let summary = gemgate::replay::run_requests(&reqs, &gw, "replay-key", SPEED, 256).await;
+    assert_eq!(summary.by_status.get(&200).copied(), Some(reqs.len()), "{summary:?}");
+
+    let ledger = support::get_json(&format!("{emu}/emulator/ledger"), None).await;
+    let caches = support::get_json(&format!("{gw}/gemgate/v1/caches"), None).await;
+    let now = gemgate::clock::parse_rfc3339(ledger["now"].as_str().unwrap()).unwrap();
+    // Storage still committed until each live cache expires, as the simulator counts it.
+    let committed: f64 = caches["caches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let expire = gemgate::clock::parse_rfc3339(c["expireTime"].as_str().unwrap()).unwrap();
+            c["tokens"].as_f64().unwrap() * ((expire - now).max(0) as f64 / 1000.0)
+        })
+        .sum();
+    let t = &ledger["total"];
+    let n = |f: &str| t[f].as_f64().unwrap_or(0.0);
+    let r = &price.standard;
+    let live_input_usd = (n("input_tokens") * r.input
+        + n("cached_tokens") * r.cached_read
+        + n("cache_creation_tokens") * r.input
+        + (n("cache_storage_token_seconds") + committed) / 3600.0 * price.storage_per_hour)
+        * 1e-6;
+    let live_creations = n("cache_creations");
+    println!(
+        "simulate: {} creations, input-side ${:.5}; live replay at {SPEED}x: {} creations, input-side ${:.5}; never-cache ${:.5}",
+        sim.creations,
+        sim_input_usd,
+        live_creations,
+        live_input_usd,
+        gemgate::simulate::replay::never(&reqs, &ctx).total_usd - output_usd
+    );
+    let creations_gap = (live_creations - sim.creations as f64).abs();
+    assert!(
+        creations_gap <= 2.0 + 0.2 * sim.creations as f64,
+        "creations differ: live {live_creations}, sim {}",
+        sim.creations
+    );
+    let cost_gap = (live_input_usd - sim_input_usd).abs() / sim_input_usd;
+    assert!(cost_gap <= 0.10, "input-side cost differs by {:.1} %", cost_gap * 100.0);
+}
