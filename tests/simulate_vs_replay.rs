@@ -107,3 +107,38 @@ async fn simulate_and_live_replay_agree() {
     let cost_gap = (live_input_usd - sim_input_usd).abs() / sim_input_usd;
     assert!(cost_gap <= 0.10, "input-side cost differs by {:.1} %", cost_gap * 100.0);
 }
+
+#[tokio::test]
+async fn the_gateway_records_a_trace_that_simulate_reads_without_any_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.jsonl");
+    let emu = support::emulator().await;
+    let mut cfg = support::config(&emu);
+    cfg.caching.trace_file = path.clone();
+    let gw = support::gateway(cfg).await;
+    let secret_text = "TOP-SECRET-DOCUMENT ".repeat(400);
+    for q in ["first question", "second question", "third question"] {
+        let body = serde_json::json!({
+            "systemInstruction": {"parts": [{"text": secret_text}]},
+            "contents": [{"role": "user", "parts": [{"text": q}]}]
+        });
+        let r = support::client()
+            .post(format!("{gw}/v1beta/models/gemini-2.5-flash:generateContent"))
+            .header("x-goog-api-key", "trace-key")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(!text.contains("TOP-SECRET") && !text.contains("question") && !text.contains("trace-key"));
+    let (format, reqs) = trace::load(&path, None, "gemini-2.5-flash").unwrap();
+    assert_eq!(format, trace::TraceFormat::Gemgate);
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(reqs[0].boundaries.len(), 1, "the system instruction is one boundary");
+    assert_eq!(reqs[0].boundaries[0].0, reqs[2].boundaries[0].0, "the shared prefix has one key");
+    assert!(reqs[0].boundaries[0].1 > 1500, "token estimate recorded: {:?}", reqs[0].boundaries);
+    assert!(reqs[0].prompt_tokens > reqs[0].boundaries[0].1);
+}

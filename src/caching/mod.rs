@@ -54,7 +54,7 @@ pub struct Plan {
     pub model: String,
     /// Canonical bytes of the whole prompt (for learning the bytes/token ratio).
     pub total_bytes: u64,
-    /// The request's boundaries, shortest first: key and estimated tokens.
+    /// The request's boundaries, shortest first: key and canonical bytes.
     pub boundaries: Vec<(String, u64)>,
     /// Cache creation and storage this request committed (USD): the creation and its TTL for
     /// the request that made a cache, the extension for one that renewed it, else 0.
@@ -196,8 +196,7 @@ impl Caching {
             return self.count(plan);
         }
         plan.annotation.outcome = Outcome::Miss;
-        plan.boundaries =
-            fp.boundaries.iter().map(|b| (b.key.clone(), e.sizer.estimate_tokens(&model, b.bytes))).collect();
+        plan.boundaries = fp.boundaries.iter().map(|b| (b.key.clone(), b.bytes)).collect();
         let cred = Credential::from_request(headers, query);
         if let Some(c) = &cred {
             e.creds.insert(scope.clone(), c.clone());
@@ -225,8 +224,8 @@ impl Caching {
         let covered = hit.as_ref().map_or(0, |(_, entry, _)| entry.tokens);
         let start = hit.as_ref().map_or(0, |(i, _, _)| i + 1);
         let mut chosen: Option<(&Boundary, i64, u64)> = None;
-        for (b, (_, tokens)) in fp.boundaries.iter().zip(&plan.boundaries).skip(start) {
-            let tokens = *tokens;
+        for b in &fp.boundaries[start..] {
+            let tokens = e.sizer.estimate_tokens(&model, b.bytes);
             if (tokens as f64) < min {
                 continue;
             }
@@ -339,7 +338,11 @@ impl Caching {
                     boundaries: plan
                         .boundaries
                         .iter()
-                        .map(|(k, t)| TraceBoundary { hash: k[..32.min(k.len())].to_string(), tokens: *t })
+                        // This response's own ratio gives each boundary's share of its prompt.
+                        .map(|(k, bytes)| TraceBoundary {
+                            hash: k[..32.min(k.len())].to_string(),
+                            tokens: (prompt as f64 * *bytes as f64 / plan.total_bytes.max(1) as f64).round() as u64,
+                        })
                         .collect(),
                     prompt_tokens: prompt,
                     output_tokens: output,
