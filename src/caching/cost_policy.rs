@@ -57,6 +57,13 @@ pub struct CostPolicyConfig {
     /// Delete an idle cache only if at least this much paid TTL would be saved.
     #[serde(with = "humantime_serde")]
     pub min_delete_remaining: Duration,
+    /// Create a cache for a request's own prefix at first sight when this tenant's prefixes
+    /// usually come back (conversations: each turn extends the last); see `speculate.rs`.
+    pub speculate: bool,
+    /// First-sight creation needs `p × saving ≥ speculate_margin × its cost`.
+    pub speculate_margin: f64,
+    /// First sightings observed before the return rate is trusted.
+    pub speculate_min_evidence: u64,
 }
 
 impl Default for CostPolicyConfig {
@@ -74,6 +81,9 @@ impl Default for CostPolicyConfig {
             implicit_evidence: 4.0,
             expiry_margin: Duration::from_secs(5),
             min_delete_remaining: Duration::from_secs(60),
+            speculate: true,
+            speculate_margin: 1.2,
+            speculate_min_evidence: 20,
         }
     }
 }
@@ -121,6 +131,9 @@ pub struct PrefixStats {
     pub paid_until_ms: i64,
     /// No creation before this time, after a failed one.
     pub cooldown_until_ms: i64,
+    /// This boundary was first seen as a request's own (longest) prefix: its return, if any,
+    /// teaches the tenant's return rate.
+    pub first_as_longest: bool,
 }
 
 impl PrefixStats {

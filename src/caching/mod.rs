@@ -17,6 +17,7 @@ pub mod registry;
 mod rewrite;
 mod rules;
 mod sizing;
+mod speculate;
 
 pub use annotate::{Annotation, Costs, Outcome, annotate_body, encode_event, is_final_event, parse_event, sse_events};
 pub use cost_policy::Decision;
@@ -24,6 +25,7 @@ pub use fingerprint::{Boundary, Fingerprint, fingerprint, scope_of};
 pub use ops::Credential;
 pub use rules::{BoundaryState, Rules};
 pub use sizing::{Sizer, parse_too_small};
+pub use speculate::ReturnStats;
 
 use crate::accounting::{self, PriceTable};
 use crate::clock::Clock;
@@ -90,6 +92,8 @@ struct Engine {
     rules: Rules,
     prices: Arc<PriceTable>,
     states: moka::sync::Cache<String, Arc<Mutex<BoundaryState>>>,
+    /// Per (scope, model): how often a request's own prefix comes back (see speculate.rs).
+    returns: moka::sync::Cache<String, Arc<Mutex<ReturnStats>>>,
     inflight: Mutex<HashMap<String, watch::Receiver<CreateResult>>>,
     renewing: Mutex<HashSet<String>>,
     /// scope → credential, in memory only, to renew and delete that tenant's caches.
@@ -141,6 +145,7 @@ impl Caching {
             cfg,
             clock: deps.clock,
             states,
+            returns: moka::sync::Cache::builder().max_capacity(100_000).build(),
             inflight: Mutex::default(),
             renewing: Mutex::default(),
             creds,
@@ -215,6 +220,8 @@ impl Caching {
             st.sync(Some(&entry), now);
             let implicit = st.last_implicit;
             let d = e.rules.on_request(&model, &mut st, now, entry.tokens, implicit);
+            let returns = e.returns.get_with(format!("{scope}:{model}"), Default::default);
+            e.rules.note_return(&model, &mut returns.lock().expect("poisoned"), &mut st);
             hit = Some((i, entry, d));
             break;
         }
@@ -224,17 +231,26 @@ impl Caching {
         let covered = hit.as_ref().map_or(0, |(_, entry, _)| entry.tokens);
         let start = hit.as_ref().map_or(0, |(i, _, _)| i + 1);
         let mut chosen: Option<(&Boundary, i64, u64)> = None;
-        for b in &fp.boundaries[start..] {
-            let tokens = e.sizer.estimate_tokens(&model, b.bytes);
-            if (tokens as f64) < min {
-                continue;
-            }
+        let eligible: Vec<(&Boundary, u64)> = fp.boundaries[start..]
+            .iter()
+            .map(|b| (b, e.sizer.estimate_tokens(&model, b.bytes)))
+            .filter(|(_, tokens)| *tokens as f64 >= min)
+            .collect();
+        let returns = e.returns.get_with(format!("{scope}:{model}"), Default::default);
+        for (j, (b, tokens)) in eligible.iter().enumerate() {
             let st = self.state(&b.key);
             let mut st = st.lock().expect("poisoned");
             st.sync(None, now);
             let implicit = covered.max(st.last_implicit);
-            if let Decision::Create { ttl_ms } = e.rules.on_request(&model, &mut st, now, tokens, implicit) {
-                chosen = Some((b, ttl_ms, tokens));
+            let mut d = e.rules.on_request(&model, &mut st, now, *tokens, implicit);
+            let mut rs = returns.lock().expect("poisoned");
+            e.rules.note_return(&model, &mut rs, &mut st);
+            if j + 1 == eligible.len() && d == Decision::Observe {
+                // The request's own prefix: cache it at first sight if this tenant's return.
+                d = e.rules.on_first_sight(&model, &mut rs, &mut st, now, *tokens, implicit);
+            }
+            if let Decision::Create { ttl_ms } = d {
+                chosen = Some((b, ttl_ms, *tokens));
             }
         }
 

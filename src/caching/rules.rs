@@ -5,6 +5,7 @@
 
 use super::cost_policy::{CacheState, CostPolicy, CostPolicyConfig, Decision, PrefixStats};
 use super::policy::{self, Observed, Rule};
+use super::speculate::ReturnStats;
 use crate::accounting::PriceTable;
 use crate::config::CachingConfig;
 use crate::store::CacheEntry;
@@ -100,6 +101,29 @@ impl Rules {
                     policy::Decision::Observe => Decision::Observe,
                 }
             }
+        }
+    }
+
+    /// Records a return of a tenant's own prefix (cost rules only).
+    pub fn note_return(&self, model: &str, rs: &mut ReturnStats, st: &mut BoundaryState) {
+        if let Some(p) = self.cost_policy(model) {
+            p.note_return(rs, &mut st.stats);
+        }
+    }
+
+    /// First-sight creation of a request's own prefix (cost rules only; see speculate.rs).
+    pub fn on_first_sight(
+        &self,
+        model: &str,
+        rs: &mut ReturnStats,
+        st: &mut BoundaryState,
+        now: i64,
+        tokens: u64,
+        covered: u64,
+    ) -> Decision {
+        match self.cost_policy(model) {
+            Some(p) => p.on_first_sight(rs, &mut st.stats, now, tokens, covered),
+            None => Decision::Observe,
         }
     }
 

@@ -5,6 +5,7 @@
 use super::trace::SimRequest;
 use super::{Ctx, Tally};
 use crate::accounting::{Service, Usage, actual_usd};
+use crate::caching::ReturnStats;
 use crate::caching::cost_policy::{CostPolicy, Decision, PrefixStats};
 use std::collections::HashMap;
 
@@ -116,6 +117,7 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
     let mut w = World::default();
     let mut stats: HashMap<&str, PrefixStats> = HashMap::new();
     let mut policies: HashMap<&str, CostPolicy> = HashMap::new();
+    let mut returns: HashMap<&str, ReturnStats> = HashMap::new();
     let mut next_tick = reqs.first().map_or(0, |r| r.t_ms);
     let last = reqs.last().map_or(0, |r| r.t_ms);
     let end = last + ctx.cfg.max_ttl.as_millis() as i64 + sweep_ms;
@@ -152,9 +154,15 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
             explicit = true;
         }
         let mut create = None;
-        for (key, tokens) in &bounds[used.map_or(0, |u| u + 1)..] {
+        let from = used.map_or(0, |u| u + 1);
+        for (j, (key, tokens)) in bounds.iter().enumerate().skip(from) {
             let st = stats.entry(key.as_str()).or_default();
-            let d = pol.on_request(st, now, *tokens, served.min(*tokens));
+            let mut d = pol.on_request(st, now, *tokens, served.min(*tokens));
+            let rs = returns.entry(r.model.as_str()).or_default();
+            pol.note_return(rs, st);
+            if j + 1 == bounds.len() && d == Decision::Observe {
+                d = pol.on_first_sight(rs, st, now, *tokens, served.min(*tokens));
+            }
             if st.cache.is_none() && w.caches.contains_key(key.as_str()) {
                 w.end(ctx, key); // lapsed in the policy's eyes
             }

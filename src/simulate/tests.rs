@@ -100,3 +100,50 @@ fn subcommand_reads_a_trace_file_and_reports_bad_inputs() {
     let err = run(&args(Some(dir.path().join("nope.toml")))).unwrap_err();
     assert!(format!("{err:#}").contains("nope.toml"));
 }
+
+#[test]
+fn a_trace_without_reuse_costs_at_most_two_percent_above_never_caching() {
+    // 3,000 requests over an hour, each with three blocks nobody else has: nothing returns, so the
+    // first-sight rule must learn that and stop, and the regret rule never fires.
+    let reqs: Vec<SimRequest> = (0..3_000)
+        .map(|i| {
+            let ids: Vec<String> = (0..3).map(|b| format!("{i}-{b}")).collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            req(i as i64 * 1_200, &ids, 31_000)
+        })
+        .collect();
+    let rs = simulate(&reqs, &ctx());
+    let never = by_name(&rs, "never-cache").total_usd;
+    let ours = by_name(&rs, "gemgate").total_usd;
+    assert!(ours <= never * 1.02, "gemgate {ours} vs never {never}");
+}
+
+#[test]
+fn first_sight_caching_pays_when_conversations_continue_quickly() {
+    // Agent-style traffic: each conversation opens with its own 50k-token document, then seven
+    // quick turns (5 s apart) that each add 1k tokens. The document prefix returns at once, so
+    // caching it at first sight (once the tenant's return rate is known) beats waiting for its
+    // second arrival.
+    let mut reqs = Vec::new();
+    for conv in 0..40i64 {
+        let mut boundaries = vec![(format!("doc{conv}"), 50_000u64)];
+        for turn in 0..8i64 {
+            let last = boundaries.last().map_or(0, |b| b.1);
+            reqs.push(SimRequest {
+                t_ms: conv * 60_000 + turn * 5_000,
+                model: "gemini-2.5-flash".into(),
+                prompt_tokens: last + 500,
+                output_tokens: 100,
+                boundaries: boundaries.clone(),
+                implicit_cached_tokens: 0,
+            });
+            boundaries.push((format!("c{conv}-t{turn}"), last + 1_000));
+        }
+    }
+    reqs.sort_by_key(|r| r.t_ms);
+    let with = by_name(&simulate(&reqs, &ctx()), "gemgate").total_usd;
+    let off = CostPolicyConfig { speculate: false, ..Default::default() };
+    let ctx_off = Ctx::new(PriceTable::builtin(), off, CachingConfig::default().min_tokens);
+    let without = by_name(&simulate(&reqs, &ctx_off), "gemgate").total_usd;
+    assert!(with < without * 0.95, "with first-sight caching {with}, without {without}");
+}

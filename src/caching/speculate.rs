@@ -1,0 +1,150 @@
+//! First-sight creation for conversations. In chat traffic each turn's prompt is the previous
+//! turn's prompt plus two new turns, so a request's own prefix (its longest cacheable boundary) is
+//! new every time and the regret rule, which waits for a second arrival, never caches it. Yet the
+//! next turn will read exactly that prefix if it comes. This rule learns, per tenant and model,
+//! how often a request's own prefix comes back (`p`) and after how long, and creates the cache at
+//! first sight when the expected saving pays for it:
+//!
+//! `p × d ≥ margin × (C − d + S·ttl)`, where `d` is what one hit saves, `C` the creation price
+//! (`C − d` because the creating request reads its own cache at once), `S` storage per ms and
+//! `ttl` a high quantile of the observed return gaps.
+//!
+//! Worst case: a wrong guess costs `C − d + S·ttl` (on Flash about 11 % of the prefix's input
+//! price plus storage for the TTL), and guesses are made only while the measured return rate says
+//! they pay on average. A tenant whose prefixes never return stops speculating once its rate is
+//! measured (`speculate_min_evidence` first sightings).
+
+use super::cost_policy::{CostPolicy, Decision, PrefixStats};
+
+/// What the rule learns per (tenant, model).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReturnStats {
+    /// Decayed count of requests' own prefixes seen for the first time.
+    pub firsts: f64,
+    /// Decayed count of those that came back.
+    pub returns: f64,
+    /// Undecayed number of first sightings (for the evidence threshold).
+    pub seen: u64,
+    pub gap_mean_ms: f64,
+    pub gap_dev_ms: f64,
+    pub gaps: u64,
+}
+
+/// Memory of the return rate: each new first sighting discounts the past by this factor.
+const DECAY: f64 = 1.0 / 500.0;
+
+impl ReturnStats {
+    pub fn rate(&self) -> f64 {
+        if self.firsts <= 0.0 { 0.0 } else { (self.returns / self.firsts).min(1.0) }
+    }
+}
+
+impl CostPolicy {
+    /// Called after every `on_request`: the second arrival of a boundary first seen as a
+    /// request's own prefix is a return, with its gap.
+    pub fn note_return(&self, rs: &mut ReturnStats, st: &mut PrefixStats) {
+        if st.arrivals != 2 || !st.first_as_longest || st.gaps == 0 {
+            return;
+        }
+        st.first_as_longest = false;
+        rs.returns += 1.0;
+        let (gap, w) = (st.gap_mean_ms, self.cfg.gap_weight);
+        if rs.gaps == 0 {
+            rs.gap_mean_ms = gap;
+            rs.gap_dev_ms = gap / 2.0;
+        } else {
+            rs.gap_dev_ms = (1.0 - w) * rs.gap_dev_ms + w * (gap - rs.gap_mean_ms).abs();
+            rs.gap_mean_ms = (1.0 - w) * rs.gap_mean_ms + w * gap;
+        }
+        rs.gaps += 1;
+    }
+
+    /// Called after `on_request` for the request's own (longest eligible) boundary: on its first
+    /// sighting, `Create` when the tenant's return rate says a cache pays.
+    pub fn on_first_sight(
+        &self,
+        rs: &mut ReturnStats,
+        st: &mut PrefixStats,
+        now_ms: i64,
+        tokens: u64,
+        covered: u64,
+    ) -> Decision {
+        if st.arrivals != 1 || st.cache.is_some() || st.first_as_longest {
+            return Decision::Observe;
+        }
+        st.first_as_longest = true;
+        rs.firsts = rs.firsts * (1.0 - DECAY) + 1.0;
+        rs.returns *= 1.0 - DECAY;
+        rs.seen += 1;
+        if !self.cfg.speculate
+            || rs.seen < self.cfg.speculate_min_evidence
+            || rs.gaps == 0
+            || now_ms < st.cooldown_until_ms
+        {
+            return Decision::Observe;
+        }
+        let d = self.hit_saving_usd(tokens, covered);
+        if d <= 0.0 {
+            return Decision::Observe;
+        }
+        let min = self.cfg.min_ttl.as_millis() as f64;
+        let max = self.cfg.max_ttl.as_millis() as f64;
+        let ttl = (rs.gap_mean_ms + 2.0 * rs.gap_dev_ms).clamp(min, max).round() as i64;
+        let cost = self.creation_usd(tokens) - d + self.storage_per_ms(tokens) * ttl as f64;
+        if rs.rate() * d >= self.cfg.speculate_margin * cost.max(0.0) {
+            Decision::Create { ttl_ms: ttl }
+        } else {
+            Decision::Observe
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounting::PriceTable;
+    use crate::caching::cost_policy::CostPolicyConfig;
+
+    fn policy() -> CostPolicy {
+        CostPolicy::new(CostPolicyConfig::default(), &PriceTable::builtin(), "gemini-2.5-flash").0
+    }
+
+    /// Drives a conversation-like stream: each request's own prefix is new; a share `returning`
+    /// of them come back `gap_ms` later. Returns how many first-sight creations were made.
+    fn drive(returning: f64, n: usize, gap_ms: i64) -> usize {
+        let p = policy();
+        let mut rs = ReturnStats::default();
+        let mut created = 0;
+        for i in 0..n {
+            let now = i as i64 * 1_000;
+            let mut st = PrefixStats::default();
+            p.on_request(&mut st, now, 8_000, 0);
+            if matches!(p.on_first_sight(&mut rs, &mut st, now, 8_000, 0), Decision::Create { .. }) {
+                created += 1;
+                st.on_gone(now); // the test only counts decisions
+            }
+            if (i as f64 * returning).fract() + returning >= 1.0 {
+                p.on_request(&mut st, now + gap_ms, 8_000, 0);
+                p.note_return(&mut rs, &mut st);
+            }
+        }
+        created
+    }
+
+    #[test]
+    fn prefixes_that_usually_return_are_cached_at_first_sight() {
+        assert!(drive(0.6, 200, 30_000) > 150);
+    }
+
+    #[test]
+    fn prefixes_that_never_return_are_never_cached_at_first_sight() {
+        assert_eq!(drive(0.0, 500, 30_000), 0);
+    }
+
+    #[test]
+    fn a_low_return_rate_does_not_pay() {
+        // On Flash a first-sight cache costs about 11 % of the prefix's input price plus storage;
+        // one return in ten saves less than that.
+        assert_eq!(drive(0.1, 400, 30_000), 0);
+    }
+}
