@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "gemgate", version, about = "A cost-saving gateway for the Gemini API")]
+#[command(
+    name = "gemgate",
+    version,
+    about = "A cost-saving gateway for the Gemini API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -8,8 +8,12 @@ use gemgate::cli::{Cli, Command};
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Emulator { listen, config } => gemgate::emulator::run(listen, config.as_deref()).await,
-        Command::Serve { .. } | Command::CheckConfig { .. } => Err(anyhow::anyhow!("not built yet")),
+        Command::Emulator { listen, config } => {
+            gemgate::emulator::run(listen, config.as_deref()).await
+        }
+        Command::Serve { .. } | Command::CheckConfig { .. } => {
+            Err(anyhow::anyhow!("not built yet"))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

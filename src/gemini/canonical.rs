@@ -49,8 +49,17 @@ enum Mode {
 /// Mode for the value stored under a (camelCased) field name inside a message.
 fn child_mode(field: &str) -> Mode {
     match field {
-        "args" | "response" | "parametersJsonSchema" | "responseJsonSchema" | "_responseJsonSchema"
-        | "metadata" | "labels" | "structValue" | "default" | "example" | "enum" => Mode::Opaque,
+        "args"
+        | "response"
+        | "parametersJsonSchema"
+        | "responseJsonSchema"
+        | "_responseJsonSchema"
+        | "metadata"
+        | "labels"
+        | "structValue"
+        | "default"
+        | "example"
+        | "enum" => Mode::Opaque,
         "properties" => Mode::MapOfMessages,
         _ => Mode::Message,
     }

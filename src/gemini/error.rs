@@ -14,7 +14,11 @@ pub struct GeminiError {
 
 impl GeminiError {
     pub fn new(code: u16, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: None }
+        Self {
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
