@@ -2,7 +2,20 @@
 //! caching, deferred execution and honest accounting without application changes.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod app;
+pub mod caching;
 pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod emulator;
+pub mod error;
 pub mod gemini;
+pub mod generate;
 pub mod net;
+pub mod proxy;
+pub mod serve;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{AppState, build_app};

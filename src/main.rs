@@ -1,25 +1,50 @@
-//! Thin entry point: parse the command line, then hand over to the library.
+//! Thin entry point: parse the command line, load and validate config, init telemetry, run.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
 use gemgate::cli::{Cli, Command};
+use gemgate::config::{CliOverrides, Config};
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Emulator { listen, config } => {
             gemgate::emulator::run(listen, config.as_deref()).await
         }
-        Command::Serve { .. } | Command::CheckConfig { .. } => {
-            Err(anyhow::anyhow!("not built yet"))
+        Command::Serve {
+            config,
+            listen,
+            upstream,
+        } => {
+            match Config::load(
+                config.as_deref(),
+                std::env::vars(),
+                &CliOverrides { listen, upstream },
+            ) {
+                Ok(cfg) => {
+                    gemgate::telemetry::init_tracing(&cfg.telemetry);
+                    gemgate::serve::run(cfg).await
+                }
+                Err(errors) => Err(errors.into()),
+            }
+        }
+        Command::CheckConfig { file } => {
+            match Config::load(file.as_deref(), std::env::vars(), &CliOverrides::default()) {
+                Ok(_) => {
+                    println!("configuration is valid");
+                    Ok(())
+                }
+                Err(errors) => Err(errors.into()),
+            }
         }
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gemgate: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,278 @@
+//! Application state, the route table and the layer stack: the two places structure is declared.
+
+use crate::caching::Caching;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::proxy::{UploadRoutes, Upstream};
+use crate::store::Store;
+use crate::telemetry;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderName, StatusCode};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tracing::Instrument;
+
+/// Handles shared by every request; built once, cloned cheaply.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    upstream: Upstream,
+    uploads: UploadRoutes,
+    metrics: Option<PrometheusHandle>,
+    store: Arc<dyn Store>,
+    caching: Option<Caching>,
+    clock: Clock,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl AppState {
+    /// Builds the state with the configured store and the system clock.
+    pub fn new(config: Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<Self> {
+        let store = crate::store::open(&config.store)?;
+        let clock = Clock::scaled(config.clock.speed);
+        Self::with_parts(config, metrics, store, clock)
+    }
+
+    /// Builds the state around a given store and clock (tests, simulation).
+    pub fn with_parts(
+        config: Config,
+        metrics: Option<PrometheusHandle>,
+        store: Arc<dyn Store>,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
+        let upstream = Upstream::new(&config.upstream)?;
+        let uploads = UploadRoutes::new(&config.server.public_url);
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let caching = config.caching.enabled.then(|| {
+            Caching::new(
+                config.caching.clone(),
+                store.clone(),
+                upstream.clone(),
+                config.upstream.timeout,
+                clock.clone(),
+                tracker.clone(),
+                cancel.clone(),
+            )
+        });
+        Ok(Self(Arc::new(Inner {
+            config,
+            upstream,
+            uploads,
+            metrics,
+            store,
+            caching,
+            clock,
+            cancel,
+            tracker,
+        })))
+    }
+
+    /// Starts background work (registry warm-up, sweeper). Call once after building.
+    pub async fn start(&self) {
+        if let Some(c) = &self.0.caching {
+            c.start().await;
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+    pub fn upstream(&self) -> &Upstream {
+        &self.0.upstream
+    }
+    pub fn uploads(&self) -> &UploadRoutes {
+        &self.0.uploads
+    }
+    pub fn caching(&self) -> Option<&Caching> {
+        self.0.caching.as_ref()
+    }
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+    pub fn clock(&self) -> &Clock {
+        &self.0.clock
+    }
+    /// Cancelled when the gateway shuts down; background work watches it.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.0.cancel
+    }
+    /// Background work that must finish before exit runs under this tracker.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.0.tracker
+    }
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the gateway's router.
+///
+/// Layers, outermost first (a request passes them top to bottom, a response bottom to top):
+/// 1. `SetRequestId`: gives every request an `x-request-id` (the client's, or a new UUID) before
+///    anything logs, so every line of a request carries the same id.
+/// 2. `observe`: the request span, access log, request/latency/overhead metrics and the in-flight
+///    gauge. It sits outside the handlers so gateway errors are measured like any response, and
+///    inside the id layer so it can log the id.
+/// 3. `PropagateRequestId`: copies the id onto the response for the client to quote.
+///
+/// Body limits are enforced in the handlers, not by a layer, because the limit depends on the
+/// route (parsed JSON vs streamed uploads) and the error must be Gemini's JSON, not plain text.
+pub fn build_app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .route("/gemgate/v1/caches", get(crate::admin::list_caches))
+        .fallback(crate::generate::dispatch)
+        .with_state(state.clone())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(middleware::from_fn(observe))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "ok"})),
+    )
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.cancel_token().is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "shutting down"})),
+        )
+            .into_response();
+    }
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "ready"})),
+    )
+        .into_response()
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    match &state.0.metrics {
+        Some(h) if state.config().telemetry.metrics => h.render().into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+tokio::task_local! {
+    static UPSTREAM_TIME: Cell<Duration>;
+}
+
+/// Adds time spent waiting for the upstream to the current request's account, so the overhead
+/// histogram can subtract it. Outside a request (background tasks) it does nothing.
+pub fn record_upstream_time(d: Duration) {
+    metrics::histogram!(telemetry::UPSTREAM_DURATION).record(d.as_secs_f64());
+    let _ = UPSTREAM_TIME.try_with(|c| c.set(c.get() + d));
+}
+
+async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = match crate::gemini::path::parse(req.uri().path()) {
+        Some(p) => p.route_label(),
+        None if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") => {
+            req.uri().path()[1..].to_string()
+        }
+        None if req.uri().path().starts_with("/gemgate/") => "gemgate".into(),
+        None => "other".into(),
+    };
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let path = telemetry::redact_path_and_query(
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/"),
+    );
+    let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
+    let in_flight = InFlight::enter();
+    let (resp, upstream) = UPSTREAM_TIME
+        .scope(Cell::new(Duration::ZERO), async {
+            let resp = next.run(req).await;
+            (resp, UPSTREAM_TIME.with(|c| c.get()))
+        })
+        .instrument(span.clone())
+        .await;
+    let total = started.elapsed();
+    let status = resp.status().as_u16();
+    metrics::counter!(telemetry::REQUESTS, "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::histogram!(telemetry::REQUEST_DURATION, "route" => route).record(total.as_secs_f64());
+    if !upstream.is_zero() {
+        metrics::histogram!(telemetry::OVERHEAD)
+            .record(total.saturating_sub(upstream).as_secs_f64());
+    }
+    span.in_scope(|| {
+        tracing::info!(path = %path, status, ms = total.as_secs_f64() * 1e3, upstream_ms = upstream.as_secs_f64() * 1e3, "served");
+    });
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(GuardedBody {
+            inner: body,
+            _guard: in_flight,
+        }),
+    )
+}
+
+/// Holds the in-flight gauge up until the response body is finished or dropped.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!(telemetry::IN_FLIGHT).increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(telemetry::IN_FLIGHT).decrement(1.0);
+    }
+}
+
+struct GuardedBody {
+    inner: Body,
+    _guard: InFlight,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

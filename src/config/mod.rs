@@ -1,0 +1,273 @@
+//! Gateway configuration: TOML file, then `GEMGATE_SECTION__KEY` environment overrides, then
+//! command-line overrides, then one `validate()` that reports every problem at once.
+
+mod env;
+mod validate;
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::ConfigErrors;
+
+/// The whole gateway configuration. Every key is documented, with its default, in
+/// `config/gemgate.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub telemetry: TelemetryConfig,
+    pub store: StoreConfig,
+    pub caching: CachingConfig,
+    pub clock: ClockConfig,
+}
+
+/// Time scale. Only compressed trace replays change it, and then the emulator must run at the
+/// same speed so TTLs, renewals and storage token-seconds compress alike.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockConfig {
+    /// 1.0 is real time; 60.0 runs the gateway's clock sixty times faster.
+    pub speed: f64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        Self { speed: 1.0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest request body forwarded at all (uploads stream through up to this size).
+    pub max_body_bytes: u64,
+    /// Largest body the gateway parses (generateContent and friends); larger ones get 413.
+    pub max_json_body_bytes: u64,
+    /// Base URL clients reach the gateway at, used to rewrite resumable-upload URLs. Empty: derived
+    /// from the request's `X-Forwarded-Proto`/`X-Forwarded-Host`/`Host` headers.
+    pub public_url: String,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 2 * 1024 * 1024 * 1024 + 64 * 1024 * 1024,
+            max_json_body_bytes: 32 * 1024 * 1024,
+            public_url: String::new(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub url: String,
+    /// Time allowed to open a TCP/TLS connection to the upstream (beyond it: 502).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers arrive (beyond it: 504). Streams are
+    /// not cut once the headers are in.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Idle keep-alive connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "https://generativelanguage.googleapis.com".into(),
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(600),
+            pool_max_idle_per_host: 256,
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `tracing` filter directive, e.g. `info` or `gemgate=debug,info`. `RUST_LOG` wins if set.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Serve Prometheus metrics at `/metrics`.
+    pub metrics: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_level: "info".into(),
+            log_format: "text".into(),
+            metrics: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (embedded, default), `redis` (shared by replicas) or `memory` (nothing survives).
+    pub backend: String,
+    /// SQLite database file.
+    pub sqlite_path: PathBuf,
+    /// Redis URL, for `backend = "redis"`.
+    pub redis_url: String,
+    /// Prefix of every Redis key the gateway writes.
+    pub redis_prefix: String,
+    /// Bound on every Redis call; beyond it the gateway fails open.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: "sqlite".into(),
+            sqlite_path: PathBuf::from("gemgate.sqlite"),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "gemgate:".into(),
+            redis_timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Automatic explicit context caching (see docs/caching.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CachingConfig {
+    pub enabled: bool,
+    /// Create a cache once a prefix has been seen this many times within `window`.
+    pub min_hits: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// TTL given to caches the gateway creates.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Renew (PATCH ttl) a cache used within this long of its expiry.
+    #[serde(with = "humantime_serde")]
+    pub renew_before: Duration,
+    /// Delete a gateway-made cache nobody used for this long (0s: never, let it expire).
+    #[serde(with = "humantime_serde")]
+    pub idle_delete_after: Duration,
+    /// How long a request waits for a cache another request is creating; beyond it, it goes
+    /// uncached. 0s: never wait.
+    #[serde(with = "humantime_serde")]
+    pub create_wait: Duration,
+    /// After a failed creation, the prefix is not tried again for this long.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Bytes per token assumed before the gateway has learned a model's ratio.
+    pub initial_bytes_per_token: f64,
+    /// Safety margin on estimated sizes before trying a creation (1.1 = 10 % above the minimum).
+    pub size_margin: f64,
+    /// Add a `gemgate` object inside `usageMetadata` of responses.
+    pub annotate_usage_metadata: bool,
+    /// Minimum cacheable tokens per model (longest matching prefix of the model id wins;
+    /// `default` applies otherwise). Learned live minimums override these.
+    pub min_tokens: std::collections::BTreeMap<String, u32>,
+    /// Entries kept in the in-process registry tier.
+    pub registry_capacity: u64,
+    /// How often the sweeper drops expired entries, deletes idle caches and flushes hit counts.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for CachingConfig {
+    fn default() -> Self {
+        let min_tokens = [
+            ("default", 1024),
+            ("gemini-2.5-flash", 1024),
+            ("gemini-2.5-flash-lite", 1024),
+            ("gemini-2.5-pro", 4096),
+            ("gemini-3-pro-preview", 4096),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Self {
+            enabled: true,
+            min_hits: 2,
+            window: Duration::from_secs(600),
+            ttl: Duration::from_secs(3600),
+            renew_before: Duration::from_secs(600),
+            idle_delete_after: Duration::ZERO,
+            create_wait: Duration::from_secs(5),
+            cooldown: Duration::from_secs(300),
+            initial_bytes_per_token: 4.0,
+            size_margin: 1.1,
+            annotate_usage_metadata: true,
+            min_tokens,
+            registry_capacity: 1_000_000,
+            sweep_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Overrides given on the command line; they win over file and environment.
+#[derive(Debug, Default, Clone)]
+pub struct CliOverrides {
+    pub listen: Option<SocketAddr>,
+    pub upstream: Option<String>,
+}
+
+impl Config {
+    /// Loads the file (if any), applies environment overrides from `vars`, then CLI overrides,
+    /// then validates. All problems are reported together.
+    pub fn load(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        cli: &CliOverrides,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let mut doc = match file {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(text) => match text.parse::<toml::Table>() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        errors.push(p.display().to_string(), e.to_string());
+                        return Err(errors);
+                    }
+                },
+                Err(e) => {
+                    errors.push(p.display().to_string(), format!("cannot read: {e}"));
+                    return Err(errors);
+                }
+            },
+            None => toml::Table::new(),
+        };
+        env::apply(&mut doc, vars, &mut errors);
+        let mut config = match Config::deserialize(toml::Value::Table(doc)) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push("config", e.to_string());
+                return Err(errors);
+            }
+        };
+        if let Some(l) = cli.listen {
+            config.server.listen = l;
+        }
+        if let Some(u) = &cli.upstream {
+            config.upstream.url = u.clone();
+        }
+        config.validate(&mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+}

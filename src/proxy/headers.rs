@@ -1,0 +1,80 @@
+//! Which headers cross the gateway. Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection
+//! and are dropped; everything else, credentials included, passes through unchanged.
+
+use http::{HeaderMap, HeaderName, header};
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            // The gateway reads the client's body itself; the upstream hop has its own framing.
+            | "expect"
+    )
+}
+
+/// Headers to send upstream: the client's, less hop-by-hop ones and `Host` (set from the
+/// upstream URL), less any the `Connection` header names.
+pub fn copy_request_headers(from: &HeaderMap) -> HeaderMap {
+    let listed = connection_listed(from);
+    let mut out = HeaderMap::with_capacity(from.len());
+    for (name, value) in from {
+        if is_hop_by_hop(name) || name == header::HOST || listed.iter().any(|l| l == name.as_str())
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// Headers to return to the client: the upstream's, less hop-by-hop ones.
+pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    let listed = connection_listed(from);
+    for (name, value) in from {
+        if is_hop_by_hop(name) || listed.iter().any(|l| l == name.as_str()) {
+            continue;
+        }
+        to.append(name.clone(), value.clone());
+    }
+}
+
+fn connection_listed(h: &HeaderMap) -> Vec<String> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn drops_hop_by_hop_and_keeps_credentials() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-drop-me"),
+        );
+        h.insert("x-drop-me", HeaderValue::from_static("1"));
+        h.insert("host", HeaderValue::from_static("gw:8080"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-goog-api-key", HeaderValue::from_static("k"));
+        h.insert("authorization", HeaderValue::from_static("Bearer t"));
+        let out = copy_request_headers(&h);
+        assert_eq!(out.len(), 2);
+        assert!(out.contains_key("x-goog-api-key") && out.contains_key("authorization"));
+    }
+}

@@ -1,0 +1,12 @@
+//! Faithful forwarding to the upstream: headers, bodies and streams pass through untouched,
+//! except hop-by-hop headers and the resumable-upload URL, which must point back at the gateway.
+
+mod headers;
+mod relay;
+mod upload;
+mod upstream;
+
+pub use headers::{copy_request_headers, copy_response_headers};
+pub use relay::{BodyMeter, passthrough, read_limited_body, relay_response};
+pub use upload::UploadRoutes;
+pub use upstream::{Upstream, UpstreamRequest};

@@ -1,0 +1,123 @@
+//! Moving bodies: client request → upstream and upstream response → client, as streams, so large
+//! uploads and long SSE streams are never held in memory. Dropping the client side drops the
+//! upstream response, which cancels the upstream call.
+
+use super::{UpstreamRequest, copy_request_headers, copy_response_headers};
+use crate::app::AppState;
+use crate::error::GatewayError;
+use crate::telemetry::{REQUEST_BYTES, RESPONSE_BYTES};
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use http::header::CONTENT_LENGTH;
+use http_body_util::BodyExt;
+
+/// Counts body bytes into a metrics counter as they pass.
+#[derive(Clone, Copy)]
+pub struct BodyMeter(&'static str);
+
+impl BodyMeter {
+    pub const REQUEST: Self = Self(REQUEST_BYTES);
+    pub const RESPONSE: Self = Self(RESPONSE_BYTES);
+    pub fn add(self, n: usize) {
+        metrics::counter!(self.0).increment(n as u64);
+    }
+}
+
+fn content_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Reads a whole request body, refusing more than `limit` bytes with 413.
+pub async fn read_limited_body(
+    req: Request,
+    limit: u64,
+) -> Result<(http::request::Parts, Bytes), GatewayError> {
+    if content_length(&req).is_some_and(|n| n > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, limit as usize);
+    match limited.collect().await {
+        Ok(c) => {
+            let bytes = c.to_bytes();
+            BodyMeter::REQUEST.add(bytes.len());
+            Ok((parts, bytes))
+        }
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(GatewayError::BodyTooLarge { limit })
+        }
+        Err(e) => Err(GatewayError::ClientBody(e.to_string())),
+    }
+}
+
+/// Forwards a request as it came, streaming its body, and relays the response.
+pub async fn passthrough(
+    state: &AppState,
+    req: Request,
+    origin: Option<String>,
+) -> Result<Response, GatewayError> {
+    let limit = state.config().server.max_body_bytes;
+    if content_length(&req).is_some_and(|n| n > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let (parts, body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let headers = copy_request_headers(&parts.headers);
+    let stream = http_body_util::Limited::new(body, limit as usize)
+        .into_data_stream()
+        .map(|r| {
+            if let Ok(b) = &r {
+                BodyMeter::REQUEST.add(b.len());
+            }
+            r
+        });
+    let upstream_req = UpstreamRequest {
+        method: parts.method.clone(),
+        path_and_query,
+        headers,
+        body: reqwest::Body::wrap_stream(stream),
+    };
+    let started = std::time::Instant::now();
+    let resp = state
+        .upstream()
+        .send_to(origin.as_deref(), upstream_req)
+        .await?;
+    crate::app::record_upstream_time(started.elapsed());
+    let mut out = relay_response(resp);
+    state
+        .uploads()
+        .rewrite(&parts.headers, out.headers_mut(), state.upstream().base());
+    Ok(out)
+}
+
+/// Turns an upstream response into a client response, streaming the body chunk by chunk.
+pub fn relay_response(resp: reqwest::Response) -> Response {
+    let status = resp.status();
+    let mut headers = http::HeaderMap::new();
+    copy_response_headers(resp.headers(), &mut headers);
+    let stream = resp.bytes_stream().map(|r| {
+        if let Ok(b) = &r {
+            BodyMeter::RESPONSE.add(b.len());
+        }
+        r
+    });
+    let mut out = Body::from_stream(stream).into_response();
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}

@@ -1,0 +1,147 @@
+//! Resumable uploads. The upstream answers an upload start with `X-Goog-Upload-URL`, and the
+//! Python SDK follows that URL exactly, so the gateway rewrites its scheme and host to its own
+//! (keeping path and query), and forwards the chunk uploads that come back to the original place.
+
+use http::{HeaderMap, HeaderValue};
+use std::time::Duration;
+
+pub const UPLOAD_URL: &str = "x-goog-upload-url";
+
+/// Rewrites upload URLs and remembers where chunks must go when that is not the upstream base.
+#[derive(Clone)]
+pub struct UploadRoutes {
+    public_url: Option<String>,
+    /// upload_id → original origin, for upload URLs that point somewhere other than the base.
+    origins: moka::sync::Cache<String, String>,
+}
+
+impl UploadRoutes {
+    pub fn new(public_url: &str) -> Self {
+        let public_url =
+            (!public_url.is_empty()).then(|| public_url.trim_end_matches('/').to_string());
+        let origins = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_idle(Duration::from_secs(7 * 24 * 3600))
+            .build();
+        Self {
+            public_url,
+            origins,
+        }
+    }
+
+    /// The base URL the client reached the gateway at.
+    fn gateway_base(&self, req: &HeaderMap) -> Option<String> {
+        if let Some(p) = &self.public_url {
+            return Some(p.clone());
+        }
+        let get = |n: &str| {
+            req.get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+        };
+        let host = get("x-forwarded-host")
+            .filter(|h| !h.is_empty())
+            .or_else(|| get("host"))?;
+        let proto = get("x-forwarded-proto")
+            .filter(|p| p == "https")
+            .unwrap_or_else(|| "http".into());
+        Some(format!("{proto}://{host}"))
+    }
+
+    /// If the response carries an upload URL, points it at the gateway.
+    pub fn rewrite(&self, req: &HeaderMap, resp: &mut HeaderMap, upstream_base: &str) {
+        let Some(original) = resp
+            .get(UPLOAD_URL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+        else {
+            return;
+        };
+        let Some(gateway) = self.gateway_base(req) else {
+            return;
+        };
+        let Ok(url) = url::Url::parse(&original) else {
+            return;
+        };
+        let relative = match original.strip_prefix(upstream_base) {
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            _ => {
+                let origin = url.origin().ascii_serialization();
+                if let Some(id) = upload_id(url.query().unwrap_or("")) {
+                    self.origins.insert(id, origin);
+                }
+                match url.query() {
+                    Some(q) => format!("{}?{q}", url.path()),
+                    None => url.path().to_string(),
+                }
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&format!("{gateway}{relative}")) {
+            resp.insert(UPLOAD_URL, v);
+        }
+    }
+
+    /// Where a chunk upload with this query must go, when not to the upstream base.
+    pub fn origin_for(&self, query: &str) -> Option<String> {
+        self.origins.get(&upload_id(query)?)
+    }
+}
+
+fn upload_id(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "upload_id")
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn rewrites_scheme_and_host_and_keeps_path_and_query() {
+        let routes = UploadRoutes::new("");
+        let req = headers(&[("host", "127.0.0.1:9000")]);
+        let mut resp = headers(&[(
+            UPLOAD_URL,
+            "http://127.0.0.1:7000/upload/v1beta/files?upload_id=abc&upload_protocol=resumable",
+        )]);
+        routes.rewrite(&req, &mut resp, "http://127.0.0.1:7000");
+        assert_eq!(
+            resp[UPLOAD_URL],
+            "http://127.0.0.1:9000/upload/v1beta/files?upload_id=abc&upload_protocol=resumable"
+        );
+        assert_eq!(routes.origin_for("upload_id=abc"), None);
+    }
+
+    #[test]
+    fn remembers_foreign_upload_hosts() {
+        let routes = UploadRoutes::new("https://gw.example.com");
+        let mut resp = headers(&[(
+            UPLOAD_URL,
+            "https://uploads.example.net/upload/v1/files?upload_id=z9",
+        )]);
+        routes.rewrite(
+            &HeaderMap::new(),
+            &mut resp,
+            "https://generativelanguage.googleapis.com",
+        );
+        assert_eq!(
+            resp[UPLOAD_URL],
+            "https://gw.example.com/upload/v1/files?upload_id=z9"
+        );
+        assert_eq!(
+            routes
+                .origin_for("upload_protocol=resumable&upload_id=z9")
+                .as_deref(),
+            Some("https://uploads.example.net")
+        );
+    }
+}

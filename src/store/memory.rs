@@ -1,0 +1,48 @@
+//! In-memory store: nothing survives a restart. For tests and throwaway runs.
+
+use super::{CacheEntry, Store, StoreResult};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    caches: Mutex<HashMap<String, CacheEntry>>,
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn get_cache(&self, key: &str) -> StoreResult<Option<CacheEntry>> {
+        Ok(self.caches.lock().expect("poisoned").get(key).cloned())
+    }
+    async fn put_cache(&self, entry: &CacheEntry) -> StoreResult<()> {
+        self.caches
+            .lock()
+            .expect("poisoned")
+            .insert(entry.key.clone(), entry.clone());
+        Ok(())
+    }
+    async fn remove_cache(&self, key: &str) -> StoreResult<()> {
+        self.caches.lock().expect("poisoned").remove(key);
+        Ok(())
+    }
+    async fn list_caches(&self) -> StoreResult<Vec<CacheEntry>> {
+        Ok(self
+            .caches
+            .lock()
+            .expect("poisoned")
+            .values()
+            .cloned()
+            .collect())
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn satisfies_the_store_contract() {
+        super::super::contract::round_trip(&super::MemoryStore::default()).await;
+    }
+}

@@ -1,0 +1,128 @@
+//! Durable state behind one small trait: the cache registry's lower tier (and, later, the
+//! deferred queue). Backends: embedded SQLite (default), in-memory (tests), Redis (replicas).
+
+mod memory;
+mod redis;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+pub use sqlite::SqliteStore;
+
+use crate::config::StoreConfig;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A cache the gateway made upstream, as the registry remembers it. Holds no credential: `scope`
+/// is a SHA-256 of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// Prefix-chain hash (hex); includes scope and model.
+    pub key: String,
+    /// Upstream resource name, `cachedContents/…`.
+    pub name: String,
+    /// `models/…`
+    pub model: String,
+    /// SHA-256 (hex) of the credential that made it.
+    pub scope: String,
+    /// Size in tokens as the upstream reported it.
+    pub tokens: u64,
+    /// How many leading `contents` the cache holds.
+    pub contents: usize,
+    pub created_ms: i64,
+    pub expire_ms: i64,
+    pub last_used_ms: i64,
+    pub hits: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get_cache(&self, key: &str) -> StoreResult<Option<CacheEntry>>;
+    async fn put_cache(&self, entry: &CacheEntry) -> StoreResult<()>;
+    async fn remove_cache(&self, key: &str) -> StoreResult<()>;
+    /// Every entry; for start-up warming, the admin listing and the sweeper, never per request.
+    async fn list_caches(&self) -> StoreResult<Vec<CacheEntry>>;
+    /// Cheap liveness check for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// True when several gateway processes share this store (creation then needs a lease).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Takes the creation lease for `key` for `ttl`; `Some(fencing token)` when taken. A store
+    /// used by one process needs no lease: in-process single flight already holds.
+    async fn acquire_lease(
+        &self,
+        _key: &str,
+        _ttl: std::time::Duration,
+    ) -> StoreResult<Option<u64>> {
+        Ok(Some(0))
+    }
+
+    async fn release_lease(&self, _key: &str, _token: u64) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Writes `entry` unless a newer lease or entry exists; false when fenced off.
+    async fn put_cache_fenced(&self, entry: &CacheEntry, _token: u64) -> StoreResult<bool> {
+        self.put_cache(entry).await.map(|_| true)
+    }
+}
+
+/// Opens the configured backend.
+pub fn open(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match cfg.backend.as_str() {
+        "memory" => Arc::new(MemoryStore::default()),
+        "redis" => Arc::new(RedisStore::open(
+            &cfg.redis_url,
+            &cfg.redis_prefix,
+            cfg.redis_timeout,
+        )?),
+        _ => Arc::new(SqliteStore::open(&cfg.sqlite_path)?),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! The behaviour every backend must show; each backend's tests call these.
+    use super::*;
+
+    pub fn entry(key: &str, expire_ms: i64) -> CacheEntry {
+        CacheEntry {
+            key: key.into(),
+            name: format!("cachedContents/{key}"),
+            model: "models/gemini-2.5-flash".into(),
+            scope: "s".repeat(64),
+            tokens: 8000,
+            contents: 2,
+            created_ms: 1,
+            expire_ms,
+            last_used_ms: 2,
+            hits: 3,
+        }
+    }
+
+    pub async fn round_trip(store: &dyn Store) {
+        assert_eq!(store.get_cache("a").await.unwrap(), None);
+        store.put_cache(&entry("a", 10)).await.unwrap();
+        store.put_cache(&entry("b", 20)).await.unwrap();
+        assert_eq!(store.get_cache("a").await.unwrap(), Some(entry("a", 10)));
+        let mut updated = entry("a", 99);
+        updated.hits = 7;
+        store.put_cache(&updated).await.unwrap();
+        assert_eq!(store.get_cache("a").await.unwrap(), Some(updated));
+        let mut all = store.list_caches().await.unwrap();
+        all.sort_by(|x, y| x.key.cmp(&y.key));
+        assert_eq!(all.len(), 2);
+        store.remove_cache("a").await.unwrap();
+        assert_eq!(store.get_cache("a").await.unwrap(), None);
+        store.ping().await.unwrap();
+    }
+}

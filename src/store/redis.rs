@@ -1,0 +1,197 @@
+//! Redis store, for many gateway replicas sharing one registry. Entries expire in Redis at the
+//! cache's own expiry; creation is single-flight across replicas through a lease (`SET NX PX`)
+//! with a fencing token, so a slow holder cannot overwrite a newer entry. Every call is bounded
+//! by a short timeout: when Redis is down the gateway fails open instead of waiting.
+
+use super::{CacheEntry, Store, StoreError, StoreResult};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+pub struct RedisStore {
+    client: redis::Client,
+    prefix: String,
+    timeout: Duration,
+    conn: Mutex<Option<ConnectionManager>>,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// Writes the entry only if no newer lease or newer entry exists (fencing).
+const FENCED_PUT: &str = r"
+local lease = redis.call('GET', KEYS[2])
+if lease and tonumber(lease) > tonumber(ARGV[2]) then return 0 end
+local f = redis.call('GET', KEYS[3])
+if f and tonumber(f) > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[2], 'PXAT', ARGV[3])
+return 1
+";
+
+/// Releases a lease only if we still hold it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+impl RedisStore {
+    /// Does not connect yet: the gateway starts (and stays up) while Redis is down.
+    pub fn open(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            prefix: prefix.to_string(),
+            timeout,
+            conn: Mutex::new(None),
+        })
+    }
+
+    async fn conn(&self) -> StoreResult<ConnectionManager> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1)
+            .set_max_delay(200);
+        let c = tokio::time::timeout(
+            self.timeout * 4,
+            ConnectionManager::new_with_config(self.client.clone(), cfg),
+        )
+        .await
+        .map_err(|_| err("redis: connect timed out"))?
+        .map_err(err)?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
+        let mut c = self.conn().await?;
+        tokio::time::timeout(self.timeout, cmd.query_async(&mut c))
+            .await
+            .map_err(|_| err("redis: timed out"))?
+            .map_err(err)
+    }
+
+    fn k(&self, kind: &str, key: &str) -> String {
+        format!("{}{kind}:{key}", self.prefix)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn get_cache(&self, key: &str) -> StoreResult<Option<CacheEntry>> {
+        let raw: Option<String> = self
+            .run(redis::cmd("GET").arg(self.k("cache", key)))
+            .await?;
+        raw.map(|s| serde_json::from_str(&s).map_err(err))
+            .transpose()
+    }
+
+    async fn put_cache(&self, e: &CacheEntry) -> StoreResult<()> {
+        let json = serde_json::to_string(e).map_err(err)?;
+        let at = e.expire_ms.max(crate::clock::system_ms() + 1_000);
+        self.run::<()>(
+            redis::cmd("SET")
+                .arg(self.k("cache", &e.key))
+                .arg(json)
+                .arg("PXAT")
+                .arg(at),
+        )
+        .await
+    }
+
+    async fn remove_cache(&self, key: &str) -> StoreResult<()> {
+        self.run::<()>(redis::cmd("DEL").arg(self.k("cache", key)))
+            .await
+    }
+
+    async fn list_caches(&self) -> StoreResult<Vec<CacheEntry>> {
+        let mut out = Vec::new();
+        let mut cursor: u64 = 0;
+        let pattern = self.k("cache", "*");
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .run(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            if !keys.is_empty() {
+                let values: Vec<Option<String>> = self.run(redis::cmd("MGET").arg(&keys)).await?;
+                out.extend(
+                    values
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| serde_json::from_str(&s).ok()),
+                );
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.run::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn acquire_lease(&self, key: &str, ttl: Duration) -> StoreResult<Option<u64>> {
+        let token: u64 = self
+            .run(redis::cmd("INCR").arg(self.k("fence", key)))
+            .await?;
+        let ok: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(self.k("lease", key))
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl.as_millis() as u64),
+            )
+            .await?;
+        Ok(ok.map(|_| token))
+    }
+
+    async fn release_lease(&self, key: &str, token: u64) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        let script = redis::Script::new(RELEASE);
+        let mut inv = script.key(self.k("lease", key));
+        inv.arg(token);
+        tokio::time::timeout(self.timeout, inv.invoke_async::<i64>(&mut c))
+            .await
+            .map_err(|_| err("redis: timed out"))?
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn put_cache_fenced(&self, e: &CacheEntry, token: u64) -> StoreResult<bool> {
+        let json = serde_json::to_string(e).map_err(err)?;
+        let at = e.expire_ms.max(crate::clock::system_ms() + 1_000);
+        let mut c = self.conn().await?;
+        let script = redis::Script::new(FENCED_PUT);
+        let mut inv = script.key(self.k("cache", &e.key));
+        inv.key(self.k("lease", &e.key))
+            .key(self.k("cachefence", &e.key))
+            .arg(json)
+            .arg(token)
+            .arg(at);
+        let done: i64 = tokio::time::timeout(self.timeout, inv.invoke_async(&mut c))
+            .await
+            .map_err(|_| err("redis: timed out"))?
+            .map_err(err)?;
+        Ok(done == 1)
+    }
+}

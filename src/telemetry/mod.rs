@@ -1,0 +1,120 @@
+//! Logs (tracing) and metrics (Prometheus). Metric names live here, described once at start-up.
+
+mod redact;
+
+pub use redact::{redact_path_and_query, redact_url};
+
+use crate::config::TelemetryConfig;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+pub const REQUESTS: &str = "gemgate_requests_total";
+pub const REQUEST_DURATION: &str = "gemgate_request_duration_seconds";
+pub const UPSTREAM_DURATION: &str = "gemgate_upstream_duration_seconds";
+pub const OVERHEAD: &str = "gemgate_overhead_seconds";
+pub const IN_FLIGHT: &str = "gemgate_in_flight_requests";
+pub const REQUEST_BYTES: &str = "gemgate_request_bytes_total";
+pub const RESPONSE_BYTES: &str = "gemgate_response_bytes_total";
+pub const GATEWAY_ERRORS: &str = "gemgate_gateway_errors_total";
+pub const CACHE_DECISIONS: &str = "gemgate_cache_decisions_total";
+pub const CACHE_CREATIONS: &str = "gemgate_cache_creations_total";
+pub const CACHE_RENEWALS: &str = "gemgate_cache_renewals_total";
+pub const CACHE_DELETIONS: &str = "gemgate_cache_deletions_total";
+pub const CACHE_HITS: &str = "gemgate_cache_hits_total";
+pub const CACHE_TOKENS_SERVED: &str = "gemgate_cache_tokens_served_total";
+pub const CACHE_RETRIES: &str = "gemgate_cache_fail_open_retries_total";
+pub const REGISTRY_ENTRIES: &str = "gemgate_registry_entries";
+
+/// Installs the global tracing subscriber. `RUST_LOG` wins over the configured level.
+pub fn init_tracing(cfg: &TelemetryConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    // Logs go to stderr: stdout carries only the "listening on" line scripts read.
+    if cfg.log_format == "json" {
+        let _ = registry
+            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .try_init();
+    } else {
+        let _ = registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .try_init();
+    }
+}
+
+/// Builds the Prometheus recorder and installs it globally (once per process; later calls reuse
+/// the first handle, which is what in-process tests need).
+pub fn install_metrics() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = &[
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), latency)
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(REQUESTS, "Requests by matched route, method and status");
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time until response headers were sent"
+    );
+    describe_histogram!(
+        UPSTREAM_DURATION,
+        Unit::Seconds,
+        "Upstream time until its response headers"
+    );
+    describe_histogram!(
+        OVERHEAD,
+        Unit::Seconds,
+        "Gateway overhead: total minus upstream time"
+    );
+    describe_gauge!(
+        IN_FLIGHT,
+        "Requests being served, streams until their last byte"
+    );
+    describe_counter!(
+        REQUEST_BYTES,
+        Unit::Bytes,
+        "Request body bytes received from clients"
+    );
+    describe_counter!(
+        RESPONSE_BYTES,
+        Unit::Bytes,
+        "Response body bytes sent to clients"
+    );
+    describe_counter!(
+        GATEWAY_ERRORS,
+        "Errors the gateway itself originated, by kind"
+    );
+    describe_counter!(CACHE_DECISIONS, "Caching decisions by outcome");
+    describe_counter!(CACHE_CREATIONS, "cachedContents.create calls by result");
+    describe_counter!(CACHE_RENEWALS, "TTL renewals (PATCH) by result");
+    describe_counter!(CACHE_DELETIONS, "Caches deleted by the gateway, by reason");
+    describe_counter!(CACHE_HITS, "Requests served through a gateway-made cache");
+    describe_counter!(
+        CACHE_TOKENS_SERVED,
+        "Prompt tokens the upstream served from gateway caches"
+    );
+    describe_counter!(
+        CACHE_RETRIES,
+        "Rewritten requests resent as they came after a cache error"
+    );
+    describe_gauge!(REGISTRY_ENTRIES, "Entries in the in-process cache registry");
+}

@@ -1,0 +1,182 @@
+//! Tests that run the real binary: start-up announce line, `check-config`, and that credentials
+//! never reach the logs, whether sent as a header or as `?key=`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gemgate");
+
+/// Starts `gemgate <args>` and returns the child and the announced base URL.
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("binary runs");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "announce line: {line}"
+    );
+    (child, url)
+}
+
+#[test]
+fn credentials_never_reach_the_logs() {
+    // An upstream that accepts the connection and answers 200 (a tiny std server).
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = format!("http://{}", upstream.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in upstream.incoming() {
+            let mut s = stream.unwrap();
+            let mut buf = [0u8; 65536];
+            let _ = s.read(&mut buf);
+            use std::io::Write;
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.sqlite");
+    let (mut child, gw) = spawn(
+        &["serve", "--listen", "127.0.0.1:0", "--upstream", &up],
+        &[
+            ("GEMGATE_STORE__SQLITE_PATH", db.to_str().unwrap()),
+            ("RUST_LOG", "trace"),
+            ("GEMGATE_TELEMETRY__LOG_FORMAT", "json"),
+        ],
+    );
+    let client = reqwest::blocking::Client::new();
+    client
+        .get(format!("{gw}/v1beta/models?key=SECRET-QUERY-KEY"))
+        .send()
+        .unwrap();
+    client
+        .post(format!("{gw}/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("x-goog-api-key", "SECRET-HEADER-KEY")
+        .header("authorization", "Bearer SECRET-BEARER")
+        .body(r#"{"systemInstruction":{"parts":[{"text":"s"}]},"contents":[{"parts":[{"text":"hi"}]}]}"#)
+        .send()
+        .unwrap();
+    let metrics = client
+        .get(format!("{gw}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(
+        logs.contains("key=*****"),
+        "the request was logged, masked: {logs}"
+    );
+    let stored = std::fs::read(&db).unwrap_or_default();
+    for secret in ["SECRET-QUERY-KEY", "SECRET-HEADER-KEY", "SECRET-BEARER"] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+        assert!(!metrics.contains(secret), "{secret} leaked into metrics");
+        assert!(
+            !String::from_utf8_lossy(&stored).contains(secret),
+            "{secret} leaked into the store"
+        );
+    }
+}
+
+#[test]
+fn check_config_reports_every_problem_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[upstream]\nurl = \"nope\"\n[caching]\nmin_hits = 0\nttl = \"5s\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["upstream.url", "caching.min_hits", "caching.ttl"] {
+        assert!(err.contains(key), "{key} not named: {err}");
+    }
+    let good = Command::new(BIN)
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/gemgate.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_256_mib_upload_streams_through_without_being_held_in_memory() {
+    use futures::StreamExt;
+    // Upstream that counts and discards what it receives.
+    let sink = axum::Router::new().fallback(|req: axum::extract::Request| async move {
+        let mut body = req.into_body().into_data_stream();
+        let mut n = 0usize;
+        while let Some(c) = body.next().await {
+            n += c.unwrap().len();
+        }
+        n.to_string()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, sink).await.unwrap() });
+    let (mut child, gw) = tokio::task::spawn_blocking(move || {
+        spawn(
+            &["serve", "--listen", "127.0.0.1:0", "--upstream", &up],
+            &[("GEMGATE_STORE__BACKEND", "memory"), ("RUST_LOG", "warn")],
+        )
+    })
+    .await
+    .unwrap();
+    let chunk = axum::body::Bytes::from(vec![b'x'; 1 << 20]);
+    let stream =
+        futures::stream::iter((0..256).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{gw}/upload/v1beta/files?upload_id=big&upload_protocol=resumable"
+        ))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), (256usize << 20).to_string());
+    let peak = peak_rss_kib(child.id());
+    println!("gateway peak RSS while streaming 256 MiB: {peak} KiB");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        peak < 100 * 1024,
+        "peak RSS {peak} KiB while streaming 256 MiB"
+    );
+}

@@ -1,0 +1,148 @@
+//! Shared helpers for integration tests: serve routers on port 0, start gateways in-process.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use gemgate::config::{CliOverrides, Config};
+use std::net::SocketAddr;
+
+/// Serves `router` on 127.0.0.1:0 in the background and returns its address.
+pub async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    addr
+}
+
+/// Default config pointed at `upstream`, with an in-memory store.
+pub fn config(upstream: &str) -> Config {
+    let vars = [
+        ("GEMGATE_STORE__BACKEND".to_string(), "memory".to_string()),
+        ("GEMGATE_UPSTREAM__URL".to_string(), upstream.to_string()),
+    ];
+    Config::load(None, vars, &CliOverrides::default()).expect("valid test config")
+}
+
+/// Starts a gateway in-process with `config` and returns its base URL.
+pub async fn gateway(config: Config) -> String {
+    let metrics = gemgate::telemetry::install_metrics();
+    let state = gemgate::AppState::new(config, Some(metrics)).unwrap();
+    state.start().await;
+    let addr = serve(gemgate::build_app(state)).await;
+    format!("http://{addr}")
+}
+
+/// A reqwest client that keeps compressed bodies as they are and never follows redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A forwarding proxy that records every (method, path) it sees, so a test can assert how many
+/// times the upstream was called for what.
+pub struct Recorder {
+    pub url: String,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Recorder {
+    pub async fn start(upstream: &str) -> Recorder {
+        use axum::extract::Request;
+        use axum::response::IntoResponse;
+        let calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+        let log = calls.clone();
+        let upstream = upstream.to_string();
+        let http = reqwest::Client::new();
+        let router = axum::Router::new().fallback(move |req: Request| {
+            let (log, upstream, http) = (log.clone(), upstream.clone(), http.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                log.lock()
+                    .unwrap()
+                    .push((parts.method.to_string(), parts.uri.path().to_string()));
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                let pq = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let mut headers = parts.headers.clone();
+                headers.remove("host");
+                let resp = http
+                    .request(parts.method, format!("{upstream}{pq}"))
+                    .headers(headers)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let bytes = resp.bytes().await.unwrap();
+                let mut out = (status, bytes).into_response();
+                for (k, v) in headers.iter() {
+                    if k != "content-length" && k != "transfer-encoding" {
+                        out.headers_mut().insert(k.clone(), v.clone());
+                    }
+                }
+                out
+            }
+        });
+        let addr = serve(router).await;
+        Recorder {
+            url: format!("http://{addr}"),
+            calls,
+        }
+    }
+
+    /// How many calls had this method and a path ending with `suffix`.
+    pub fn count(&self, method: &str, suffix: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, p)| m == method && p.ends_with(suffix))
+            .count()
+    }
+}
+
+/// A real `redis-server` on a Unix socket in a temporary directory, killed on drop.
+pub struct RedisServer {
+    child: std::process::Child,
+    pub url: String,
+    pub sock: std::path::PathBuf,
+}
+
+impl RedisServer {
+    /// Starts a server on `sock` (a path in a temporary directory the caller owns), so that a
+    /// test can stop it and start it again at the same address.
+    pub fn start_at(sock: &std::path::Path) -> RedisServer {
+        let _ = std::fs::remove_file(sock);
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(sock)
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server); .ci/run installs it");
+        for _ in 0..300 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        RedisServer {
+            child,
+            url: format!("redis+unix://{}", sock.display()),
+            sock: sock.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
