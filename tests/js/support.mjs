@@ -22,7 +22,11 @@ export function spawnGemgate(name, argv, prefix, workdir) {
   }
   const stderrPath = join(workdir, `${name}.stderr`);
   const stderr = createWriteStream(stderrPath);
-  const child = spawn(argv[0], argv.slice(1), { cwd: workdir, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(argv[0], argv.slice(1), {
+    cwd: workdir,
+    env: { ...process.env, NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   child.stderr.pipe(stderr);
   const proc = {
     name,

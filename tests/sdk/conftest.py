@@ -87,6 +87,7 @@ def spawn(name: str, argv: list[str], announce_prefix: str, workdir: Path) -> Pr
         stdout=subprocess.PIPE,
         stderr=stderr_file,
         text=True,
+        env={**os.environ, "NO_COLOR": "1"},  # plain logs in failure reports
     )
     stderr_file.close()
     lines: "queue.Queue[str | None]" = queue.Queue()
