@@ -23,16 +23,28 @@ pub fn ledger_json(state: &EmulatorState) -> serde_json::Value {
     v
 }
 
+impl EmulatorState {
+    /// The ledger as `GET /emulator/ledger` returns it (for in-process tests).
+    pub fn ledger(&self) -> serde_json::Value {
+        ledger_json(self)
+    }
+
+    /// Clears the ledger, as `POST /emulator/ledger/reset`.
+    pub fn reset_ledger(&self) {
+        let now = self.clock().now();
+        let mut store = self.store();
+        store.settle_batches(self.config(), now);
+        store.sweep_caches(now);
+        store.ledger.reset(now);
+    }
+}
+
 pub fn handle(state: &EmulatorState, method: &Method, path: &str, query: Option<&str>) -> Response {
     let q = parse_query(query);
     match (method.as_str(), path.trim_end_matches('/')) {
         ("GET", "/emulator/ledger") => json_ok(&ledger_json(state)),
         ("POST", "/emulator/ledger/reset") | ("DELETE", "/emulator/ledger") => {
-            let now = state.clock().now();
-            let mut store = state.store();
-            store.settle_batches(state.config(), now);
-            store.sweep_caches(now);
-            store.ledger.reset(now);
+            state.reset_ledger();
             json_ok(&json!({}))
         }
         ("GET", "/emulator/caches") => json_ok(&caches::debug_list(state)),

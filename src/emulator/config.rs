@@ -267,44 +267,6 @@ pub fn default_models() -> Vec<ModelConfig> {
     ]
 }
 
-impl ModelConfig {
-    pub fn is_embedding(&self) -> bool {
-        self.id.contains("embedding")
-    }
-
-    /// Methods listed in `supportedGenerationMethods`.
-    pub fn methods(&self) -> Vec<String> {
-        if let Some(m) = &self.methods {
-            return m.clone();
-        }
-        let list: &[&str] = if self.is_embedding() {
-            &[
-                "embedContent",
-                "countTextTokens",
-                "countTokens",
-                "asyncBatchEmbedContent",
-            ]
-        } else {
-            &[
-                "generateContent",
-                "countTokens",
-                "createCachedContent",
-                "batchGenerateContent",
-            ]
-        };
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    pub fn supports(&self, method: &str) -> bool {
-        let methods = self.methods();
-        match method {
-            "streamGenerateContent" => methods.iter().any(|m| m == "generateContent"),
-            "batchEmbedContents" => methods.iter().any(|m| m == "embedContent"),
-            m => methods.iter().any(|x| x == m),
-        }
-    }
-}
-
 impl EmulatorConfig {
     /// Reads `path` (or returns the defaults) and validates it, reporting every problem at once.
     pub fn load(path: Option<&Path>) -> anyhow::Result<EmulatorConfig> {
@@ -410,6 +372,19 @@ mod tests {
             err.contains("clock.speed") && err.contains("flex.shed_rate"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn documented_file_parses_to_the_defaults() {
+        let text = include_str!("../../config/emulator.toml");
+        let c: EmulatorConfig = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        let d = EmulatorConfig::default();
+        assert_eq!(c.caching.min_tokens, d.caching.min_tokens);
+        assert_eq!(c.batch.processing_delay, d.batch.processing_delay);
+        assert_eq!(c.faults.retry_delay, d.faults.retry_delay);
+        assert_eq!(c.generation.stream_chunks, d.generation.stream_chunks);
+        assert_eq!(c.models.len(), d.models.len());
     }
 
     #[test]

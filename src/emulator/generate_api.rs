@@ -52,11 +52,12 @@ pub fn generate(call: Call<'_>, body: &Value) -> Result<Response, GeminiError> {
         ));
     }
     let now = state.clock().now();
-    let out = {
+    let p = {
         let mut store = state.store();
-        let p = prompt::build(&mut store, now, call.caller, &call.model, &obj)?;
-        generate::generate(&state.config().generation, &p)
+        prompt::build(&mut store, now, call.caller, &call.model, &obj)?
     };
+    // Hashing and generating happen outside the store lock so concurrent requests don't queue.
+    let out = generate::generate(&state.config().generation, &p);
     let method = if call.stream {
         "streamGenerateContent"
     } else {

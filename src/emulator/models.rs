@@ -11,6 +11,44 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
+impl ModelConfig {
+    pub fn is_embedding(&self) -> bool {
+        self.id.contains("embedding")
+    }
+
+    /// Methods listed in `supportedGenerationMethods`.
+    pub fn methods(&self) -> Vec<String> {
+        if let Some(m) = &self.methods {
+            return m.clone();
+        }
+        let list: &[&str] = if self.is_embedding() {
+            &[
+                "embedContent",
+                "countTextTokens",
+                "countTokens",
+                "asyncBatchEmbedContent",
+            ]
+        } else {
+            &[
+                "generateContent",
+                "countTokens",
+                "createCachedContent",
+                "batchGenerateContent",
+            ]
+        };
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    pub fn supports(&self, method: &str) -> bool {
+        let methods = self.methods();
+        match method {
+            "streamGenerateContent" => methods.iter().any(|m| m == "generateContent"),
+            "batchEmbedContents" => methods.iter().any(|m| m == "embedContent"),
+            m => methods.iter().any(|x| x == m),
+        }
+    }
+}
+
 /// Google's 404 for an unknown model or an unsupported method.
 pub fn not_found(model: &str, version: &str, method: &str) -> GeminiError {
     GeminiError::not_found(format!(

@@ -114,6 +114,9 @@ pub fn build(
             }
         }
     };
+    for id in file_refs(&p.contents) {
+        store.own_file(caller, &id, now)?;
+    }
     if p.contents.is_empty() {
         return Err(GeminiError::invalid_argument(
             "* GenerateContentRequest.contents: contents is not specified\n",
@@ -126,6 +129,34 @@ pub fn build(
         &p.contents,
     );
     Ok(p)
+}
+
+/// Ids of the Files API files referenced by `fileData.fileUri` (`…/files/{id}` or `files/{id}`).
+fn file_refs(contents: &[Value]) -> Vec<String> {
+    contents
+        .iter()
+        .filter_map(|c| {
+            c.as_object()
+                .and_then(|o| get(o, "parts"))
+                .and_then(Value::as_array)
+        })
+        .flatten()
+        .filter_map(|p| {
+            p.as_object()
+                .and_then(|o| get(o, "fileData"))
+                .and_then(Value::as_object)
+        })
+        .filter_map(|d| get(d, "fileUri").and_then(Value::as_str))
+        .filter_map(|uri| {
+            let tail = if let Some(t) = uri.strip_prefix("files/") {
+                t
+            } else {
+                uri.rsplit_once("/files/")?.1
+            };
+            let id = tail.split(['?', ':', '/']).next()?;
+            (!id.is_empty()).then(|| id.to_string())
+        })
+        .collect()
 }
 
 impl Prompt {

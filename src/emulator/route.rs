@@ -8,7 +8,7 @@ use super::caches;
 use super::faults;
 use super::files;
 use super::generate_api::{self, Call};
-use super::http::{parse_query, read_json};
+use super::http::{JSON_CONTENT_TYPE, parse_query, read_json};
 use super::models;
 use super::state::EmulatorState;
 use crate::gemini::GeminiError;
@@ -58,8 +58,37 @@ pub async fn dispatch(State(state): State<EmulatorState>, req: Request) -> Respo
         let id = upload_id.unwrap_or_default();
         return files::chunk(&state, &id, &parts.headers, body).await;
     };
-    let result = route(&state, &caller, &api, &parts, &query, plan, body).await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    let compact = query.get("prettyPrint").is_some_and(|v| v == "false") && !api.is_stream();
+    let resp = route(&state, &caller, &api, &parts, &query, plan, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    if compact {
+        compact_json(resp).await
+    } else {
+        resp
+    }
+}
+
+/// `?prettyPrint=false`: the same JSON without whitespace.
+async fn compact_json(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v == JSON_CONTENT_TYPE);
+    if !is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let out = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(v) => serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec()),
+        Err(_) => bytes.to_vec(),
+    };
+    let mut resp = Response::from_parts(parts, Body::from(out));
+    resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+    resp
 }
 
 async fn route(

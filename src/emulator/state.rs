@@ -55,12 +55,12 @@ impl EmulatorState {
         &self.0.clock
     }
 
-    pub fn store(&self) -> MutexGuard<'_, Store> {
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         self.0.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// True with probability `p`, from the seeded generator.
-    pub fn chance(&self, p: f64) -> bool {
+    pub(crate) fn chance(&self, p: f64) -> bool {
         if p <= 0.0 {
             return false;
         }
@@ -69,7 +69,7 @@ impl EmulatorState {
     }
 
     /// Uniform integer in `0..=max` from the seeded generator.
-    pub fn uniform(&self, max: u64) -> u64 {
+    pub(crate) fn uniform(&self, max: u64) -> u64 {
         if max == 0 {
             return 0;
         }

@@ -46,6 +46,8 @@ pub fn respond(framing: Framing, events: Vec<Value>, delay: Duration, plan: &Pla
         for (i, ev) in events.iter().enumerate() {
             if i > 0 {
                 if drop {
+                    // Let the status line and the first event reach the client first.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                     yield Err(std::io::Error::other("emulator fault: connection dropped"));
                     return;
                 }
@@ -66,6 +68,7 @@ pub fn respond(framing: Framing, events: Vec<Value>, delay: Duration, plan: &Pla
         if drop || midstream {
             // A one-event stream still gets its fault after that event.
             if drop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 yield Err(std::io::Error::other("emulator fault: connection dropped"));
                 return;
             }

@@ -1,26 +1,24 @@
 //! Batch API: batchGenerateContent / asyncBatchEmbedContent as long-running Operations with the
 //! BATCH_STATE_* machine evaluated lazily on the emulator clock, inline or JSONL-file input,
 //! results inline (both `metadata.output` and `response`) or in `files/batch-{id}`.
+//! This file holds the job model, its Operation JSON and the lazy state machine.
 
-use super::auth::Caller;
-use super::clock::delta;
-use super::config::EmulatorConfig;
-use super::files::{FileEntry, Source};
-use super::generate;
-use super::http::{json_ok, paginate, random_id, timestamp};
-use super::ledger::{Tier, Usage};
-use super::models;
-use super::prompt;
-use super::state::{EmulatorState, Store};
-use super::tokens;
-use crate::gemini::GeminiError;
-use crate::gemini::canonical::get;
-use crate::gemini::error::grpc_code;
-use axum::response::Response;
+mod ops;
+mod submit;
+
+pub use ops::{cancel, delete, get_one, list};
+pub use submit::create;
+
+use crate::emulator::auth::Caller;
+use crate::emulator::clock::delta;
+use crate::emulator::config::EmulatorConfig;
+use crate::emulator::files::{FileEntry, Source};
+use crate::emulator::http::timestamp;
+use crate::emulator::ledger::{Tier, Usage};
+use crate::emulator::state::Store;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 
 const TYPE_PREFIX: &str = "type.googleapis.com/google.ai.generativelanguage.v1main.";
 
@@ -280,274 +278,6 @@ impl Store {
             }
         }
     }
-}
-
-/// (JSONL key, inline metadata, the request or why it could not be read), in input order.
-type RawItem = (Option<Value>, Option<Value>, Result<Value, GeminiError>);
-
-fn item_error(e: &GeminiError) -> Outcome {
-    Outcome::Err {
-        code: grpc_code(e.code),
-        message: e.message.clone(),
-    }
-}
-
-/// Runs one request of a job (at submission; the result is revealed when the job completes).
-fn run_item(
-    state: &EmulatorState,
-    store: &mut Store,
-    caller: &Caller,
-    job: (&str, Kind, &str),
-    req: &Value,
-) -> Outcome {
-    let (model, kind, version) = job;
-    let Some(obj) = req.as_object() else {
-        return item_error(&GeminiError::invalid_argument(
-            "Invalid JSON payload received. Request must be an object.",
-        ));
-    };
-    let req_model = match get(obj, "model").and_then(Value::as_str) {
-        Some(m) => {
-            let full = if m.contains('/') {
-                m.to_string()
-            } else {
-                format!("models/{m}")
-            };
-            let method = if kind == Kind::Generate {
-                "generateContent"
-            } else {
-                "embedContent"
-            };
-            if let Err(e) = models::check(state.config(), &full, version, method) {
-                return item_error(&e);
-            }
-            if full != model {
-                return item_error(&GeminiError::invalid_argument(format!(
-                    "Model used by the batch request ({full}) and the batch ({model}) has to be the same."
-                )));
-            }
-            full
-        }
-        None => model.to_string(),
-    };
-    if state.chance(state.config().batch.item_error_rate) {
-        return Outcome::Err {
-            code: 4,
-            message: "Deadline expired before operation could complete.".into(),
-        };
-    }
-    match kind {
-        Kind::Generate => {
-            match prompt::build(store, state.clock().now(), caller, &req_model, obj) {
-                Ok(p) => {
-                    let out = generate::generate(&state.config().generation, &p);
-                    Outcome::Ok {
-                        response: out.response_json(),
-                        usage: out.usage(),
-                    }
-                }
-                Err(e) => item_error(&e),
-            }
-        }
-        Kind::Embed => match models::embed_one(state.config(), &req_model, obj) {
-            Ok(values) => {
-                let prompt = get(obj, "content").map_or(0, |c| tokens::content_counts(c).total());
-                Outcome::Ok {
-                    response: json!({"embedding": values}),
-                    usage: Usage {
-                        prompt,
-                        ..Usage::default()
-                    },
-                }
-            }
-            Err(e) => item_error(&e),
-        },
-    }
-}
-
-/// `POST /{v}/models/{m}:batchGenerateContent` and `:asyncBatchEmbedContent`.
-pub fn create(
-    state: &EmulatorState,
-    caller: &Caller,
-    version: &str,
-    model: &str,
-    kind: Kind,
-    base: String,
-    body: &Value,
-) -> Result<Response, GeminiError> {
-    let root = body.as_object().cloned().unwrap_or_default();
-    let batch = get(&root, "batch")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or(root);
-    let input = get(&batch, "inputConfig")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let priority = get(&batch, "priority")
-        .and_then(|p| {
-            p.as_i64()
-                .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
-        })
-        .unwrap_or(0);
-    let now = state.clock().now();
-    let mut store = state.store();
-    store.settle_batches(state.config(), now);
-    // (key, metadata, request) triples in input order.
-    let mut raw: Vec<RawItem> = Vec::new();
-    let file_name = get(&input, "fileName")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if let Some(f) = &file_name {
-        let id = f.strip_prefix("files/").unwrap_or(f);
-        let data = store.own_file(caller, id, now)?.data.clone();
-        for line in String::from_utf8_lossy(&data)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-        {
-            match serde_json::from_str::<Value>(line) {
-                Ok(Value::Object(o)) if o.contains_key("request") => {
-                    raw.push((o.get("key").cloned(), None, Ok(o["request"].clone())));
-                }
-                Ok(v) => raw.push((None, None, Ok(v))),
-                Err(e) => raw.push((
-                    None,
-                    None,
-                    Err(GeminiError::invalid_argument(format!(
-                        "Invalid JSON payload received. {e}"
-                    ))),
-                )),
-            }
-        }
-    } else {
-        let reqs = get(&input, "requests")
-            .and_then(Value::as_object)
-            .and_then(|r| get(r, "requests"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for r in reqs {
-            let o = r.as_object().cloned().unwrap_or_default();
-            let req = get(&o, "request").cloned().ok_or_else(|| {
-                GeminiError::invalid_argument("* InlinedRequest.request: request is required\n")
-            });
-            raw.push((None, get(&o, "metadata").cloned(), req));
-        }
-    }
-    if raw.is_empty() {
-        return Err(GeminiError::invalid_argument(
-            "* BatchGenerateContentRequest.batch.input_config: the batch has no requests\n",
-        ));
-    }
-    let items = raw
-        .into_iter()
-        .map(|(key, metadata, req)| {
-            let outcome = match req {
-                Ok(r) => run_item(state, &mut store, caller, (model, kind, version), &r),
-                Err(e) => item_error(&e),
-            };
-            Item {
-                key,
-                metadata,
-                outcome,
-            }
-        })
-        .collect();
-    let job = BatchJob {
-        owner: caller.clone(),
-        id: random_id(36),
-        kind,
-        model: model.to_string(),
-        display_name: get(&batch, "displayName")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        priority,
-        input_file: file_name.map(|f| {
-            if f.starts_with("files/") {
-                f
-            } else {
-                format!("files/{f}")
-            }
-        }),
-        base,
-        create: now,
-        update: now,
-        end: None,
-        state: BatchState::Pending,
-        items,
-    };
-    let json = job.to_json(true);
-    store.ledger.account(&caller.0).batch_jobs_submitted += 1;
-    store.batches.insert(job.id.clone(), job);
-    Ok(json_ok(&json))
-}
-
-fn not_found() -> GeminiError {
-    GeminiError::not_found("Requested entity was not found.")
-}
-
-fn own<'a>(
-    store: &'a mut Store,
-    caller: &Caller,
-    id: &str,
-) -> Result<&'a mut BatchJob, GeminiError> {
-    store
-        .batches
-        .get_mut(id)
-        .filter(|j| &j.owner == caller)
-        .ok_or_else(not_found)
-}
-
-pub fn get_one(state: &EmulatorState, caller: &Caller, id: &str) -> Result<Response, GeminiError> {
-    let mut store = state.store();
-    store.settle_batches(state.config(), state.clock().now());
-    Ok(json_ok(&own(&mut store, caller, id)?.to_json(true)))
-}
-
-pub fn list(state: &EmulatorState, caller: &Caller, q: &HashMap<String, String>) -> Response {
-    let mut store = state.store();
-    store.settle_batches(state.config(), state.clock().now());
-    let mut mine: Vec<&BatchJob> = store
-        .batches
-        .values()
-        .filter(|j| &j.owner == caller)
-        .collect();
-    mine.sort_by(|a, b| (b.create, &b.id).cmp(&(a.create, &a.id)));
-    let (page, next) = paginate(
-        mine.into_iter().map(|j| j.to_json(false)).collect(),
-        q,
-        50,
-        1000,
-    );
-    let mut out = Map::new();
-    if !page.is_empty() {
-        out.insert("operations".into(), Value::Array(page));
-    }
-    if let Some(n) = next {
-        out.insert("nextPageToken".into(), json!(n));
-    }
-    json_ok(&Value::Object(out))
-}
-
-pub fn cancel(state: &EmulatorState, caller: &Caller, id: &str) -> Result<Response, GeminiError> {
-    let now = state.clock().now();
-    let mut store = state.store();
-    store.settle_batches(state.config(), now);
-    let job = own(&mut store, caller, id)?;
-    if !job.state.done() {
-        job.state = BatchState::Cancelled;
-        job.update = now;
-        job.end = Some(now);
-    }
-    Ok(json_ok(&json!({})))
-}
-
-pub fn delete(state: &EmulatorState, caller: &Caller, id: &str) -> Result<Response, GeminiError> {
-    let mut store = state.store();
-    store.settle_batches(state.config(), state.clock().now());
-    own(&mut store, caller, id)?;
-    store.batches.remove(id);
-    Ok(json_ok(&json!({})))
 }
 
 #[cfg(test)]
