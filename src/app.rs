@@ -3,6 +3,7 @@
 use crate::caching::Caching;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::deferral::Deferral;
 use crate::proxy::{UploadRoutes, Upstream};
 use crate::store::Store;
 use crate::telemetry;
@@ -33,6 +34,7 @@ struct Inner {
     metrics: Option<PrometheusHandle>,
     store: Arc<dyn Store>,
     caching: Option<Caching>,
+    deferral: Option<Deferral>,
     clock: Clock,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -57,17 +59,31 @@ impl AppState {
         let uploads = UploadRoutes::new(&config.server.public_url);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let caching = config.caching.enabled.then(|| {
-            Caching::new(
-                config.caching.clone(),
-                store.clone(),
+        let caching = if config.caching.enabled {
+            let deps = crate::caching::Deps {
+                store: store.clone(),
+                upstream: upstream.clone(),
+                upstream_timeout: config.upstream.timeout,
+                clock: clock.clone(),
+                tracker: tracker.clone(),
+                cancel: cancel.clone(),
+            };
+            Some(Caching::new(config.caching.clone(), deps)?)
+        } else {
+            None
+        };
+        let deferral = match config.deferral.enabled {
+            true => Some(Deferral::new(
+                config.deferral.clone(),
+                &config.store,
                 upstream.clone(),
                 config.upstream.timeout,
                 clock.clone(),
                 tracker.clone(),
                 cancel.clone(),
-            )
-        });
+            )?),
+            false => None,
+        };
         Ok(Self(Arc::new(Inner {
             config,
             upstream,
@@ -75,6 +91,7 @@ impl AppState {
             metrics,
             store,
             caching,
+            deferral,
             clock,
             cancel,
             tracker,
@@ -85,6 +102,9 @@ impl AppState {
     pub async fn start(&self) {
         if let Some(c) = &self.0.caching {
             c.start().await;
+        }
+        if let Some(d) = &self.0.deferral {
+            d.start();
         }
     }
 
@@ -99,6 +119,9 @@ impl AppState {
     }
     pub fn caching(&self) -> Option<&Caching> {
         self.0.caching.as_ref()
+    }
+    pub fn deferral(&self) -> Option<&Deferral> {
+        self.0.deferral.as_ref()
     }
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.0.store
@@ -136,6 +159,11 @@ pub fn build_app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .route("/gemgate/v1/caches", get(crate::admin::list_caches))
+        .route("/gemgate/v1/operations", get(crate::deferral::list_operations))
+        .route(
+            "/gemgate/v1/operations/{id}",
+            get(crate::deferral::get_operation).delete(crate::deferral::cancel_operation),
+        )
         .fallback(crate::generate::dispatch)
         .with_state(state.clone())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
@@ -144,25 +172,15 @@ pub fn build_app(state: AppState) -> Router {
 }
 
 async fn healthz() -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        axum::Json(serde_json::json!({"status": "ok"})),
-    )
+    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"})))
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.cancel_token().is_cancelled() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "shutting down"})),
-        )
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "shutting down"})))
             .into_response();
     }
-    (
-        StatusCode::OK,
-        axum::Json(serde_json::json!({"status": "ready"})),
-    )
-        .into_response()
+    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response()
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {
@@ -188,24 +206,12 @@ async fn observe(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let route = match crate::gemini::path::parse(req.uri().path()) {
         Some(p) => p.route_label(),
-        None if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") => {
-            req.uri().path()[1..].to_string()
-        }
+        None if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") => req.uri().path()[1..].to_string(),
         None if req.uri().path().starts_with("/gemgate/") => "gemgate".into(),
         None => "other".into(),
     };
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
-    let path = telemetry::redact_path_and_query(
-        req.uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/"),
-    );
+    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+    let path = telemetry::redact_path_and_query(req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
     let in_flight = InFlight::enter();
     let (resp, upstream) = UPSTREAM_TIME
@@ -220,20 +226,13 @@ async fn observe(req: Request, next: Next) -> Response {
     metrics::counter!(telemetry::REQUESTS, "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
     metrics::histogram!(telemetry::REQUEST_DURATION, "route" => route).record(total.as_secs_f64());
     if !upstream.is_zero() {
-        metrics::histogram!(telemetry::OVERHEAD)
-            .record(total.saturating_sub(upstream).as_secs_f64());
+        metrics::histogram!(telemetry::OVERHEAD).record(total.saturating_sub(upstream).as_secs_f64());
     }
     span.in_scope(|| {
         tracing::info!(path = %path, status, ms = total.as_secs_f64() * 1e3, upstream_ms = upstream.as_secs_f64() * 1e3, "served");
     });
     let (parts, body) = resp.into_parts();
-    Response::from_parts(
-        parts,
-        Body::new(GuardedBody {
-            inner: body,
-            _guard: in_flight,
-        }),
-    )
+    Response::from_parts(parts, Body::new(GuardedBody { inner: body, _guard: in_flight }))
 }
 
 /// Holds the in-flight gauge up until the response body is finished or dropped.

@@ -1,15 +1,11 @@
 //! Command-line interface definitions (clap) and nothing else.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "gemgate",
-    version,
-    about = "A cost-saving gateway for the Gemini API"
-)]
+#[command(name = "gemgate", version, about = "A cost-saving gateway for the Gemini API")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -38,9 +34,35 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Replay a trace on a virtual clock and compare caching strategies' costs.
+    Simulate(SimulateArgs),
     /// Validate a gateway config file and report every problem at once.
     CheckConfig {
         /// Config file to check (default: built-in defaults plus environment overrides).
         file: Option<PathBuf>,
     },
+}
+
+/// `gemgate simulate` options (see docs/simulate.md).
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Trace file: Mooncake JSONL or gemgate's own trace format (detected).
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// Model to price (default: the trace's own, or gemini-2.5-flash for Mooncake).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Price table (default: the built-in config/pricing.toml).
+    #[arg(long)]
+    pub pricing: Option<PathBuf>,
+    /// Cost-policy tuning as TOML (the CostPolicyConfig keys; default: built-in defaults).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Model implicit caching: a prefix seen within this long is served implicitly (default:
+    /// absent for Mooncake, as recorded for gemgate traces).
+    #[arg(long)]
+    pub implicit_window: Option<humantime::Duration>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

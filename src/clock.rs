@@ -11,20 +11,13 @@ pub enum Clock {
     System,
     /// Wall-clock time running `speed` times faster from `start` (for compressed replays; the
     /// emulator must run at the same speed).
-    Scaled {
-        origin_ms: i64,
-        started: Instant,
-        speed: f64,
-    },
+    Scaled { origin_ms: i64, started: Instant, speed: f64 },
     /// Time that moves only when told to (tests, simulation).
     Manual(Arc<AtomicI64>),
 }
 
 pub fn system_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Clock {
@@ -32,11 +25,7 @@ impl Clock {
         if (speed - 1.0).abs() < f64::EPSILON {
             Clock::System
         } else {
-            Clock::Scaled {
-                origin_ms: system_ms(),
-                started: Instant::now(),
-                speed,
-            }
+            Clock::Scaled { origin_ms: system_ms(), started: Instant::now(), speed }
         }
     }
 
@@ -47,11 +36,9 @@ impl Clock {
     pub fn now_ms(&self) -> i64 {
         match self {
             Clock::System => system_ms(),
-            Clock::Scaled {
-                origin_ms,
-                started,
-                speed,
-            } => origin_ms + (started.elapsed().as_secs_f64() * 1000.0 * speed) as i64,
+            Clock::Scaled { origin_ms, started, speed } => {
+                origin_ms + (started.elapsed().as_secs_f64() * 1000.0 * speed) as i64
+            }
             Clock::Manual(t) => t.load(Ordering::SeqCst),
         }
     }
@@ -75,16 +62,12 @@ impl Clock {
 
 /// RFC 3339 with a `Z`, as Google prints timestamps.
 pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Parses an RFC 3339 timestamp (any offset) to epoch milliseconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -101,13 +84,7 @@ mod tests {
 
     #[test]
     fn timestamps_round_trip() {
-        assert_eq!(
-            parse_rfc3339(&rfc3339(1_700_000_000_123)),
-            Some(1_700_000_000_123)
-        );
-        assert_eq!(
-            parse_rfc3339("2030-01-01T00:00:00+00:00"),
-            Some(1_893_456_000_000)
-        );
+        assert_eq!(parse_rfc3339(&rfc3339(1_700_000_000_123)), Some(1_700_000_000_123));
+        assert_eq!(parse_rfc3339("2030-01-01T00:00:00+00:00"), Some(1_893_456_000_000));
     }
 }

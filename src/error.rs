@@ -71,22 +71,10 @@ mod tests {
 
     #[test]
     fn statuses_match_the_documented_mapping() {
-        assert_eq!(
-            GatewayError::UpstreamUnreachable("x".into()).http_status(),
-            502
-        );
-        assert_eq!(
-            GatewayError::UpstreamTimeout(std::time::Duration::from_secs(1)).http_status(),
-            504
-        );
+        assert_eq!(GatewayError::UpstreamUnreachable("x".into()).http_status(), 502);
+        assert_eq!(GatewayError::UpstreamTimeout(std::time::Duration::from_secs(1)).http_status(), 504);
         assert_eq!(GatewayError::BodyTooLarge { limit: 1 }.http_status(), 413);
-        assert_eq!(
-            GatewayError::MalformedJson("x".into()).to_gemini().status(),
-            "INVALID_ARGUMENT"
-        );
-        assert_eq!(
-            GatewayError::ShuttingDown.to_gemini().status(),
-            "UNAVAILABLE"
-        );
+        assert_eq!(GatewayError::MalformedJson("x".into()).to_gemini().status(), "INVALID_ARGUMENT");
+        assert_eq!(GatewayError::ShuttingDown.to_gemini().status(), "UNAVAILABLE");
     }
 }

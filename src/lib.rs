@@ -2,12 +2,14 @@
 //! caching, deferred execution and honest accounting without application changes.
 #![forbid(unsafe_code)]
 
+pub mod accounting;
 pub mod admin;
 pub mod app;
 pub mod caching;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod deferral;
 pub mod emulator;
 pub mod error;
 pub mod gemini;
@@ -15,6 +17,7 @@ pub mod generate;
 pub mod net;
 pub mod proxy;
 pub mod serve;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 

@@ -10,19 +10,9 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Emulator { listen, config } => {
-            gemgate::emulator::run(listen, config.as_deref()).await
-        }
-        Command::Serve {
-            config,
-            listen,
-            upstream,
-        } => {
-            match Config::load(
-                config.as_deref(),
-                std::env::vars(),
-                &CliOverrides { listen, upstream },
-            ) {
+        Command::Emulator { listen, config } => gemgate::emulator::run(listen, config.as_deref()).await,
+        Command::Serve { config, listen, upstream } => {
+            match Config::load(config.as_deref(), std::env::vars(), &CliOverrides { listen, upstream }) {
                 Ok(cfg) => {
                     gemgate::telemetry::init_tracing(&cfg.telemetry);
                     gemgate::serve::run(cfg).await
@@ -30,6 +20,7 @@ async fn main() -> ExitCode {
                 Err(errors) => Err(errors.into()),
             }
         }
+        Command::Simulate(args) => gemgate::simulate::run(&args),
         Command::CheckConfig { file } => {
             match Config::load(file.as_deref(), std::env::vars(), &CliOverrides::default()) {
                 Ok(_) => {

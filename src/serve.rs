@@ -29,8 +29,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             cancel.cancel();
         }
     });
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let server = axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
     tokio::select! {
         r = server => r?,
         _ = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => {
@@ -38,10 +37,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     state.tracker().close();
-    if tokio::time::timeout(grace, state.tracker().wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, state.tracker().wait()).await.is_err() {
         tracing::warn!("background tasks did not finish in time");
     }
     Ok(())

@@ -16,14 +16,9 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     }
     let mut child = cmd.spawn().expect("binary runs");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "announce line: {line}"
-    );
+    assert!(url.starts_with("http://127.0.0.1:"), "announce line: {line}");
     (child, url)
 }
 
@@ -38,8 +33,7 @@ fn credentials_never_reach_the_logs() {
             let mut buf = [0u8; 65536];
             let _ = s.read(&mut buf);
             use std::io::Write;
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
         }
     });
     let dir = tempfile::tempdir().unwrap();
@@ -53,10 +47,7 @@ fn credentials_never_reach_the_logs() {
         ],
     );
     let client = reqwest::blocking::Client::new();
-    client
-        .get(format!("{gw}/v1beta/models?key=SECRET-QUERY-KEY"))
-        .send()
-        .unwrap();
+    client.get(format!("{gw}/v1beta/models?key=SECRET-QUERY-KEY")).send().unwrap();
     client
         .post(format!("{gw}/v1beta/models/gemini-2.5-flash:generateContent"))
         .header("x-goog-api-key", "SECRET-HEADER-KEY")
@@ -64,34 +55,18 @@ fn credentials_never_reach_the_logs() {
         .body(r#"{"systemInstruction":{"parts":[{"text":"s"}]},"contents":[{"parts":[{"text":"hi"}]}]}"#)
         .send()
         .unwrap();
-    let metrics = client
-        .get(format!("{gw}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = client.get(format!("{gw}/metrics")).send().unwrap().text().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
     child.wait().unwrap();
-    assert!(
-        logs.contains("key=*****"),
-        "the request was logged, masked: {logs}"
-    );
+    assert!(logs.contains("key=*****"), "the request was logged, masked: {logs}");
     let stored = std::fs::read(&db).unwrap_or_default();
     for secret in ["SECRET-QUERY-KEY", "SECRET-HEADER-KEY", "SECRET-BEARER"] {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
         assert!(!metrics.contains(secret), "{secret} leaked into metrics");
-        assert!(
-            !String::from_utf8_lossy(&stored).contains(secret),
-            "{secret} leaked into the store"
-        );
+        assert!(!String::from_utf8_lossy(&stored).contains(secret), "{secret} leaked into the store");
     }
 }
 
@@ -99,32 +74,18 @@ fn credentials_never_reach_the_logs() {
 fn check_config_reports_every_problem_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "[upstream]\nurl = \"nope\"\n[caching]\nmin_hits = 0\nttl = \"5s\"\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["check-config", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    std::fs::write(&bad, "[upstream]\nurl = \"nope\"\n[caching]\nmin_hits = 0\nttl = \"5s\"\n").unwrap();
+    let out = Command::new(BIN).args(["check-config", bad.to_str().unwrap()]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for key in ["upstream.url", "caching.min_hits", "caching.ttl"] {
         assert!(err.contains(key), "{key} not named: {err}");
     }
     let good = Command::new(BIN)
-        .args([
-            "check-config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/gemgate.toml"),
-        ])
+        .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/gemgate.toml")])
         .output()
         .unwrap();
-    assert!(
-        good.status.success(),
-        "{}",
-        String::from_utf8_lossy(&good.stderr)
-    );
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -160,12 +121,9 @@ async fn a_256_mib_upload_streams_through_without_being_held_in_memory() {
     .await
     .unwrap();
     let chunk = axum::body::Bytes::from(vec![b'x'; 1 << 20]);
-    let stream =
-        futures::stream::iter((0..256).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let stream = futures::stream::iter((0..256).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let resp = reqwest::Client::new()
-        .post(format!(
-            "{gw}/upload/v1beta/files?upload_id=big&upload_protocol=resumable"
-        ))
+        .post(format!("{gw}/upload/v1beta/files?upload_id=big&upload_protocol=resumable"))
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await
@@ -175,8 +133,5 @@ async fn a_256_mib_upload_streams_through_without_being_held_in_memory() {
     println!("gateway peak RSS while streaming 256 MiB: {peak} KiB");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        peak < 100 * 1024,
-        "peak RSS {peak} KiB while streaming 256 MiB"
-    );
+    assert!(peak < 100 * 1024, "peak RSS {peak} KiB while streaming 256 MiB");
 }

@@ -40,24 +40,12 @@ async fn upstream_handler(script: Script, req: Request) -> Response {
             notify.notified().await;
             yield Ok(Bytes::from_static(b"data: {\"n\":2}\r\n\r\n"));
         };
-        return (
-            [("content-type", "text/event-stream")],
-            Body::from_stream(stream),
-        )
-            .into_response();
+        return ([("content-type", "text/event-stream")], Body::from_stream(stream)).into_response();
     }
     if path == "/upload/v1beta/files" && req.uri().query().is_none() {
         let host = req.headers()["host"].to_str().unwrap().to_string();
-        let url =
-            format!("http://{host}/upload/v1beta/files?upload_id=UP1&upload_protocol=resumable");
-        return (
-            [
-                ("x-goog-upload-url", url.as_str()),
-                ("x-goog-upload-status", "active"),
-            ],
-            "",
-        )
-            .into_response();
+        let url = format!("http://{host}/upload/v1beta/files?upload_id=UP1&upload_protocol=resumable");
+        return ([("x-goog-upload-url", url.as_str()), ("x-goog-upload-status", "active")], "").into_response();
     }
     if path.ends_with("slow:generateContent") {
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -66,10 +54,7 @@ async fn upstream_handler(script: Script, req: Request) -> Response {
         let body = "{\n  \"error\": {\n    \"code\": 429,\n    \"message\": \"quota\",\n    \"status\": \"RESOURCE_EXHAUSTED\"\n  }\n}\n";
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            [
-                ("content-type", "application/json; charset=UTF-8"),
-                ("retry-after", "9"),
-            ],
+            [("content-type", "application/json; charset=UTF-8"), ("retry-after", "9")],
             body,
         )
             .into_response();
@@ -77,11 +62,8 @@ async fn upstream_handler(script: Script, req: Request) -> Response {
     // Echo: report what arrived, with a body digest so large uploads need not be echoed.
     let method = req.method().to_string();
     let pq = req.uri().path_and_query().unwrap().to_string();
-    let headers: serde_json::Map<String, Value> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
-        .collect();
+    let headers: serde_json::Map<String, Value> =
+        req.headers().iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("")))).collect();
     let mut body = req.into_body().into_data_stream();
     let mut hasher = Sha256::new();
     let mut len = 0usize;
@@ -98,21 +80,14 @@ async fn upstream_handler(script: Script, req: Request) -> Response {
         "method": method, "pq": pq, "headers": headers, "len": len,
         "sha256": hex::encode(hasher.finalize()), "head": String::from_utf8_lossy(&first),
     });
-    (
-        StatusCode::IM_A_TEAPOT,
-        [("x-upstream", "yes")],
-        echo.to_string(),
-    )
-        .into_response()
+    (StatusCode::IM_A_TEAPOT, [("x-upstream", "yes")], echo.to_string()).into_response()
 }
 
 async fn start() -> (String, String, Script) {
     let script = Script::default();
     let s = script.clone();
-    let upstream = support::serve(
-        axum::Router::new().fallback(move |req: Request| upstream_handler(s.clone(), req)),
-    )
-    .await;
+    let upstream =
+        support::serve(axum::Router::new().fallback(move |req: Request| upstream_handler(s.clone(), req))).await;
     let upstream = format!("http://{upstream}");
     let gw = support::gateway(support::config(&upstream)).await;
     (gw, upstream, script)
@@ -150,10 +125,7 @@ async fn method_path_query_headers_body_and_status_pass_through() {
         assert_eq!(echo["headers"]["x-goog-api-key"], "secret-key");
         assert_eq!(echo["headers"]["authorization"], "Bearer tok");
         assert_eq!(echo["headers"]["x-custom"], "1");
-        assert!(
-            echo["headers"]["x-request-id"].is_string(),
-            "request id is forwarded"
-        );
+        assert!(echo["headers"]["x-request-id"].is_string(), "request id is forwarded");
     }
 }
 
@@ -163,28 +135,21 @@ async fn generate_body_bytes_are_forwarded_unchanged() {
     // Odd spacing and key order must survive: nothing is re-serialised when nothing is rewritten.
     let body = "{ \"contents\" : [ {\"parts\":[{\"text\":\"hi\"}], \"role\":\"user\"} ],\n \"generation_config\":{} }";
     let resp = support::client()
-        .post(format!(
-            "{gw}/v1beta/models/gemini-2.5-flash:generateContent?key=K"
-        ))
+        .post(format!("{gw}/v1beta/models/gemini-2.5-flash:generateContent?key=K"))
         .body(body)
         .send()
         .await
         .unwrap();
     let echo: Value = resp.json().await.unwrap();
     assert_eq!(echo["head"], body);
-    assert_eq!(
-        echo["pq"],
-        "/v1beta/models/gemini-2.5-flash:generateContent?key=K"
-    );
+    assert_eq!(echo["pq"], "/v1beta/models/gemini-2.5-flash:generateContent?key=K");
 }
 
 #[tokio::test]
 async fn sse_events_arrive_before_the_stream_ends() {
     let (gw, _, script) = start().await;
     let resp = support::client()
-        .post(format!(
-            "{gw}/v1beta/models/m:streamGenerateContent?alt=sse"
-        ))
+        .post(format!("{gw}/v1beta/models/m:streamGenerateContent?alt=sse"))
         .body("{\"contents\":[]}")
         .send()
         .await
@@ -234,27 +199,12 @@ async fn upload_url_points_back_at_the_gateway_and_chunks_are_forwarded() {
         .send()
         .await
         .unwrap();
-    let url = resp.headers()["x-goog-upload-url"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        url,
-        format!("{gw}/upload/v1beta/files?upload_id=UP1&upload_protocol=resumable")
-    );
+    let url = resp.headers()["x-goog-upload-url"].to_str().unwrap().to_string();
+    assert_eq!(url, format!("{gw}/upload/v1beta/files?upload_id=UP1&upload_protocol=resumable"));
     assert!(!url.contains(&upstream[7..]));
-    let chunk = c
-        .post(&url)
-        .header("x-goog-upload-command", "upload, finalize")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
+    let chunk = c.post(&url).header("x-goog-upload-command", "upload, finalize").body("hello").send().await.unwrap();
     let echo: Value = chunk.json().await.unwrap();
-    assert_eq!(
-        echo["pq"],
-        "/upload/v1beta/files?upload_id=UP1&upload_protocol=resumable"
-    );
+    assert_eq!(echo["pq"], "/upload/v1beta/files?upload_id=UP1&upload_protocol=resumable");
     assert_eq!(echo["len"], 5);
 }
 
@@ -283,24 +233,11 @@ async fn large_streamed_upload_arrives_intact() {
 async fn upstream_errors_pass_through_untouched() {
     let (gw, upstream, _) = start().await;
     let c = support::client();
-    let direct = c
-        .post(format!("{upstream}/v1beta/models/quota:generateContent"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    let via = c
-        .post(format!("{gw}/v1beta/models/quota:generateContent"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let direct = c.post(format!("{upstream}/v1beta/models/quota:generateContent")).body("{}").send().await.unwrap();
+    let via = c.post(format!("{gw}/v1beta/models/quota:generateContent")).body("{}").send().await.unwrap();
     assert_eq!(via.status(), 429);
     assert_eq!(via.headers()["retry-after"], "9");
-    assert_eq!(
-        via.headers()["content-type"],
-        "application/json; charset=UTF-8"
-    );
+    assert_eq!(via.headers()["content-type"], "application/json; charset=UTF-8");
     assert_eq!(direct.bytes().await.unwrap(), via.bytes().await.unwrap());
 }
 
@@ -308,10 +245,7 @@ async fn gemini_error(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.expect("gateway errors are JSON");
     assert_eq!(body["error"]["code"], status, "{body}");
-    assert!(
-        body["error"]["message"].is_string() && body["error"]["status"].is_string(),
-        "{body}"
-    );
+    assert!(body["error"]["message"].is_string() && body["error"]["status"].is_string(), "{body}");
     (status, body)
 }
 
@@ -320,55 +254,27 @@ async fn gateway_errors_are_gemini_json_with_fitting_status() {
     let (gw, upstream, _) = start().await;
     let c = support::client();
 
-    let resp = c
-        .post(format!("{gw}/v1beta/models/m:generateContent"))
-        .body("{\"contents\": [")
-        .send()
-        .await
-        .unwrap();
+    let resp = c.post(format!("{gw}/v1beta/models/m:generateContent")).body("{\"contents\": [").send().await.unwrap();
     let (status, body) = gemini_error(resp).await;
-    assert_eq!(
-        (status, body["error"]["status"].as_str()),
-        (400, Some("INVALID_ARGUMENT"))
-    );
+    assert_eq!((status, body["error"]["status"].as_str()), (400, Some("INVALID_ARGUMENT")));
 
     let mut cfg = support::config(&upstream);
     cfg.server.max_json_body_bytes = 1000;
     let small = support::gateway(cfg).await;
-    let resp = c
-        .post(format!("{small}/v1/models/m:generateContent"))
-        .body(vec![b' '; 5000])
-        .send()
-        .await
-        .unwrap();
+    let resp = c.post(format!("{small}/v1/models/m:generateContent")).body(vec![b' '; 5000]).send().await.unwrap();
     assert_eq!(gemini_error(resp).await.0, 413);
 
     let mut cfg = support::config(&upstream);
     cfg.upstream.timeout = Duration::from_millis(300);
     let impatient = support::gateway(cfg).await;
-    let resp = c
-        .post(format!("{impatient}/v1/models/slow:generateContent"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let resp = c.post(format!("{impatient}/v1/models/slow:generateContent")).body("{}").send().await.unwrap();
     assert_eq!(gemini_error(resp).await.0, 504);
 
     // A port that was just free: nothing listens there.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let down = support::gateway(support::config(&format!("http://{dead}"))).await;
-    let resp = c
-        .get(format!("{down}/v1beta/models?key=SECRET-KEY-1"))
-        .send()
-        .await
-        .unwrap();
+    let resp = c.get(format!("{down}/v1beta/models?key=SECRET-KEY-1")).send().await.unwrap();
     let (status, body) = gemini_error(resp).await;
     assert_eq!(status, 502);
-    assert!(
-        !body.to_string().contains("SECRET-KEY-1"),
-        "the key leaked into an error: {body}"
-    );
+    assert!(!body.to_string().contains("SECRET-KEY-1"), "the key leaked into an error: {body}");
 }

@@ -8,18 +8,7 @@ use std::time::Duration;
 use support::RedisServer;
 
 fn entry(key: &str, expire_ms: i64) -> CacheEntry {
-    CacheEntry {
-        key: key.into(),
-        name: format!("cachedContents/{key}"),
-        model: "models/gemini-2.5-flash".into(),
-        scope: "s".repeat(64),
-        tokens: 8000,
-        contents: 2,
-        created_ms: 1,
-        expire_ms,
-        last_used_ms: 2,
-        hits: 3,
-    }
+    CacheEntry::new(key, &format!("cachedContents/{key}"), "models/gemini-2.5-flash", "scope", 8000, 2, 1, expire_ms)
 }
 
 fn far() -> i64 {
@@ -42,10 +31,7 @@ async fn satisfies_the_store_contract() {
     store.remove_cache("a").await.unwrap();
     assert!(store.get_cache("a").await.unwrap().is_none());
     // Entries vanish from Redis at the cache's expiry.
-    store
-        .put_cache(&entry("short", gemgate::clock::system_ms() + 1_100))
-        .await
-        .unwrap();
+    store.put_cache(&entry("short", gemgate::clock::system_ms() + 1_100)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     assert!(store.get_cache("short").await.unwrap().is_none());
     store.ping().await.unwrap();
@@ -56,25 +42,10 @@ async fn lease_is_exclusive_and_fencing_rejects_a_stale_holder() {
     let dir = tempfile::tempdir().unwrap();
     let server = RedisServer::start_at(&dir.path().join("r.sock"));
     let store = RedisStore::open(&server.url, "t:", Duration::from_millis(500)).unwrap();
-    let slow = store
-        .acquire_lease("k", Duration::from_millis(100))
-        .await
-        .unwrap()
-        .expect("first holder");
-    assert!(
-        store
-            .acquire_lease("k", Duration::from_secs(5))
-            .await
-            .unwrap()
-            .is_none(),
-        "lease is exclusive"
-    );
+    let slow = store.acquire_lease("k", Duration::from_millis(100)).await.unwrap().expect("first holder");
+    assert!(store.acquire_lease("k", Duration::from_secs(5)).await.unwrap().is_none(), "lease is exclusive");
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let fresh = store
-        .acquire_lease("k", Duration::from_secs(5))
-        .await
-        .unwrap()
-        .expect("a lapsed lease is taken over");
+    let fresh = store.acquire_lease("k", Duration::from_secs(5)).await.unwrap().expect("a lapsed lease is taken over");
     assert!(fresh > slow);
     let mut newer = entry("k", far());
     newer.name = "cachedContents/newer".into();
@@ -82,14 +53,8 @@ async fn lease_is_exclusive_and_fencing_rejects_a_stale_holder() {
     store.release_lease("k", fresh).await.unwrap();
     let mut stale = entry("k", far());
     stale.name = "cachedContents/stale".into();
-    assert!(
-        !store.put_cache_fenced(&stale, slow).await.unwrap(),
-        "the slow holder is fenced off"
-    );
-    assert_eq!(
-        store.get_cache("k").await.unwrap().unwrap().name,
-        "cachedContents/newer"
-    );
+    assert!(!store.put_cache_fenced(&stale, slow).await.unwrap(), "the slow holder is fenced off");
+    assert_eq!(store.get_cache("k").await.unwrap().unwrap().name, "cachedContents/newer");
 }
 
 #[tokio::test]
@@ -103,17 +68,8 @@ async fn a_down_server_fails_fast_and_the_same_store_recovers() {
     let started = std::time::Instant::now();
     assert!(store.ping().await.is_err());
     assert!(store.get_cache("a").await.is_err());
-    assert!(
-        store
-            .acquire_lease("a", Duration::from_secs(1))
-            .await
-            .is_err()
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "bounded: {:?}",
-        started.elapsed()
-    );
+    assert!(store.acquire_lease("a", Duration::from_secs(1)).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(3), "bounded: {:?}", started.elapsed());
     let _again = RedisServer::start_at(&sock);
     let mut ok = false;
     for _ in 0..50 {

@@ -32,15 +32,38 @@ impl Outcome {
     }
 }
 
+/// What one response cost (USD), computed from the upstream's own usage and the price table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Costs {
+    /// As served.
+    pub actual_usd: f64,
+    /// Had it been sent as it came (every prompt token at the input rate).
+    pub as_sent_usd: f64,
+    /// `as_sent − actual`, less the creation and storage this request committed.
+    pub net_saving_usd: f64,
+}
+
 /// The annotation for one response.
 #[derive(Debug, Clone)]
 pub struct Annotation {
     pub outcome: Outcome,
     pub cache_name: Option<String>,
     pub prefix_tokens: u64,
+    pub costs: Option<Costs>,
+    /// The tier that served a deferred (flex) request, and its discount.
+    pub tier: Option<(&'static str, f64)>,
+}
+
+/// USD figures are rounded to a millionth of a cent.
+fn usd(v: f64) -> Value {
+    json!((v * 1e8).round() / 1e8)
 }
 
 impl Annotation {
+    pub fn new(outcome: Outcome) -> Self {
+        Annotation { outcome, cache_name: None, prefix_tokens: 0, costs: None, tier: None }
+    }
+
     pub fn to_json(&self) -> Value {
         let mut v = json!({"cache": self.outcome.as_str()});
         if let Some(n) = &self.cache_name {
@@ -49,15 +72,21 @@ impl Annotation {
         if self.prefix_tokens > 0 {
             v["prefixTokens"] = json!(self.prefix_tokens);
         }
+        if let Some(c) = &self.costs {
+            v["costUsd"] = usd(c.actual_usd);
+            v["costAsSentUsd"] = usd(c.as_sent_usd);
+            v["netSavingUsd"] = usd(c.net_saving_usd);
+        }
+        if let Some((tier, discount)) = self.tier {
+            v["tier"] = json!(tier);
+            v["discount"] = json!(discount);
+        }
         v
     }
 
     /// Inserts the annotation into a parsed response that has `usageMetadata`.
     pub fn apply(&self, response: &mut Value) -> bool {
-        match response
-            .get_mut("usageMetadata")
-            .and_then(Value::as_object_mut)
-        {
+        match response.get_mut("usageMetadata").and_then(Value::as_object_mut) {
             Some(usage) => {
                 usage.insert("gemgate".into(), self.to_json());
                 true
@@ -84,29 +113,26 @@ pub fn sse_events<S, E>(upstream: S) -> impl Stream<Item = Result<Bytes, E>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    futures::stream::unfold(
-        (upstream, Vec::<u8>::new(), false),
-        |(mut up, mut buf, mut done)| async move {
-            loop {
-                if let Some(end) = event_end(&buf) {
-                    let event: Vec<u8> = buf.drain(..end).collect();
-                    return Some((Ok(Bytes::from(event)), (up, buf, done)));
-                }
-                if done {
-                    if buf.is_empty() {
-                        return None;
-                    }
-                    let rest = std::mem::take(&mut buf);
-                    return Some((Ok(Bytes::from(rest)), (up, buf, true)));
-                }
-                match up.next().await {
-                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                    Some(Err(e)) => return Some((Err(e), (up, buf, true))),
-                    None => done = true,
-                }
+    futures::stream::unfold((upstream, Vec::<u8>::new(), false), |(mut up, mut buf, mut done)| async move {
+        loop {
+            if let Some(end) = event_end(&buf) {
+                let event: Vec<u8> = buf.drain(..end).collect();
+                return Some((Ok(Bytes::from(event)), (up, buf, done)));
             }
-        },
-    )
+            if done {
+                if buf.is_empty() {
+                    return None;
+                }
+                let rest = std::mem::take(&mut buf);
+                return Some((Ok(Bytes::from(rest)), (up, buf, true)));
+            }
+            match up.next().await {
+                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                Some(Err(e)) => return Some((Err(e), (up, buf, true))),
+                None => done = true,
+            }
+        }
+    })
 }
 
 /// Index just past the first complete event in `buf`.
@@ -156,15 +182,10 @@ mod tests {
     async fn splits_events_across_chunk_boundaries() {
         let chunks = vec![
             Ok::<_, std::io::Error>(Bytes::from_static(b"data: {\"a\":1}\r\n")),
-            Ok(Bytes::from_static(
-                b"\r\ndata: {\"a\":2}\r\n\r\ndata: {\"a\"",
-            )),
+            Ok(Bytes::from_static(b"\r\ndata: {\"a\":2}\r\n\r\ndata: {\"a\"")),
             Ok(Bytes::from_static(b":3}\n\n")),
         ];
-        let events: Vec<Bytes> = sse_events(futures::stream::iter(chunks))
-            .map(|r| r.unwrap())
-            .collect()
-            .await;
+        let events: Vec<Bytes> = sse_events(futures::stream::iter(chunks)).map(|r| r.unwrap()).collect().await;
         assert_eq!(events.len(), 3);
         assert_eq!(&events[1][..], b"data: {\"a\":2}\r\n\r\n");
         assert_eq!(parse_event(&events[2]).unwrap()["a"], 3);
@@ -173,22 +194,15 @@ mod tests {
     #[test]
     fn annotation_goes_inside_usage_metadata() {
         let ann = Annotation {
-            outcome: Outcome::Hit,
             cache_name: Some("cachedContents/x".into()),
             prefix_tokens: 8000,
+            costs: Some(Costs { actual_usd: 0.001, as_sent_usd: 0.0025, net_saving_usd: 0.0015 }),
+            ..Annotation::new(Outcome::Hit)
         };
-        let (bytes, v) = annotate_body(
-            br#"{"candidates":[],"usageMetadata":{"promptTokenCount":9}}"#,
-            &ann,
-        )
-        .unwrap();
+        let (bytes, v) = annotate_body(br#"{"candidates":[],"usageMetadata":{"promptTokenCount":9}}"#, &ann).unwrap();
         assert_eq!(v["usageMetadata"]["gemgate"]["cache"], "hit");
         assert_eq!(v["usageMetadata"]["promptTokenCount"], 9);
-        assert!(
-            String::from_utf8(bytes)
-                .unwrap()
-                .contains("\"prefixTokens\": 8000")
-        );
+        assert!(String::from_utf8(bytes).unwrap().contains("\"prefixTokens\": 8000"));
         assert!(annotate_body(b"{\"error\":{}}", &ann).is_none());
     }
 }

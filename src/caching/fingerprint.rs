@@ -51,16 +51,10 @@ pub fn scope_of(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
         .map(|v| v.as_bytes().to_vec())
         .or_else(|| {
             query.and_then(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .find(|(k, _)| k == "key")
-                    .map(|(_, v)| v.as_bytes().to_vec())
+                url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key").map(|(_, v)| v.as_bytes().to_vec())
             })
         })
-        .or_else(|| {
-            headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes().to_vec())
-        })?;
+        .or_else(|| headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec()))?;
     if cred.is_empty() {
         return None;
     }
@@ -85,10 +79,7 @@ pub fn fingerprint(scope: &str, model: &str, body: &Map<String, Value>) -> Finge
         let value = canonical::get(body, field);
         if !canonical::is_empty(value) {
             has_prefix = true;
-            let mut sink = Counting {
-                hasher: &mut h,
-                n: 0,
-            };
+            let mut sink = Counting { hasher: &mut h, n: 0 };
             match (field, value) {
                 ("systemInstruction", Some(v)) => {
                     canonical::write(&canonical::system_instruction_without_role(v), &mut sink)
@@ -100,42 +91,26 @@ pub fn fingerprint(scope: &str, model: &str, body: &Map<String, Value>) -> Finge
         }
         h.update(b"\0");
     }
-    let contents: &[Value] = canonical::get(body, "contents")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
+    let contents: &[Value] =
+        canonical::get(body, "contents").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     let mut boundaries = Vec::with_capacity(contents.len());
     let mut chain: [u8; 32] = h.finalize().into();
     if has_prefix && !contents.is_empty() {
-        boundaries.push(Boundary {
-            contents: 0,
-            key: hex::encode(chain),
-            bytes,
-        });
+        boundaries.push(Boundary { contents: 0, key: hex::encode(chain), bytes });
     }
     for (i, content) in contents.iter().enumerate() {
         let mut h = Sha256::new();
         h.update(chain);
-        let mut sink = Counting {
-            hasher: &mut h,
-            n: 0,
-        };
+        let mut sink = Counting { hasher: &mut h, n: 0 };
         canonical::write(content, &mut sink);
         bytes += sink.n;
         chain = h.finalize().into();
         // Boundary i+1 holds contents[..=i]; the last content always stays with the request.
         if i + 1 < contents.len() {
-            boundaries.push(Boundary {
-                contents: i + 1,
-                key: hex::encode(chain),
-                bytes,
-            });
+            boundaries.push(Boundary { contents: i + 1, key: hex::encode(chain), bytes });
         }
     }
-    Fingerprint {
-        boundaries,
-        total_bytes: bytes,
-    }
+    Fingerprint { boundaries, total_bytes: bytes }
 }
 
 #[cfg(test)]
@@ -180,10 +155,7 @@ mod tests {
         .unwrap();
         let a = fp("s", chat());
         let b = fp("s", snake);
-        assert_eq!(
-            a.boundaries, b.boundaries,
-            "generationConfig is not part of the prefix"
-        );
+        assert_eq!(a.boundaries, b.boundaries, "generationConfig is not part of the prefix");
     }
 
     #[test]
@@ -201,15 +173,9 @@ mod tests {
 
     #[test]
     fn no_prefix_fields_means_no_boundary_zero_and_single_turn_means_none() {
-        let f = fp(
-            "s",
-            json!({"contents": [{"role": "user", "parts": [{"text": "a"}]}]}),
-        );
+        let f = fp("s", json!({"contents": [{"role": "user", "parts": [{"text": "a"}]}]}));
         assert!(f.boundaries.is_empty());
-        let f = fp(
-            "s",
-            json!({"contents": [{"parts": [{"text": "a"}]}, {"parts": [{"text": "b"}]}]}),
-        );
+        let f = fp("s", json!({"contents": [{"parts": [{"text": "a"}]}, {"parts": [{"text": "b"}]}]}));
         assert_eq!(f.boundaries.len(), 1);
         assert_eq!(f.boundaries[0].contents, 1);
     }

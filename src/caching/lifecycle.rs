@@ -1,46 +1,32 @@
 //! Keeping caches alive while they are hot and letting go when they are not: renewal (PATCH ttl)
-//! triggered by a hit near expiry, and a sweeper that drops expired entries, deletes idle ones
-//! (when configured) and writes hit counts back to the store.
+//! when the policy asks on a use, and a sweeper that asks the policy about every cache (delete
+//! early, or let it expire), drops expired entries and writes hit counts back to the store.
 
 use super::Caching;
+use super::cost_policy::Decision;
 use super::ops::{self, Credential};
 use crate::store::CacheEntry;
 use crate::telemetry;
 
-/// Renews `entry` in the background if it expires within `renew_before`; one renewal at a time
-/// per cache.
-pub(super) fn maybe_renew(c: &Caching, entry: &CacheEntry, now: i64, cred: &Credential) {
+/// Renews `entry` to `ttl_ms` from now in the background; one renewal at a time per cache.
+pub(super) fn renew(c: &Caching, entry: &CacheEntry, ttl_ms: i64, cred: &Credential) {
     let e = &c.0;
-    if entry.expire_ms - now > e.cfg.renew_before.as_millis() as i64 {
+    if !e.renewing.lock().expect("poisoned").insert(entry.key.clone()) {
         return;
     }
-    if !e
-        .renewing
-        .lock()
-        .expect("poisoned")
-        .insert(entry.key.clone())
-    {
-        return;
-    }
-    let (this, key, name, cred) = (
-        c.clone(),
-        entry.key.clone(),
-        entry.name.clone(),
-        cred.clone(),
-    );
+    let (this, key, name, cred) = (c.clone(), entry.key.clone(), entry.name.clone(), cred.clone());
+    let ttl = std::time::Duration::from_millis(ttl_ms.max(1_000) as u64);
     e.tracker.spawn(async move {
         let e = &this.0;
-        match ops::renew(&e.upstream, &name, &cred, e.cfg.ttl, e.timeout).await {
+        match ops::renew(&e.upstream, &name, &cred, ttl, e.timeout).await {
             Ok(expire_ms) => {
                 metrics::counter!(telemetry::CACHE_RENEWALS, "result" => "ok").increment(1);
+                let expire_ms = if expire_ms > 0 { expire_ms } else { e.clock.now_ms() + ttl_ms };
                 if let Some(mut cur) = e.registry.get(&key) {
-                    cur.expire_ms = if expire_ms > 0 {
-                        expire_ms
-                    } else {
-                        e.clock.now_ms() + e.cfg.ttl.as_millis() as i64
-                    };
+                    cur.expire_ms = expire_ms;
                     e.registry.insert(cur).await;
                 }
+                this.state(&key).lock().expect("poisoned").stats.on_renewed(expire_ms);
             }
             Err(err) => {
                 metrics::counter!(telemetry::CACHE_RENEWALS, "result" => "error").increment(1);
@@ -54,20 +40,26 @@ pub(super) fn maybe_renew(c: &Caching, entry: &CacheEntry, now: i64, cred: &Cred
 /// One pass of the sweeper at time `now`.
 pub(super) async fn sweep(c: &Caching, now: i64) {
     let e = &c.0;
-    let idle_ms = e.cfg.idle_delete_after.as_millis() as i64;
     for entry in e.registry.entries() {
+        let st = c.state(&entry.key);
+        let decision = {
+            let mut st = st.lock().expect("poisoned");
+            st.sync(Some(&entry), now);
+            e.rules.on_tick(&entry.model, &st, now, entry.tokens)
+        };
         if entry.expire_ms <= now {
             e.registry.remove(&entry.key).await;
+            st.lock().expect("poisoned").stats.on_gone(now);
             metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "expired").increment(1);
             continue;
         }
-        if idle_ms > 0 && now - entry.last_used_ms >= idle_ms {
+        if decision == Decision::Delete {
             if let Some(cred) = e.creds.get(&entry.scope) {
                 match ops::delete(&e.upstream, &entry.name, &cred, e.timeout).await {
                     Ok(()) => {
-                        metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "idle")
-                            .increment(1);
+                        metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "idle").increment(1);
                         e.registry.remove(&entry.key).await;
+                        st.lock().expect("poisoned").stats.on_gone(now);
                         continue;
                     }
                     Err(err) => tracing::warn!(?err, "idle cache deletion failed"),

@@ -1,31 +1,37 @@
 //! Automatic explicit context caching: notice long shared prefixes, put them into a Gemini
-//! explicit cache once, and rewrite later requests to reference it. Fails open everywhere.
+//! explicit cache when the policy says it pays, and rewrite later requests to reference it. Fails
+//! open everywhere.
 //!
-//! Public surface: [`Caching::plan`] before a generate call, [`Caching::learn`] with the
-//! response's usage, [`Caching::invalidate`] when the upstream rejects a cache, and the sweeper.
+//! Public surface: [`Caching::plan`] before a generate call, [`Caching::learn`] and
+//! [`Caching::account`] with the response's usage, [`Caching::invalidate`] when the upstream
+//! rejects a cache, and the background sweeper started by [`Caching::start`].
 
 mod annotate;
+pub mod cost_policy;
+mod create;
 mod fingerprint;
 mod lifecycle;
 mod ops;
 mod policy;
 pub mod registry;
 mod rewrite;
+mod rules;
 mod sizing;
 
-pub use annotate::{
-    Annotation, Outcome, annotate_body, encode_event, is_final_event, parse_event, sse_events,
-};
+pub use annotate::{Annotation, Costs, Outcome, annotate_body, encode_event, is_final_event, parse_event, sse_events};
+pub use cost_policy::Decision;
 pub use fingerprint::{Boundary, Fingerprint, fingerprint, scope_of};
 pub use ops::Credential;
-pub use policy::{Decision, Observed, Rule, decide};
+pub use rules::{BoundaryState, Rules};
 pub use sizing::{Sizer, parse_too_small};
 
+use crate::accounting::{self, PriceTable};
 use crate::clock::Clock;
 use crate::config::CachingConfig;
 use crate::gemini::canonical;
 use crate::gemini::path::ApiPath;
 use crate::proxy::Upstream;
+use crate::simulate::trace::{TraceBoundary, TraceRecord, TraceWriter};
 use crate::store::{CacheEntry, Store};
 use crate::telemetry;
 use registry::Registry;
@@ -48,20 +54,27 @@ pub struct Plan {
     pub model: String,
     /// Canonical bytes of the whole prompt (for learning the bytes/token ratio).
     pub total_bytes: u64,
+    /// The request's boundaries, shortest first: key and estimated tokens.
+    pub boundaries: Vec<(String, u64)>,
+    /// Cache creation and storage this request committed (USD): the creation and its TTL for
+    /// the request that made a cache, the extension for one that renewed it, else 0.
+    pub overhead_usd: f64,
+    /// Credential scope (hash), for the trace.
+    pub scope: String,
 }
 
 impl Plan {
-    fn bypass() -> Self {
+    /// A request the gateway does not cache: sent as it came.
+    pub fn bypass() -> Self {
         Plan {
-            annotation: Annotation {
-                outcome: Outcome::Bypass,
-                cache_name: None,
-                prefix_tokens: 0,
-            },
+            annotation: Annotation::new(Outcome::Bypass),
             rewritten: None,
             key: None,
             model: String::new(),
             total_bytes: 0,
+            boundaries: Vec::new(),
+            overhead_usd: 0.0,
+            scope: String::new(),
         }
     }
 }
@@ -74,56 +87,69 @@ struct Engine {
     clock: Clock,
     registry: Registry,
     sizer: Sizer,
-    observed: moka::sync::Cache<String, Arc<Mutex<Observed>>>,
+    rules: Rules,
+    prices: Arc<PriceTable>,
+    states: moka::sync::Cache<String, Arc<Mutex<BoundaryState>>>,
     inflight: Mutex<HashMap<String, watch::Receiver<CreateResult>>>,
     renewing: Mutex<HashSet<String>>,
     /// scope → credential, in memory only, to renew and delete that tenant's caches.
     creds: moka::sync::Cache<String, Credential>,
+    trace: Option<TraceWriter>,
     upstream: Upstream,
     timeout: Duration,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
 
-/// How long a replica may hold the right to create one cache before another may try.
-const LEASE_TTL: Duration = Duration::from_secs(60);
+/// Margin before expiry inside which a cache is no longer used.
+const EXPIRY_MARGIN_MS: i64 = 5_000;
 
 /// Handle to the caching engine; cheap to clone.
 #[derive(Clone)]
 pub struct Caching(Arc<Engine>);
 
+/// The handles the engine needs from the gateway.
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub upstream: Upstream,
+    pub upstream_timeout: Duration,
+    pub clock: Clock,
+    pub tracker: TaskTracker,
+    pub cancel: CancellationToken,
+}
+
 impl Caching {
-    pub fn new(
-        cfg: CachingConfig,
-        store: Arc<dyn Store>,
-        upstream: Upstream,
-        upstream_timeout: Duration,
-        clock: Clock,
-        tracker: TaskTracker,
-        cancel: CancellationToken,
-    ) -> Self {
-        let observed = moka::sync::Cache::builder()
+    pub fn new(cfg: CachingConfig, deps: Deps) -> anyhow::Result<Self> {
+        let prices = Arc::new(if cfg.pricing_file.as_os_str().is_empty() {
+            PriceTable::builtin()
+        } else {
+            PriceTable::load(&cfg.pricing_file)?
+        });
+        let trace =
+            if cfg.trace_file.as_os_str().is_empty() { None } else { Some(TraceWriter::open(&cfg.trace_file)?) };
+        let states = moka::sync::Cache::builder()
             .max_capacity(cfg.registry_capacity)
-            .time_to_idle(cfg.window.max(Duration::from_secs(1)) * 2)
+            .time_to_idle(Duration::from_secs(6 * 3600))
             .build();
-        let creds = moka::sync::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_idle(Duration::from_secs(24 * 3600))
-            .build();
-        Caching(Arc::new(Engine {
-            registry: Registry::new(store, cfg.registry_capacity),
+        let creds =
+            moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(24 * 3600)).build();
+        Ok(Caching(Arc::new(Engine {
+            registry: Registry::new(deps.store, cfg.registry_capacity),
             sizer: Sizer::new(cfg.min_tokens.clone(), cfg.initial_bytes_per_token),
+            rules: Rules::from_config(&cfg, prices.clone()),
+            prices,
             cfg,
-            clock,
-            observed,
+            clock: deps.clock,
+            states,
             inflight: Mutex::default(),
             renewing: Mutex::default(),
             creds,
-            upstream,
-            timeout: upstream_timeout,
-            tracker,
-            cancel,
-        }))
+            trace,
+            upstream: deps.upstream,
+            timeout: deps.upstream_timeout,
+            tracker: deps.tracker,
+            cancel: deps.cancel,
+        })))
     }
 
     pub fn config(&self) -> &CachingConfig {
@@ -142,11 +168,8 @@ impl Caching {
         self.0.registry.entries()
     }
 
-    fn rule(&self) -> Rule {
-        Rule {
-            min_hits: self.0.cfg.min_hits,
-            window_ms: self.0.cfg.window.as_millis() as i64,
-        }
+    fn state(&self, key: &str) -> Arc<Mutex<BoundaryState>> {
+        self.0.states.get_with(key.to_string(), || Arc::new(Mutex::new(BoundaryState::default())))
     }
 
     /// Decides how to send one generate request, creating a cache if the policy says so.
@@ -158,9 +181,7 @@ impl Caching {
         body: &Map<String, Value>,
     ) -> Plan {
         let e = &self.0;
-        if !e.cfg.enabled
-            || path.collection != "models"
-            || !canonical::is_empty(canonical::get(body, "cachedContent"))
+        if !e.cfg.enabled || path.collection != "models" || !canonical::is_empty(canonical::get(body, "cachedContent"))
         {
             return self.count(Plan::bypass());
         }
@@ -168,66 +189,79 @@ impl Caching {
             return self.count(Plan::bypass());
         };
         let fp = fingerprint(&scope, &model, body);
-        let mut plan = Plan {
-            model: model.clone(),
-            total_bytes: fp.total_bytes,
-            ..Plan::bypass()
-        };
+        let now = e.clock.now_ms();
+        let mut plan =
+            Plan { model: model.clone(), total_bytes: fp.total_bytes, scope: scope.clone(), ..Plan::bypass() };
         if fp.boundaries.is_empty() {
             return self.count(plan);
         }
         plan.annotation.outcome = Outcome::Miss;
-        let now = e.clock.now_ms();
+        plan.boundaries =
+            fp.boundaries.iter().map(|b| (b.key.clone(), e.sizer.estimate_tokens(&model, b.bytes))).collect();
         let cred = Credential::from_request(headers, query);
         if let Some(c) = &cred {
             e.creds.insert(scope.clone(), c.clone());
         }
 
-        // 1. An existing cache, longest boundary first.
-        for b in fp.boundaries.iter().rev() {
-            if let Some(entry) = e.registry.get(&b.key) {
-                if entry.expire_ms > now + 5_000 {
-                    self.use_entry(&mut plan, body, &entry, Outcome::Hit, now, cred.as_ref());
-                    return self.count(plan);
-                }
+        // 1. The longest boundary with a live cache; the policy sees this use.
+        let mut hit: Option<(usize, CacheEntry, Decision)> = None;
+        for (i, b) in fp.boundaries.iter().enumerate().rev() {
+            let Some(entry) = e.registry.get(&b.key) else { continue };
+            if entry.expire_ms <= now + EXPIRY_MARGIN_MS {
                 e.registry.remove(&b.key).await;
+                continue;
+            }
+            let st = self.state(&b.key);
+            let mut st = st.lock().expect("poisoned");
+            st.sync(Some(&entry), now);
+            let implicit = st.last_implicit;
+            let d = e.rules.on_request(&model, &mut st, now, entry.tokens, implicit);
+            hit = Some((i, entry, d));
+            break;
+        }
+
+        // 2. Every longer eligible boundary is observed; the longest that should be a cache wins.
+        let min = e.sizer.min_tokens(&model) as f64 * e.cfg.size_margin;
+        let covered = hit.as_ref().map_or(0, |(_, entry, _)| entry.tokens);
+        let start = hit.as_ref().map_or(0, |(i, _, _)| i + 1);
+        let mut chosen: Option<(&Boundary, i64, u64)> = None;
+        for (b, (_, tokens)) in fp.boundaries.iter().zip(&plan.boundaries).skip(start) {
+            let tokens = *tokens;
+            if (tokens as f64) < min {
+                continue;
+            }
+            let st = self.state(&b.key);
+            let mut st = st.lock().expect("poisoned");
+            st.sync(None, now);
+            let implicit = covered.max(st.last_implicit);
+            if let Decision::Create { ttl_ms } = e.rules.on_request(&model, &mut st, now, tokens, implicit) {
+                chosen = Some((b, ttl_ms, tokens));
             }
         }
 
-        // 2. Observe every boundary; create for the longest eligible one the policy picks.
-        let rule = self.rule();
-        let min = e.sizer.min_tokens(&model) as f64 * e.cfg.size_margin;
-        let mut chosen: Option<&Boundary> = None;
-        for b in fp.boundaries.iter().rev() {
-            let obs = e
-                .observed
-                .get_with(b.key.clone(), || Arc::new(Mutex::new(Observed::default())));
-            let mut o = obs.lock().expect("poisoned");
-            o.record(now, &rule);
-            let eligible = e.sizer.estimate_tokens(&model, b.bytes) as f64 >= min;
-            if chosen.is_none() && eligible && decide(&o, now, &rule) == Decision::Create {
-                chosen = Some(b);
+        // 3. Create (single flight, bounded wait), else use what exists.
+        if let (Some((b, ttl_ms, _)), Some(cred)) = (chosen, cred.clone()) {
+            let found = e.registry.get_or_load(&b.key).await.filter(|x| x.expire_ms > now + EXPIRY_MARGIN_MS);
+            let (outcome, entry) = match found {
+                Some(entry) => (Outcome::Hit, Some(entry)),
+                None => self.get_or_create(b, ttl_ms, &scope, &model, path.version, body, cred).await,
+            };
+            if let Some(entry) = entry {
+                if outcome == Outcome::Created {
+                    plan.overhead_usd = self.creation_overhead(&model, entry.tokens, entry.expire_ms - now);
+                }
+                self.use_entry(&mut plan, body, &entry, outcome, now);
+                return self.count(plan);
             }
+            plan.annotation.outcome = outcome;
         }
-        let (Some(b), Some(cred)) = (chosen, cred) else {
-            return self.count(plan);
-        };
-        // Made by another process (or before a restart the warm-up missed)?
-        if let Some(entry) = e
-            .registry
-            .get_or_load(&b.key)
-            .await
-            .filter(|x| x.expire_ms > now + 5_000)
-        {
-            self.use_entry(&mut plan, body, &entry, Outcome::Hit, now, Some(&cred));
-            return self.count(plan);
-        }
-        let (outcome, entry) = self
-            .get_or_create(b, &scope, &model, path.version, body, cred.clone())
-            .await;
-        plan.annotation.outcome = outcome;
-        if let Some(entry) = entry {
-            self.use_entry(&mut plan, body, &entry, outcome, now, Some(&cred));
+        if let Some((_, entry, decision)) = hit {
+            self.use_entry(&mut plan, body, &entry, Outcome::Hit, now);
+            if let (Decision::Renew { ttl_ms }, Some(cred)) = (decision, cred.as_ref()) {
+                let extension = (now + ttl_ms - entry.expire_ms).max(0);
+                plan.overhead_usd = self.storage_usd(&model, entry.tokens, extension);
+                lifecycle::renew(self, &entry, ttl_ms, cred);
+            }
         }
         self.count(plan)
     }
@@ -237,221 +271,109 @@ impl Caching {
         plan
     }
 
-    fn use_entry(
-        &self,
-        plan: &mut Plan,
-        body: &Map<String, Value>,
-        entry: &CacheEntry,
-        outcome: Outcome,
-        now: i64,
-        cred: Option<&Credential>,
-    ) {
+    fn use_entry(&self, plan: &mut Plan, body: &Map<String, Value>, entry: &CacheEntry, outcome: Outcome, now: i64) {
         plan.annotation = Annotation {
-            outcome,
             cache_name: Some(entry.name.clone()),
             prefix_tokens: entry.tokens,
+            ..Annotation::new(outcome)
         };
         plan.rewritten = Some(rewrite::rewritten(body, entry.contents, &entry.name));
         plan.key = Some(entry.key.clone());
         self.0.registry.touch(&entry.key, now);
         metrics::counter!(telemetry::CACHE_HITS).increment(1);
-        if let Some(cred) = cred {
-            lifecycle::maybe_renew(self, entry, now, cred);
-        }
     }
 
-    /// Single flight: the first request for a key starts the creation (which runs to its end in
-    /// the background); every request waits for it at most `create_wait`.
-    async fn get_or_create(
-        &self,
-        b: &Boundary,
-        scope: &str,
-        model: &str,
-        version: &str,
-        body: &Map<String, Value>,
-        cred: Credential,
-    ) -> (Outcome, Option<CacheEntry>) {
-        let e = &self.0;
-        let (mut rx, leader) = {
-            let mut inflight = e.inflight.lock().expect("poisoned");
-            match inflight.get(&b.key) {
-                Some(rx) => (rx.clone(), false),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    inflight.insert(b.key.clone(), rx.clone());
-                    let display = format!("gemgate:{}", &b.key[..16]);
-                    let cache_body =
-                        rewrite::cache_body(body, model, b.contents, e.cfg.ttl.as_secs(), &display);
-                    let job = CreateJob {
-                        key: b.key.clone(),
-                        contents: b.contents,
-                        scope: scope.to_string(),
-                        model: model.to_string(),
-                        version: version.to_string(),
-                        body: cache_body,
-                        cred,
-                    };
-                    let this = self.clone();
-                    e.tracker.spawn(async move {
-                        let result = this.create(job.clone()).await;
-                        let _ = tx.send(Some(result));
-                        this.0.inflight.lock().expect("poisoned").remove(&job.key);
-                    });
-                    (rx, true)
-                }
-            }
-        };
-        let wait = e.cfg.create_wait;
-        let done = tokio::time::timeout(wait, rx.wait_for(|r| r.is_some())).await;
-        match done {
-            Ok(Ok(r)) => match r.clone() {
-                Some((Some(entry), made_here)) if leader && made_here => {
-                    (Outcome::Created, Some(entry))
-                }
-                Some((Some(entry), _)) => (Outcome::Hit, Some(entry)),
-                Some((None, _)) if leader => (Outcome::Error, None),
-                _ => (Outcome::Miss, None),
-            },
-            _ => (Outcome::Miss, None),
-        }
+    fn creation_overhead(&self, model: &str, tokens: u64, ttl_ms: i64) -> f64 {
+        let (price, _) = self.0.prices.price_for(model);
+        let creation = accounting::creation_usd(price, self.0.prices.cache_creation, tokens);
+        let storage = accounting::storage_usd(price, tokens, ttl_ms);
+        let id = model.to_string();
+        metrics::counter!(telemetry::CACHE_CREATION_MICRO_USD, "model" => id.clone())
+            .increment((creation * 1e6) as u64);
+        metrics::counter!(telemetry::CACHE_STORAGE_MICRO_USD, "model" => id).increment((storage * 1e6) as u64);
+        creation + storage
     }
 
-    /// Creates the cache for `job`, under a cross-process lease when the store is shared.
-    async fn create(&self, job: CreateJob) -> (Option<CacheEntry>, bool) {
-        let e = &self.0;
-        let store = e.registry.store().clone();
-        let token = match store.acquire_lease(&job.key, LEASE_TTL).await {
-            Ok(Some(t)) => t,
-            // Another replica is creating it: wait for its entry (bounded), never duplicate.
-            Ok(None) => return (self.await_other(&job.key).await, false),
-            Err(err) => {
-                tracing::warn!(%err, "store unavailable; not creating (fail open)");
-                return (None, false);
-            }
-        };
-        let now = e.clock.now_ms();
-        let result = match e
-            .registry
-            .get_or_load(&job.key)
-            .await
-            .filter(|x| x.expire_ms > now + 5_000)
-        {
-            Some(existing) => (Some(existing), false),
-            None => self.create_upstream(&job, token).await,
-        };
-        if let Err(err) = store.release_lease(&job.key, token).await {
-            tracing::debug!(%err, "lease release failed; it will lapse");
-        }
-        result
-    }
-
-    /// Polls the store for an entry another replica is creating, for at most `create_wait`.
-    async fn await_other(&self, key: &str) -> Option<CacheEntry> {
-        let deadline = tokio::time::Instant::now() + self.0.cfg.create_wait;
-        loop {
-            if let Some(entry) = self.0.registry.get_or_load(key).await {
-                return Some(entry);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn create_upstream(&self, job: &CreateJob, token: u64) -> (Option<CacheEntry>, bool) {
-        let e = &self.0;
-        let result = ops::create(&e.upstream, &job.version, &job.cred, &job.body, e.timeout).await;
-        let now = e.clock.now_ms();
-        match result {
-            Ok(c) => {
-                metrics::counter!(telemetry::CACHE_CREATIONS, "result" => "ok").increment(1);
-                tracing::info!(model = %job.model, tokens = c.tokens, contents = job.contents, "cache created");
-                let entry = CacheEntry {
-                    key: job.key.clone(),
-                    name: c.name,
-                    model: job.model.clone(),
-                    scope: job.scope.clone(),
-                    tokens: c.tokens,
-                    contents: job.contents,
-                    created_ms: now,
-                    expire_ms: if c.expire_ms > 0 {
-                        c.expire_ms
-                    } else {
-                        now + e.cfg.ttl.as_millis() as i64
-                    },
-                    last_used_ms: now,
-                    hits: 0,
-                };
-                if e.registry.insert_fenced(entry.clone(), token).await {
-                    return (Some(entry), true);
-                }
-                // A newer holder won (our lease lapsed while the upstream was slow): drop ours.
-                tracing::warn!("cache creation fenced off by a newer one; deleting the duplicate");
-                if ops::delete(&e.upstream, &entry.name, &job.cred, e.timeout)
-                    .await
-                    .is_ok()
-                {
-                    metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "fenced")
-                        .increment(1);
-                }
-                (e.registry.get_or_load(&job.key).await, false)
-            }
-            Err(err) => {
-                let kind = match &err {
-                    ops::OpError::TooSmall { min, total } => {
-                        tracing::info!(model = %job.model, total, min, "upstream minimum learned");
-                        e.sizer.learn_min(&job.model, *min);
-                        "too_small"
-                    }
-                    ops::OpError::Status(s, m) => {
-                        tracing::warn!(status = s, message = %m, "cache creation failed");
-                        "upstream_error"
-                    }
-                    ops::OpError::Transport(m) => {
-                        tracing::warn!(error = %m, "cache creation failed");
-                        "transport"
-                    }
-                };
-                metrics::counter!(telemetry::CACHE_CREATIONS, "result" => kind).increment(1);
-                if let Some(obs) = e.observed.get(&job.key) {
-                    obs.lock().expect("poisoned").cooldown_until =
-                        now + e.cfg.cooldown.as_millis() as i64;
-                }
-                (None, false)
-            }
-        }
+    fn storage_usd(&self, model: &str, tokens: u64, ms: i64) -> f64 {
+        let (price, _) = self.0.prices.price_for(model);
+        let storage = accounting::storage_usd(price, tokens, ms);
+        metrics::counter!(telemetry::CACHE_STORAGE_MICRO_USD, "model" => model.to_string())
+            .increment((storage * 1e6) as u64);
+        storage
     }
 
     /// Forgets a cache the upstream rejected (deleted or expired behind the gateway's back).
     pub async fn invalidate(&self, key: &str) {
         self.0.registry.remove(key).await;
+        if let Some(st) = self.0.states.get(key) {
+            st.lock().expect("poisoned").stats.on_gone(self.0.clock.now_ms());
+        }
     }
 
-    /// Learns from a response's usageMetadata: the bytes/token ratio, and tokens served.
+    /// Learns from a response's usageMetadata: the bytes/token ratio, implicit caching by the
+    /// upstream, tokens served from gateway caches; and records the trace line when enabled.
     pub fn learn(&self, plan: &Plan, usage: &Value) {
-        if let Some(prompt) = usage.get("promptTokenCount").and_then(Value::as_u64) {
-            self.0.sizer.observe(&plan.model, plan.total_bytes, prompt);
+        let e = &self.0;
+        let prompt = usage.get("promptTokenCount").and_then(Value::as_u64).unwrap_or(0);
+        let cached = usage.get("cachedContentTokenCount").and_then(Value::as_u64).unwrap_or(0);
+        if prompt > 0 {
+            e.sizer.observe(&plan.model, plan.total_bytes, prompt);
         }
         if plan.key.is_some() {
-            let cached = usage
-                .get("cachedContentTokenCount")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
             metrics::counter!(telemetry::CACHE_TOKENS_SERVED).increment(cached);
+        } else if plan.annotation.outcome != Outcome::Bypass {
+            for (key, _) in &plan.boundaries {
+                if let Some(st) = e.states.get(key) {
+                    st.lock().expect("poisoned").last_implicit = cached;
+                }
+            }
+        }
+        if let Some(w) = &e.trace {
+            if plan.annotation.outcome != Outcome::Bypass {
+                let output = usage.get("candidatesTokenCount").and_then(Value::as_u64).unwrap_or(0)
+                    + usage.get("thoughtsTokenCount").and_then(Value::as_u64).unwrap_or(0);
+                let rec = TraceRecord {
+                    timestamp: e.clock.now_ms(),
+                    model: plan.model.trim_start_matches("models/").to_string(),
+                    scope: plan.scope[..16.min(plan.scope.len())].to_string(),
+                    boundaries: plan
+                        .boundaries
+                        .iter()
+                        .map(|(k, t)| TraceBoundary { hash: k[..32.min(k.len())].to_string(), tokens: *t })
+                        .collect(),
+                    prompt_tokens: prompt,
+                    output_tokens: output,
+                    implicit_cached_tokens: if plan.key.is_none() { cached } else { 0 },
+                };
+                if let Err(err) = w.append(&rec) {
+                    tracing::warn!(%err, "trace record not written");
+                }
+            }
         }
     }
-}
 
-#[derive(Clone)]
-struct CreateJob {
-    key: String,
-    contents: usize,
-    scope: String,
-    model: String,
-    version: String,
-    body: Value,
-    cred: Credential,
+    /// What a response cost, what it would have cost as it came, and the net saving after the
+    /// cache creation and storage this request committed (USD, from the upstream's own usage).
+    pub fn account(&self, plan: &Plan, usage: &Value) -> Option<Costs> {
+        if plan.model.is_empty() {
+            return None;
+        }
+        let (price, _) = self.0.prices.price_for(&plan.model);
+        let u = accounting::Usage::from_usage_metadata(usage);
+        let discounted = plan.annotation.tier.is_some_and(|(t, _)| t != "standard");
+        let svc = if discounted { accounting::Service::Discounted } else { accounting::Service::Standard };
+        let costs = Costs {
+            actual_usd: accounting::actual_usd(price, &u, svc),
+            as_sent_usd: accounting::as_sent_usd(price, &u, svc),
+            net_saving_usd: accounting::net_saving_usd(price, &u, svc, plan.overhead_usd),
+        };
+        let gross = costs.as_sent_usd - costs.actual_usd;
+        if plan.key.is_some() && gross > 0.0 {
+            metrics::counter!(telemetry::CACHE_SAVED_MICRO_USD, "model" => plan.model.clone())
+                .increment((gross * 1e6) as u64);
+        }
+        Some(costs)
+    }
 }
 
 /// True when an upstream error says the referenced cache is gone or unusable.
@@ -460,7 +382,5 @@ pub fn is_cache_rejection(status: u16, body: &[u8]) -> bool {
         return false;
     }
     let text = String::from_utf8_lossy(body).to_ascii_lowercase();
-    text.contains("cachedcontent")
-        || text.contains("cached content")
-        || text.contains("cached_content")
+    text.contains("cachedcontent") || text.contains("cached content") || text.contains("cached_content")
 }

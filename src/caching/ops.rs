@@ -27,25 +27,14 @@ impl Credential {
     pub fn from_request(headers: &http::HeaderMap, query: Option<&str>) -> Option<Self> {
         let api_key = HeaderName::from_static("x-goog-api-key");
         if let Some(v) = headers.get(&api_key) {
-            return Some(Self {
-                name: api_key,
-                value: v.clone(),
-            });
+            return Some(Self { name: api_key, value: v.clone() });
         }
-        if let Some(k) =
-            query.and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key"))
-        {
+        if let Some(k) = query.and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key")) {
             let mut value = HeaderValue::from_str(&k.1).ok()?;
             value.set_sensitive(true);
-            return Some(Self {
-                name: api_key,
-                value,
-            });
+            return Some(Self { name: api_key, value });
         }
-        headers.get(http::header::AUTHORIZATION).map(|v| Self {
-            name: http::header::AUTHORIZATION,
-            value: v.clone(),
-        })
+        headers.get(http::header::AUTHORIZATION).map(|v| Self { name: http::header::AUTHORIZATION, value: v.clone() })
     }
 }
 
@@ -85,15 +74,9 @@ async fn call(
     if let Some(b) = body {
         req = req.body(serde_json::to_vec(b).unwrap_or_default());
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| OpError::Transport(e.without_url().to_string()))?;
+    let resp = req.send().await.map_err(|e| OpError::Transport(e.without_url().to_string()))?;
     let status = resp.status().as_u16();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| OpError::Transport(e.without_url().to_string()))?;
+    let bytes = resp.bytes().await.map_err(|e| OpError::Transport(e.without_url().to_string()))?;
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if status == 200 {
         return Ok(v);
@@ -106,19 +89,10 @@ async fn call(
 }
 
 fn parse_created(v: &Value) -> Result<Created, OpError> {
-    let name = v["name"]
-        .as_str()
-        .ok_or_else(|| OpError::Status(200, "no name in response".into()))?;
-    let expire_ms = v["expireTime"]
-        .as_str()
-        .and_then(parse_rfc3339)
-        .unwrap_or(0);
+    let name = v["name"].as_str().ok_or_else(|| OpError::Status(200, "no name in response".into()))?;
+    let expire_ms = v["expireTime"].as_str().and_then(parse_rfc3339).unwrap_or(0);
     let tokens = v["usageMetadata"]["totalTokenCount"].as_u64().unwrap_or(0);
-    Ok(Created {
-        name: name.to_string(),
-        expire_ms,
-        tokens,
-    })
+    Ok(Created { name: name.to_string(), expire_ms, tokens })
 }
 
 /// `POST /{version}/cachedContents`.
@@ -129,15 +103,8 @@ pub async fn create(
     body: &Value,
     timeout: Duration,
 ) -> Result<Created, OpError> {
-    let v = call(
-        upstream,
-        http::Method::POST,
-        &format!("/{version}/cachedContents"),
-        cred,
-        Some(body),
-        timeout,
-    )
-    .await?;
+    let v =
+        call(upstream, http::Method::POST, &format!("/{version}/cachedContents"), cred, Some(body), timeout).await?;
     parse_created(&v)
 }
 
@@ -150,35 +117,13 @@ pub async fn renew(
     timeout: Duration,
 ) -> Result<i64, OpError> {
     let body = serde_json::json!({"ttl": format!("{}s", ttl.as_secs())});
-    let v = call(
-        upstream,
-        http::Method::PATCH,
-        &format!("/v1beta/{name}"),
-        cred,
-        Some(&body),
-        timeout,
-    )
-    .await?;
+    let v = call(upstream, http::Method::PATCH, &format!("/v1beta/{name}"), cred, Some(&body), timeout).await?;
     Ok(parse_created(&v)?.expire_ms)
 }
 
 /// `DELETE /{version}/cachedContents/{id}`.
-pub async fn delete(
-    upstream: &Upstream,
-    name: &str,
-    cred: &Credential,
-    timeout: Duration,
-) -> Result<(), OpError> {
-    call(
-        upstream,
-        http::Method::DELETE,
-        &format!("/v1beta/{name}"),
-        cred,
-        None,
-        timeout,
-    )
-    .await
-    .map(|_| ())
+pub async fn delete(upstream: &Upstream, name: &str, cred: &Credential, timeout: Duration) -> Result<(), OpError> {
+    call(upstream, http::Method::DELETE, &format!("/v1beta/{name}"), cred, None, timeout).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -46,26 +46,15 @@ pub fn decide(obs: &Observed, now: i64, rule: &Rule) -> Decision {
     if now < obs.cooldown_until {
         return Decision::Observe;
     }
-    let recent = obs
-        .arrivals
-        .iter()
-        .filter(|&&t| now - t <= rule.window_ms)
-        .count();
-    if recent >= rule.min_hits as usize {
-        Decision::Create
-    } else {
-        Decision::Observe
-    }
+    let recent = obs.arrivals.iter().filter(|&&t| now - t <= rule.window_ms).count();
+    if recent >= rule.min_hits as usize { Decision::Create } else { Decision::Observe }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const RULE: Rule = Rule {
-        min_hits: 3,
-        window_ms: 60_000,
-    };
+    const RULE: Rule = Rule { min_hits: 3, window_ms: 60_000 };
 
     fn after(times: &[i64]) -> Observed {
         let mut o = Observed::default();
@@ -84,14 +73,8 @@ mod tests {
 
     #[test]
     fn arrivals_outside_the_window_do_not_count() {
-        assert_eq!(
-            decide(&after(&[0, 10, 70_000]), 70_000, &RULE),
-            Decision::Observe
-        );
-        assert_eq!(
-            decide(&after(&[0, 10, 70_000, 70_001, 70_002]), 70_002, &RULE),
-            Decision::Create
-        );
+        assert_eq!(decide(&after(&[0, 10, 70_000]), 70_000, &RULE), Decision::Observe);
+        assert_eq!(decide(&after(&[0, 10, 70_000, 70_001, 70_002]), 70_002, &RULE), Decision::Create);
     }
 
     #[test]

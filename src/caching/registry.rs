@@ -13,10 +13,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, capacity: u64) -> Self {
-        Self {
-            hot: moka::sync::Cache::builder().max_capacity(capacity).build(),
-            store,
-        }
+        Self { hot: moka::sync::Cache::builder().max_capacity(capacity).build(), store }
     }
 
     /// In-process lookup only (the hot path).
@@ -149,10 +146,7 @@ mod tests {
     async fn store_entries_are_found_before_creating() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
         let reg = Registry::new(store.clone(), 100);
-        store
-            .put_cache(&entry("other-process", 10_000))
-            .await
-            .unwrap();
+        store.put_cache(&entry("other-process", 10_000)).await.unwrap();
         assert!(reg.get("other-process").is_none());
         assert!(reg.get_or_load("other-process").await.is_some());
         assert!(reg.get("other-process").is_some());

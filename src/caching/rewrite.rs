@@ -7,15 +7,8 @@ use serde_json::{Map, Value, json};
 
 /// Body of `cachedContents.create` holding the request's systemInstruction, tools, toolConfig and
 /// its first `k` contents.
-pub fn cache_body(
-    body: &Map<String, Value>,
-    model: &str,
-    k: usize,
-    ttl_secs: u64,
-    display_name: &str,
-) -> Value {
-    let mut out =
-        json!({"model": model, "displayName": display_name, "ttl": format!("{ttl_secs}s")});
+pub fn cache_body(body: &Map<String, Value>, model: &str, k: usize, ttl_secs: u64, display_name: &str) -> Value {
+    let mut out = json!({"model": model, "displayName": display_name, "ttl": format!("{ttl_secs}s")});
     let obj = out.as_object_mut().expect("object literal");
     for field in ["systemInstruction", "tools", "toolConfig"] {
         if let Some(v) = canonical::get(body, field).filter(|v| !canonical::is_empty(Some(v))) {
@@ -24,10 +17,7 @@ pub fn cache_body(
     }
     let contents = canonical::get(body, "contents").and_then(Value::as_array);
     if let Some(c) = contents.filter(|_| k > 0) {
-        obj.insert(
-            "contents".into(),
-            Value::Array(c[..k.min(c.len())].to_vec()),
-        );
+        obj.insert("contents".into(), Value::Array(c[..k.min(c.len())].to_vec()));
     }
     out
 }
@@ -42,10 +32,7 @@ pub fn rewritten(body: &Map<String, Value>, k: usize, name: &str) -> Vec<u8> {
         match canonical::camel_key(key).as_ref() {
             "systemInstruction" | "tools" | "toolConfig" => {}
             "contents" => {
-                let rest = value
-                    .as_array()
-                    .map(|c| c.iter().skip(k).cloned().collect())
-                    .unwrap_or_default();
+                let rest = value.as_array().map(|c| c.iter().skip(k).cloned().collect()).unwrap_or_default();
                 out.insert(key.clone(), Value::Array(rest));
             }
             _ => {
@@ -87,18 +74,10 @@ mod tests {
         assert_eq!(cache["ttl"], "3600s");
         let req: Value = serde_json::from_slice(&rewritten(&body, 2, "cachedContents/x")).unwrap();
         let req = req.as_object().unwrap();
-        for gone in [
-            "system_instruction",
-            "systemInstruction",
-            "tools",
-            "toolConfig",
-        ] {
+        for gone in ["system_instruction", "systemInstruction", "tools", "toolConfig"] {
             assert!(!req.contains_key(gone), "{gone} must move into the cache");
         }
-        assert_eq!(
-            req["contents"],
-            json!([{"role": "user", "parts": [{"text": "c"}]}])
-        );
+        assert_eq!(req["contents"], json!([{"role": "user", "parts": [{"text": "c"}]}]));
         assert_eq!(req["cachedContent"], "cachedContents/x");
         assert_eq!(req["generationConfig"], json!({"temperature": 0.1}));
         assert!(req.contains_key("safetySettings") && req.contains_key("labels"));

@@ -25,20 +25,12 @@ fn model_id(model: &str) -> &str {
 
 impl Sizer {
     pub fn new(table: BTreeMap<String, u32>, initial_ratio: f64) -> Self {
-        Self {
-            table,
-            initial_ratio,
-            ratios: Mutex::default(),
-            learned_min: Mutex::default(),
-        }
+        Self { table, initial_ratio, ratios: Mutex::default(), learned_min: Mutex::default() }
     }
 
     pub fn bytes_per_token(&self, model: &str) -> f64 {
         let ratios = self.ratios.lock().expect("poisoned");
-        ratios
-            .get(model_id(model))
-            .copied()
-            .unwrap_or(self.initial_ratio)
+        ratios.get(model_id(model)).copied().unwrap_or(self.initial_ratio)
     }
 
     pub fn estimate_tokens(&self, model: &str, bytes: u64) -> u64 {
@@ -74,10 +66,7 @@ impl Sizer {
     }
 
     pub fn learn_min(&self, model: &str, min: u32) {
-        self.learned_min
-            .lock()
-            .expect("poisoned")
-            .insert(model_id(model).to_string(), min);
+        self.learned_min.lock().expect("poisoned").insert(model_id(model).to_string(), min);
     }
 }
 
@@ -85,10 +74,7 @@ impl Sizer {
 pub fn parse_too_small(message: &str) -> Option<(u64, u32)> {
     let num_after = |tag: &str| -> Option<u64> {
         let start = message.find(tag)? + tag.len();
-        let digits: String = message[start..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
+        let digits: String = message[start..].chars().take_while(char::is_ascii_digit).collect();
         digits.parse().ok()
     };
     let min = num_after("min_total_token_count=")?;
@@ -101,15 +87,11 @@ mod tests {
     use super::*;
 
     fn sizer() -> Sizer {
-        let table = [
-            ("default", 1024),
-            ("gemini-2.5-flash", 1024),
-            ("gemini-2.5-pro", 4096),
-            ("gemini-2.5-flash-lite", 2048),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let table =
+            [("default", 1024), ("gemini-2.5-flash", 1024), ("gemini-2.5-pro", 4096), ("gemini-2.5-flash-lite", 2048)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
         Sizer::new(table, 4.0)
     }
 

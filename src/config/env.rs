@@ -31,17 +31,10 @@ pub(super) fn apply(
     }
 }
 
-fn insert(
-    doc: &mut toml::Table,
-    parents: &[String],
-    last: &str,
-    value: toml::Value,
-) -> Result<(), String> {
+fn insert(doc: &mut toml::Table, parents: &[String], last: &str, value: toml::Value) -> Result<(), String> {
     let mut table = doc;
     for k in parents {
-        let entry = table
-            .entry(k.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = table.entry(k.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         table = match entry {
             toml::Value::Table(t) => t,
             _ => return Err(format!("`{k}` is not a section")),
@@ -53,9 +46,7 @@ fn insert(
 
 fn parse_value(raw: &str) -> toml::Value {
     match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -71,10 +62,7 @@ mod tests {
         apply(
             &mut doc,
             [
-                (
-                    "GEMGATE_UPSTREAM__URL".to_string(),
-                    "http://x:1".to_string(),
-                ),
+                ("GEMGATE_UPSTREAM__URL".to_string(), "http://x:1".to_string()),
                 ("GEMGATE_CACHING__MIN_HITS".to_string(), "3".to_string()),
                 ("GEMGATE_CONFIG".to_string(), "ignored.toml".to_string()),
                 ("PATH".to_string(), "/bin".to_string()),

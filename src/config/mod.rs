@@ -1,6 +1,7 @@
 //! Gateway configuration: TOML file, then `GEMGATE_SECTION__KEY` environment overrides, then
 //! command-line overrides, then one `validate()` that reports every problem at once.
 
+mod deferral;
 mod env;
 mod validate;
 
@@ -9,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use deferral::{DeferralConfig, DeferralRule};
 pub use validate::ConfigErrors;
 
 /// The whole gateway configuration. Every key is documented, with its default, in
@@ -21,6 +23,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub store: StoreConfig,
     pub caching: CachingConfig,
+    pub deferral: DeferralConfig,
     pub clock: ClockConfig,
 }
 
@@ -109,11 +112,7 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self {
-            log_level: "info".into(),
-            log_format: "text".into(),
-            metrics: true,
-        }
+        Self { log_level: "info".into(), log_format: "text".into(), metrics: true }
     }
 }
 
@@ -145,22 +144,30 @@ impl Default for StoreConfig {
     }
 }
 
-/// Automatic explicit context caching (see docs/caching.md).
+/// Automatic explicit context caching (see docs/caching.md and docs/cost-policy.md).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CachingConfig {
     pub enabled: bool,
-    /// Create a cache once a prefix has been seen this many times within `window`.
+    /// `cost` (decide from prices and observed arrivals; the default) or `hits` (create once a
+    /// prefix has been seen `min_hits` times within `window`, keep it `ttl`).
+    pub policy: String,
+    /// Price table file; empty: the built-in table (the same as config/pricing.toml).
+    pub pricing_file: PathBuf,
+    /// Append a gemgate trace (hashes and token counts, never content) of every generate request
+    /// to this file, for `gemgate simulate`; empty: off.
+    pub trace_file: PathBuf,
+    /// `hits` policy: arrivals within `window` needed to create a cache.
     pub min_hits: u32,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
-    /// TTL given to caches the gateway creates.
+    /// `hits` policy: TTL given to caches the gateway creates.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
-    /// Renew (PATCH ttl) a cache used within this long of its expiry.
+    /// `hits` policy: renew (PATCH ttl) a cache used within this long of its expiry.
     #[serde(with = "humantime_serde")]
     pub renew_before: Duration,
-    /// Delete a gateway-made cache nobody used for this long (0s: never, let it expire).
+    /// `hits` policy: delete a gateway-made cache nobody used for this long (0s: never).
     #[serde(with = "humantime_serde")]
     pub idle_delete_after: Duration,
     /// How long a request waits for a cache another request is creating; beyond it, it goes
@@ -184,6 +191,8 @@ pub struct CachingConfig {
     /// How often the sweeper drops expired entries, deletes idle caches and flushes hit counts.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// Tuning of the `cost` policy.
+    pub cost: crate::caching::cost_policy::CostPolicyConfig,
 }
 
 impl Default for CachingConfig {
@@ -200,6 +209,9 @@ impl Default for CachingConfig {
         .collect();
         Self {
             enabled: true,
+            policy: "cost".into(),
+            pricing_file: PathBuf::new(),
+            trace_file: PathBuf::new(),
             min_hits: 2,
             window: Duration::from_secs(600),
             ttl: Duration::from_secs(3600),
@@ -213,6 +225,7 @@ impl Default for CachingConfig {
             min_tokens,
             registry_capacity: 1_000_000,
             sweep_interval: Duration::from_secs(30),
+            cost: Default::default(),
         }
     }
 }
@@ -264,10 +277,6 @@ impl Config {
             config.upstream.url = u.clone();
         }
         config.validate(&mut errors);
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(config) } else { Err(errors) }
     }
 }

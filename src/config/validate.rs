@@ -39,16 +39,10 @@ impl Config {
             errors.push("server.public_url", "not a URL".into());
         }
         if self.server.max_json_body_bytes == 0 {
-            errors.push(
-                "server.max_json_body_bytes",
-                "must be greater than 0".into(),
-            );
+            errors.push("server.max_json_body_bytes", "must be greater than 0".into());
         }
         if self.server.max_json_body_bytes > self.server.max_body_bytes {
-            errors.push(
-                "server.max_json_body_bytes",
-                "must not exceed server.max_body_bytes".into(),
-            );
+            errors.push("server.max_json_body_bytes", "must not exceed server.max_body_bytes".into());
         }
         if self.upstream.timeout.is_zero() {
             errors.push("upstream.timeout", "must be greater than 0".into());
@@ -63,26 +57,32 @@ impl Config {
             errors.push("telemetry.log_level", "not a valid tracing filter".into());
         }
         if !matches!(self.store.backend.as_str(), "sqlite" | "memory" | "redis") {
-            errors.push(
-                "store.backend",
-                "must be `sqlite`, `redis` or `memory`".into(),
-            );
+            errors.push("store.backend", "must be `sqlite`, `redis` or `memory`".into());
         }
-        if self.store.backend == "redis"
-            && redis::Client::open(self.store.redis_url.as_str()).is_err()
-        {
+        if self.store.backend == "redis" && redis::Client::open(self.store.redis_url.as_str()).is_err() {
             errors.push("store.redis_url", "not a valid redis:// URL".into());
         }
         if self.store.redis_timeout.is_zero() {
             errors.push("store.redis_timeout", "must be greater than 0".into());
         }
         if !(self.clock.speed > 0.0 && self.clock.speed <= 10_000.0) {
-            errors.push(
-                "clock.speed",
-                "must be greater than 0 and at most 10000".into(),
-            );
+            errors.push("clock.speed", "must be greater than 0 and at most 10000".into());
         }
         let c = &self.caching;
+        if !matches!(c.policy.as_str(), "cost" | "hits") {
+            errors.push("caching.policy", "must be `cost` or `hits`".into());
+        }
+        if !c.pricing_file.as_os_str().is_empty() {
+            if let Err(e) = crate::accounting::PriceTable::load(&c.pricing_file) {
+                errors.push("caching.pricing_file", format!("{e:#}"));
+            }
+        }
+        if c.cost.min_ttl > c.cost.max_ttl {
+            errors.push("caching.cost.min_ttl", "must not exceed caching.cost.max_ttl".into());
+        }
+        if c.cost.create_margin < 1.0 {
+            errors.push("caching.cost.create_margin", "must be at least 1".into());
+        }
         if c.min_hits == 0 {
             errors.push("caching.min_hits", "must be at least 1".into());
         }
@@ -90,16 +90,10 @@ impl Config {
             errors.push("caching.ttl", "must be at least 60s".into());
         }
         if c.renew_before >= c.ttl {
-            errors.push(
-                "caching.renew_before",
-                "must be shorter than caching.ttl".into(),
-            );
+            errors.push("caching.renew_before", "must be shorter than caching.ttl".into());
         }
         if !(c.initial_bytes_per_token > 0.5 && c.initial_bytes_per_token < 64.0) {
-            errors.push(
-                "caching.initial_bytes_per_token",
-                "must be between 0.5 and 64".into(),
-            );
+            errors.push("caching.initial_bytes_per_token", "must be between 0.5 and 64".into());
         }
         if !(1.0..=4.0).contains(&c.size_margin) {
             errors.push("caching.size_margin", "must be between 1.0 and 4.0".into());
@@ -107,6 +101,7 @@ impl Config {
         if !c.min_tokens.contains_key("default") {
             errors.push("caching.min_tokens", "must have a `default` entry".into());
         }
+        self.deferral.validate(errors);
     }
 }
 
@@ -116,12 +111,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        Config::load(
-            None,
-            Vec::<(String, String)>::new(),
-            &CliOverrides::default(),
-        )
-        .unwrap();
+        Config::load(None, Vec::<(String, String)>::new(), &CliOverrides::default()).unwrap();
     }
 
     #[test]
@@ -156,9 +146,7 @@ mod documented_file {
         for (k, v) in t {
             let name = format!("{prefix}{k}");
             match v {
-                toml::Value::Table(inner) if prefix.is_empty() => {
-                    keys(inner, &format!("{name}."), out)
-                }
+                toml::Value::Table(inner) if prefix.is_empty() => keys(inner, &format!("{name}."), out),
                 _ => {
                     out.insert(name);
                 }
@@ -171,18 +159,8 @@ mod documented_file {
     #[test]
     fn documented_file_equals_the_defaults() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gemgate.toml");
-        let from_file = Config::load(
-            Some(&path),
-            Vec::<(String, String)>::new(),
-            &CliOverrides::default(),
-        )
-        .unwrap();
-        let defaults = Config::load(
-            None,
-            Vec::<(String, String)>::new(),
-            &CliOverrides::default(),
-        )
-        .unwrap();
+        let from_file = Config::load(Some(&path), Vec::<(String, String)>::new(), &CliOverrides::default()).unwrap();
+        let defaults = Config::load(None, Vec::<(String, String)>::new(), &CliOverrides::default()).unwrap();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
         let documented: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
         let known = toml::Table::try_from(&defaults).unwrap();

@@ -52,22 +52,16 @@ pub fn handle(state: &EmulatorState, method: &Method, path: &str, query: Option<
             json_ok(&json!({"now": timestamp(state.clock().now()), "speed": state.clock().speed()}))
         }
         ("POST", "/emulator/clock/advance") => {
-            let secs = q
-                .get("seconds")
-                .and_then(|s| s.parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0);
+            let secs = q.get("seconds").and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0);
             match secs {
                 Some(s) => {
                     state.clock().advance(Duration::from_secs_f64(s));
                     json_ok(&json!({"now": timestamp(state.clock().now())}))
                 }
-                None => {
-                    GeminiError::invalid_argument("seconds=N (N >= 0) is required").into_response()
-                }
+                None => GeminiError::invalid_argument("seconds=N (N >= 0) is required").into_response(),
             }
         }
         ("GET", "/emulator/health") => json_ok(&json!({"status": "ok"})),
-        _ => GeminiError::not_found(format!("No emulator admin endpoint {method} {path}"))
-            .into_response(),
+        _ => GeminiError::not_found(format!("No emulator admin endpoint {method} {path}")).into_response(),
     }
 }

@@ -35,10 +35,7 @@ pub fn authenticate(
             headers
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
                 .map(|s| s.trim().to_string())
         })
         .filter(|k| !k.is_empty());
@@ -69,10 +66,7 @@ mod tests {
         assert_eq!(authenticate(&h, &q, &[]).unwrap(), Caller::from_key("abc"));
         let err = authenticate(&h, &q, &["other".to_string()]).unwrap_err();
         assert_eq!(err.code, 400);
-        assert_eq!(
-            err.to_json()["error"]["details"][0]["reason"],
-            "API_KEY_INVALID"
-        );
+        assert_eq!(err.to_json()["error"]["details"][0]["reason"], "API_KEY_INVALID");
         let mut q = HashMap::new();
         q.insert("key".to_string(), "other".to_string());
         assert!(authenticate(&HeaderMap::new(), &q, &["other".to_string()]).is_ok());

@@ -56,12 +56,7 @@ impl CacheEntry {
 impl Store {
     /// Drops expired caches, charging their storage up to expiry.
     pub fn sweep_caches(&mut self, now: DateTime<Utc>) {
-        let expired: Vec<String> = self
-            .caches
-            .values()
-            .filter(|c| c.expire <= now)
-            .map(|c| c.id.clone())
-            .collect();
+        let expired: Vec<String> = self.caches.values().filter(|c| c.expire <= now).map(|c| c.id.clone()).collect();
         for id in expired {
             if let Some(c) = self.caches.remove(&id) {
                 let secs = c.storage_until(c.expire, self.ledger.since);
@@ -79,12 +74,7 @@ impl Store {
         out
     }
 
-    fn own_cache(
-        &mut self,
-        caller: &Caller,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<&mut CacheEntry, GeminiError> {
+    fn own_cache(&mut self, caller: &Caller, id: &str, now: DateTime<Utc>) -> Result<&mut CacheEntry, GeminiError> {
         self.sweep_caches(now);
         self.caches
             .get_mut(id)
@@ -93,13 +83,11 @@ impl Store {
     }
 }
 
-const ONEOF_TTL: &str = "Invalid value at 'cached_content' (oneof), oneof field 'expiration' is already set. Cannot set 'ttl'";
+const ONEOF_TTL: &str =
+    "Invalid value at 'cached_content' (oneof), oneof field 'expiration' is already set. Cannot set 'ttl'";
 
 /// New expiry from `ttl` or `expireTime`; `Ok(None)` when neither is given.
-fn expiration(
-    body: &Map<String, Value>,
-    now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, GeminiError> {
+fn expiration(body: &Map<String, Value>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, GeminiError> {
     let ttl = get(body, "ttl");
     let expire = get(body, "expireTime");
     match (ttl, expire) {
@@ -125,12 +113,7 @@ fn expiration(
 }
 
 /// `POST /{v}/cachedContents`.
-pub fn create(
-    state: &EmulatorState,
-    caller: &Caller,
-    version: &str,
-    body: &Value,
-) -> Result<Response, GeminiError> {
+pub fn create(state: &EmulatorState, caller: &Caller, version: &str, body: &Value) -> Result<Response, GeminiError> {
     let obj = body.as_object().cloned().unwrap_or_default();
     let model_raw = get(&obj, "model").and_then(Value::as_str).unwrap_or("");
     if model_raw.is_empty() {
@@ -139,10 +122,7 @@ pub fn create(
         ));
     }
     let id = model_raw.strip_prefix("models/").unwrap_or(model_raw);
-    let known = state
-        .config()
-        .model(id)
-        .is_some_and(|m| m.supports("createCachedContent"));
+    let known = state.config().model(id).is_some_and(|m| m.supports("createCachedContent"));
     if !known {
         return Err(GeminiError::not_found(format!(
             "models/{id} is not found for API version {version}, or is not supported for createCachedContent. Call ListModels to see the list of available models and their supported methods."
@@ -152,19 +132,9 @@ pub fn create(
     let expire = expiration(&obj, now)?.unwrap_or(now + delta(state.config().caching.default_ttl));
     let system = system_of(&obj);
     let tools = get(&obj, "tools").filter(|v| !is_empty(Some(v))).cloned();
-    let tool_config = get(&obj, "toolConfig")
-        .filter(|v| !is_empty(Some(v)))
-        .cloned();
-    let contents: Vec<Value> = get(&obj, "contents")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let counts = prompt_counts(
-        system.as_ref(),
-        tools.as_ref(),
-        tool_config.as_ref(),
-        &contents,
-    );
+    let tool_config = get(&obj, "toolConfig").filter(|v| !is_empty(Some(v))).cloned();
+    let contents: Vec<Value> = get(&obj, "contents").and_then(Value::as_array).cloned().unwrap_or_default();
+    let counts = prompt_counts(system.as_ref(), tools.as_ref(), tool_config.as_ref(), &contents);
     let min = state.config().min_cache_tokens(id);
     if counts.total() < min {
         return Err(GeminiError::invalid_argument(format!(
@@ -176,10 +146,7 @@ pub fn create(
         owner: caller.clone(),
         id: random_id(12),
         model: format!("models/{id}"),
-        display_name: get(&obj, "displayName")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
+        display_name: get(&obj, "displayName").and_then(Value::as_str).unwrap_or("").to_string(),
         system,
         tools,
         tool_config,
@@ -204,26 +171,13 @@ pub fn get_one(state: &EmulatorState, caller: &Caller, id: &str) -> Result<Respo
     Ok(json_ok(&store.own_cache(caller, id, now)?.to_json()))
 }
 
-pub fn list(
-    state: &EmulatorState,
-    caller: &Caller,
-    q: &HashMap<String, String>,
-) -> Result<Response, GeminiError> {
+pub fn list(state: &EmulatorState, caller: &Caller, q: &HashMap<String, String>) -> Result<Response, GeminiError> {
     let now = state.clock().now();
     let mut store = state.store();
     store.sweep_caches(now);
-    let mut mine: Vec<&CacheEntry> = store
-        .caches
-        .values()
-        .filter(|c| &c.owner == caller)
-        .collect();
+    let mut mine: Vec<&CacheEntry> = store.caches.values().filter(|c| &c.owner == caller).collect();
     mine.sort_by(|a, b| (a.create, &a.id).cmp(&(b.create, &b.id)));
-    let (page, next) = paginate(
-        mine.into_iter().map(CacheEntry::to_json).collect(),
-        q,
-        100,
-        1000,
-    );
+    let (page, next) = paginate(mine.into_iter().map(CacheEntry::to_json).collect(), q, 100, 1000);
     let mut out = Map::new();
     if !page.is_empty() {
         out.insert("cachedContents".into(), Value::Array(page));
@@ -235,12 +189,7 @@ pub fn list(
 }
 
 /// `PATCH /{v}/cachedContents/{id}`: only the expiration can change; no updateMask needed.
-pub fn patch(
-    state: &EmulatorState,
-    caller: &Caller,
-    id: &str,
-    body: &Value,
-) -> Result<Response, GeminiError> {
+pub fn patch(state: &EmulatorState, caller: &Caller, id: &str, body: &Value) -> Result<Response, GeminiError> {
     let obj = body.as_object().cloned().unwrap_or_default();
     if obj.contains_key("name") {
         return Err(GeminiError::invalid_argument(

@@ -24,21 +24,14 @@ impl Clock {
 
     /// A clock starting at `start` (useful for reproducible replays).
     pub fn starting_at(start: DateTime<Utc>, speed: f64) -> Self {
-        Self {
-            origin_real: Instant::now(),
-            origin_virtual: start,
-            speed,
-            offset_ns: AtomicI64::new(0),
-        }
+        Self { origin_real: Instant::now(), origin_virtual: start, speed, offset_ns: AtomicI64::new(0) }
     }
 
     /// The current virtual time.
     pub fn now(&self) -> DateTime<Utc> {
         let elapsed = self.origin_real.elapsed().as_secs_f64() * self.speed;
         let offset = self.offset_ns.load(Ordering::Relaxed);
-        self.origin_virtual
-            + TimeDelta::nanoseconds((elapsed * 1e9) as i64)
-            + TimeDelta::nanoseconds(offset)
+        self.origin_virtual + TimeDelta::nanoseconds((elapsed * 1e9) as i64) + TimeDelta::nanoseconds(offset)
     }
 
     /// Jumps virtual time forward by `by` (tests and `POST /emulator/clock/advance`).
@@ -54,9 +47,7 @@ impl Clock {
 
 /// Seconds between two instants as a float (negative when `to` is before `from`).
 pub fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    (to - from)
-        .num_nanoseconds()
-        .map_or_else(|| (to - from).num_seconds() as f64, |n| n as f64 / 1e9)
+    (to - from).num_nanoseconds().map_or_else(|| (to - from).num_seconds() as f64, |n| n as f64 / 1e9)
 }
 
 /// A std duration as a chrono delta (saturating).
@@ -74,10 +65,7 @@ mod tests {
         let t0 = c.now();
         std::thread::sleep(Duration::from_millis(20));
         let secs = seconds_between(t0, c.now());
-        assert!(
-            secs >= 19.0,
-            "virtual time should run 1000x faster, got {secs}s"
-        );
+        assert!(secs >= 19.0, "virtual time should run 1000x faster, got {secs}s");
     }
 
     #[test]

@@ -186,39 +186,25 @@ impl Default for CachingConfig {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Self {
-            default_ttl: Duration::from_secs(3600),
-            min_tokens,
-            default_min_tokens: 1024,
-        }
+        Self { default_ttl: Duration::from_secs(3600), min_tokens, default_min_tokens: 1024 }
     }
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self {
-            processing_delay: Duration::from_secs(2),
-            expiry: Duration::from_secs(48 * 3600),
-            item_error_rate: 0.0,
-        }
+        Self { processing_delay: Duration::from_secs(2), expiry: Duration::from_secs(48 * 3600), item_error_rate: 0.0 }
     }
 }
 
 impl Default for FilesConfig {
     fn default() -> Self {
-        Self {
-            expiry: Duration::from_secs(48 * 3600),
-            max_bytes: 2 * 1024 * 1024 * 1024,
-        }
+        Self { expiry: Duration::from_secs(48 * 3600), max_bytes: 2 * 1024 * 1024 * 1024 }
     }
 }
 
 impl Default for FlexConfig {
     fn default() -> Self {
-        Self {
-            shed_rate: 0.0,
-            shed_status: 503,
-        }
+        Self { shed_rate: 0.0, shed_status: 503 }
     }
 }
 
@@ -250,18 +236,8 @@ pub fn default_models() -> Vec<ModelConfig> {
     vec![
         m("gemini-2.5-flash", "Gemini 2.5 Flash", 1_048_576, 65_536),
         m("gemini-2.5-pro", "Gemini 2.5 Pro", 1_048_576, 65_536),
-        m(
-            "gemini-2.5-flash-lite",
-            "Gemini 2.5 Flash-Lite",
-            1_048_576,
-            65_536,
-        ),
-        m(
-            "gemini-3-pro-preview",
-            "Gemini 3 Pro Preview",
-            1_048_576,
-            65_536,
-        ),
+        m("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", 1_048_576, 65_536),
+        m("gemini-3-pro-preview", "Gemini 3 Pro Preview", 1_048_576, 65_536),
         m("gemini-2.0-flash", "Gemini 2.0 Flash", 1_048_576, 8_192),
         m("gemini-embedding-001", "Gemini Embedding 001", 2_048, 1),
     ]
@@ -273,8 +249,7 @@ impl EmulatorConfig {
         let cfg = match path {
             None => EmulatorConfig::default(),
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
             }
         };
@@ -294,10 +269,7 @@ impl EmulatorConfig {
             ("faults.rate_429", self.faults.rate_429),
             ("faults.rate_500", self.faults.rate_500),
             ("faults.rate_503", self.faults.rate_503),
-            (
-                "faults.midstream_error_rate",
-                self.faults.midstream_error_rate,
-            ),
+            ("faults.midstream_error_rate", self.faults.midstream_error_rate),
             ("faults.drop_rate", self.faults.drop_rate),
         ];
         for (key, v) in rates {
@@ -306,14 +278,10 @@ impl EmulatorConfig {
             }
         }
         if !matches!(self.flex.shed_status, 429 | 503) {
-            problems.push(format!(
-                "flex.shed_status must be 429 or 503, got {}",
-                self.flex.shed_status
-            ));
+            problems.push(format!("flex.shed_status must be 429 or 503, got {}", self.flex.shed_status));
         }
         if self.generation.min_words == 0 || self.generation.min_words > self.generation.max_words {
-            problems
-                .push("generation.min_words must be >= 1 and <= generation.max_words".to_string());
+            problems.push("generation.min_words must be >= 1 and <= generation.max_words".to_string());
         }
         if self.generation.stream_chunks == 0 {
             problems.push("generation.stream_chunks must be >= 1".to_string());
@@ -336,11 +304,7 @@ impl EmulatorConfig {
         self.caching
             .min_tokens
             .iter()
-            .filter_map(|(k, v)| {
-                k.strip_suffix('*')
-                    .filter(|p| model.starts_with(p))
-                    .map(|p| (p.len(), *v))
-            })
+            .filter_map(|(k, v)| k.strip_suffix('*').filter(|p| model.starts_with(p)).map(|p| (p.len(), *v)))
             .max_by_key(|(len, _)| *len)
             .map_or(self.caching.default_min_tokens, |(_, v)| v)
     }
@@ -365,13 +329,9 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected_and_bad_values_reported_together() {
         assert!(toml::from_str::<EmulatorConfig>("[clock]\nspeeed = 2.0").is_err());
-        let c: EmulatorConfig =
-            toml::from_str("[clock]\nspeed = 0.0\n[flex]\nshed_rate = 2.0").unwrap();
+        let c: EmulatorConfig = toml::from_str("[clock]\nspeed = 0.0\n[flex]\nshed_rate = 2.0").unwrap();
         let err = c.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("clock.speed") && err.contains("flex.shed_rate"),
-            "{err}"
-        );
+        assert!(err.contains("clock.speed") && err.contains("flex.shed_rate"), "{err}");
     }
 
     #[test]

@@ -39,10 +39,7 @@ pub fn error_for(code: u16, retry_delay: Duration) -> GeminiError {
 /// Decides the faults for one request from the header and the configured rates.
 pub fn plan(state: &EmulatorState, headers: &HeaderMap) -> Result<Plan, GeminiError> {
     let f = &state.config().faults;
-    let mut p = Plan {
-        delay: Duration::from_millis(f.latency_ms + state.uniform(f.jitter_ms)),
-        ..Plan::default()
-    };
+    let mut p = Plan { delay: Duration::from_millis(f.latency_ms + state.uniform(f.jitter_ms)), ..Plan::default() };
     for (rate, code) in [(f.rate_429, 429), (f.rate_500, 500), (f.rate_503, 503)] {
         if p.error.is_none() && state.chance(rate) {
             p.error = Some(error_for(code, f.retry_delay));
@@ -50,22 +47,13 @@ pub fn plan(state: &EmulatorState, headers: &HeaderMap) -> Result<Plan, GeminiEr
     }
     p.midstream_error = state.chance(f.midstream_error_rate);
     p.drop = state.chance(f.drop_rate);
-    let forced = headers
-        .get_all(FAULT_HEADER)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','));
+    let forced = headers.get_all(FAULT_HEADER).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
     for item in forced.map(str::trim).filter(|s| !s.is_empty()) {
         match item {
-            "429" | "500" | "503" => {
-                p.error = Some(error_for(item.parse().unwrap_or(500), f.retry_delay))
-            }
+            "429" | "500" | "503" => p.error = Some(error_for(item.parse().unwrap_or(500), f.retry_delay)),
             "midstream-error" => p.midstream_error = true,
             "drop" => p.drop = true,
-            other => match other
-                .strip_prefix("delay-ms=")
-                .and_then(|n| n.parse::<u64>().ok())
-            {
+            other => match other.strip_prefix("delay-ms=").and_then(|n| n.parse::<u64>().ok()) {
                 Some(ms) => p.delay = Duration::from_millis(ms),
                 None => {
                     return Err(GeminiError::invalid_argument(format!(
@@ -104,9 +92,6 @@ mod tests {
         let mut cfg = EmulatorConfig::default();
         cfg.faults.rate_503 = 1.0;
         let state = EmulatorState::new(cfg);
-        assert_eq!(
-            plan(&state, &HeaderMap::new()).unwrap().error.unwrap().code,
-            503
-        );
+        assert_eq!(plan(&state, &HeaderMap::new()).unwrap().error.unwrap().code, 503);
     }
 }

@@ -50,9 +50,7 @@ pub struct UploadSession {
 }
 
 pub fn missing(id: &str) -> GeminiError {
-    GeminiError::permission_denied(format!(
-        "You do not have permission to access the File {id} or it may not exist."
-    ))
+    GeminiError::permission_denied(format!("You do not have permission to access the File {id} or it may not exist."))
 }
 
 impl FileEntry {
@@ -68,32 +66,13 @@ impl FileEntry {
         m.insert("updateTime".into(), json!(timestamp(self.create)));
         m.insert("expirationTime".into(), json!(timestamp(self.expire)));
         let hex = hex::encode(Sha256::digest(&self.data));
-        m.insert(
-            "sha256Hash".into(),
-            json!(base64::engine::general_purpose::STANDARD.encode(hex)),
-        );
-        m.insert(
-            "uri".into(),
-            json!(format!("{}/files/{}", self.base, self.id)),
-        );
+        m.insert("sha256Hash".into(), json!(base64::engine::general_purpose::STANDARD.encode(hex)));
+        m.insert("uri".into(), json!(format!("{}/files/{}", self.base, self.id)));
         if self.source == Source::Generated {
-            m.insert(
-                "downloadUri".into(),
-                json!(format!(
-                    "{}/files/{}:download?alt=media",
-                    self.base, self.id
-                )),
-            );
+            m.insert("downloadUri".into(), json!(format!("{}/files/{}:download?alt=media", self.base, self.id)));
         }
         m.insert("state".into(), json!("ACTIVE"));
-        m.insert(
-            "source".into(),
-            json!(if self.source == Source::Generated {
-                "GENERATED"
-            } else {
-                "UPLOADED"
-            }),
-        );
+        m.insert("source".into(), json!(if self.source == Source::Generated { "GENERATED" } else { "UPLOADED" }));
         Value::Object(m)
     }
 }
@@ -104,41 +83,27 @@ impl Store {
     }
 
     /// The caller's file `id` (without `files/`), or the 403 Google gives for missing files.
-    pub fn own_file(
-        &mut self,
-        caller: &Caller,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<&FileEntry, GeminiError> {
+    pub fn own_file(&mut self, caller: &Caller, id: &str, now: DateTime<Utc>) -> Result<&FileEntry, GeminiError> {
         self.sweep_files(now);
-        self.files
-            .get(id)
-            .filter(|f| &f.owner == caller)
-            .ok_or_else(|| missing(id))
+        self.files.get(id).filter(|f| &f.owner == caller).ok_or_else(|| missing(id))
     }
 }
 
 /// `http://{Host}` of the request, so upload URLs point back at this emulator.
 pub fn origin(headers: &HeaderMap) -> String {
-    format!(
-        "http://{}",
-        header_str(headers, "host").unwrap_or("localhost")
-    )
+    format!("http://{}", header_str(headers, "host").unwrap_or("localhost"))
 }
 
 fn valid_file_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 40
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !id.starts_with('-')
         && !id.ends_with('-')
 }
 
 fn with_status(mut resp: Response, status: &'static str) -> Response {
-    resp.headers_mut()
-        .insert("x-goog-upload-status", HeaderValue::from_static(status));
+    resp.headers_mut().insert("x-goog-upload-status", HeaderValue::from_static(status));
     resp
 }
 
@@ -158,13 +123,8 @@ pub fn start(
         ));
     }
     let obj = body.as_object().cloned().unwrap_or_default();
-    let file = get(&obj, "file")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let name = get(&file, "name")
-        .and_then(Value::as_str)
-        .map(|n| n.strip_prefix("files/").unwrap_or(n).to_string());
+    let file = get(&obj, "file").and_then(Value::as_object).cloned().unwrap_or_default();
+    let name = get(&file, "name").and_then(Value::as_str).map(|n| n.strip_prefix("files/").unwrap_or(n).to_string());
     if let Some(n) = &name {
         if !valid_file_id(n) {
             return Err(GeminiError::invalid_argument(format!(
@@ -183,39 +143,22 @@ pub fn start(
         owner: caller.clone(),
         base: format!("{base}/{version}"),
         name,
-        display_name: get(&file, "displayName")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        display_name: get(&file, "displayName").and_then(Value::as_str).map(str::to_string),
         mime,
         data: Vec::new(),
     };
     state.store().uploads.insert(upload_id.clone(), session);
-    let url =
-        format!("{base}/upload/{version}/files?upload_id={upload_id}&upload_protocol=resumable");
+    let url = format!("{base}/upload/{version}/files?upload_id={upload_id}&upload_protocol=resumable");
     let mut resp = StatusCode::OK.into_response();
     let h = resp.headers_mut();
-    h.insert(
-        "x-goog-upload-url",
-        HeaderValue::from_str(&url).map_err(|e| GeminiError::new(500, e.to_string()))?,
-    );
-    h.insert(
-        "x-goog-upload-chunk-granularity",
-        HeaderValue::from_static("8388608"),
-    );
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert("x-goog-upload-url", HeaderValue::from_str(&url).map_err(|e| GeminiError::new(500, e.to_string()))?);
+    h.insert("x-goog-upload-chunk-granularity", HeaderValue::from_static("8388608"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     Ok(with_status(resp, "active"))
 }
 
 /// A chunk (`upload`), the last chunk (`upload, finalize`), `finalize` alone or `query`.
-pub async fn chunk(
-    state: &EmulatorState,
-    upload_id: &str,
-    headers: &HeaderMap,
-    body: Body,
-) -> Response {
+pub async fn chunk(state: &EmulatorState, upload_id: &str, headers: &HeaderMap, body: Body) -> Response {
     match chunk_inner(state, upload_id, headers, body).await {
         Ok(r) => r,
         Err(e) => with_status(e.into_response(), "active"),
@@ -228,22 +171,14 @@ async fn chunk_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, GeminiError> {
-    let command = header_str(headers, "x-goog-upload-command")
-        .unwrap_or("upload")
-        .to_ascii_lowercase();
+    let command = header_str(headers, "x-goog-upload-command").unwrap_or("upload").to_ascii_lowercase();
     let parts: Vec<&str> = command.split(',').map(str::trim).collect();
     let max = state.config().files.max_bytes;
     if !state.store().uploads.contains_key(upload_id) {
-        return Err(GeminiError::not_found(
-            "Upload session not found or already finalized.",
-        ));
+        return Err(GeminiError::not_found("Upload session not found or already finalized."));
     }
     if parts.contains(&"query") {
-        let received = state
-            .store()
-            .uploads
-            .get(upload_id)
-            .map_or(0, |s| s.data.len());
+        let received = state.store().uploads.get(upload_id).map_or(0, |s| s.data.len());
         let mut resp = StatusCode::OK.into_response();
         if let Ok(v) = HeaderValue::from_str(&received.to_string()) {
             resp.headers_mut().insert("x-goog-upload-size-received", v);
@@ -254,19 +189,14 @@ async fn chunk_inner(
     if parts.contains(&"upload") {
         let mut s = body.into_data_stream();
         while let Some(piece) = s.next().await {
-            let piece = piece.map_err(|e| {
-                GeminiError::invalid_argument(format!("Failed to read upload body: {e}"))
-            })?;
+            let piece = piece.map_err(|e| GeminiError::invalid_argument(format!("Failed to read upload body: {e}")))?;
             received.extend_from_slice(&piece);
             if received.len() as u64 > max {
-                return Err(GeminiError::invalid_argument(format!(
-                    "File exceeds the limit of {max} bytes."
-                )));
+                return Err(GeminiError::invalid_argument(format!("File exceeds the limit of {max} bytes.")));
             }
         }
     }
-    let offset =
-        header_str(headers, "x-goog-upload-offset").and_then(|s| s.trim().parse::<usize>().ok());
+    let offset = header_str(headers, "x-goog-upload-offset").and_then(|s| s.trim().parse::<usize>().ok());
     let now = state.clock().now();
     let mut store = state.store();
     let session = store
@@ -286,16 +216,11 @@ async fn chunk_inner(
         return Ok(with_status(StatusCode::OK.into_response(), "active"));
     }
     let Some(session) = store.uploads.remove(upload_id) else {
-        return Err(GeminiError::not_found(
-            "Upload session not found or already finalized.",
-        ));
+        return Err(GeminiError::not_found("Upload session not found or already finalized."));
     };
     let id = session.name.clone().unwrap_or_else(|| random_id(12));
     if store.files.contains_key(&id) {
-        return Err(GeminiError::new(
-            409,
-            format!("File files/{id} already exists."),
-        ));
+        return Err(GeminiError::new(409, format!("File files/{id} already exists.")));
     }
     let entry = FileEntry {
         owner: session.owner,
@@ -323,18 +248,9 @@ pub fn list(state: &EmulatorState, caller: &Caller, q: &HashMap<String, String>)
     let now = state.clock().now();
     let mut store = state.store();
     store.sweep_files(now);
-    let mut mine: Vec<&FileEntry> = store
-        .files
-        .values()
-        .filter(|f| &f.owner == caller)
-        .collect();
+    let mut mine: Vec<&FileEntry> = store.files.values().filter(|f| &f.owner == caller).collect();
     mine.sort_by(|a, b| (b.create, &b.id).cmp(&(a.create, &a.id)));
-    let (page, next) = paginate(
-        mine.into_iter().map(FileEntry::to_json).collect(),
-        q,
-        10,
-        100,
-    );
+    let (page, next) = paginate(mine.into_iter().map(FileEntry::to_json).collect(), q, 10, 100);
     let mut out = Map::new();
     if !page.is_empty() {
         out.insert("files".into(), Value::Array(page));

@@ -29,9 +29,7 @@ impl Candidate {
     pub fn tokens(&self) -> u64 {
         match &self.body {
             Body::Text(t) => tokens::text_tokens(t),
-            Body::Call(c) => {
-                tokens::tokens_for_bytes(canonical::to_vec(&json!({"functionCall": c})).len())
-            }
+            Body::Call(c) => tokens::tokens_for_bytes(canonical::to_vec(&json!({"functionCall": c})).len()),
         }
     }
 }
@@ -65,26 +63,16 @@ fn function_to_call(p: &Prompt) -> Option<Map<String, Value>> {
     if decls.is_empty() {
         return None;
     }
-    let fcc = p
-        .tool_config
-        .as_ref()
-        .and_then(Value::as_object)
-        .and_then(|t| get(t, "functionCallingConfig"));
+    let fcc = p.tool_config.as_ref().and_then(Value::as_object).and_then(|t| get(t, "functionCallingConfig"));
     let fcc = fcc.and_then(Value::as_object);
-    let mode = fcc
-        .and_then(|f| get(f, "mode"))
-        .and_then(Value::as_str)
-        .unwrap_or("AUTO");
+    let mode = fcc.and_then(|f| get(f, "mode")).and_then(Value::as_str).unwrap_or("AUTO");
     if mode.eq_ignore_ascii_case("NONE") {
         return None;
     }
     let last = p.contents.last()?.as_object()?;
     let role = get(last, "role").and_then(Value::as_str).unwrap_or("user");
     let parts = get(last, "parts").and_then(Value::as_array)?;
-    let answered = parts
-        .iter()
-        .filter_map(Value::as_object)
-        .any(|part| get(part, "functionResponse").is_some());
+    let answered = parts.iter().filter_map(Value::as_object).any(|part| get(part, "functionResponse").is_some());
     if role != "user" || answered {
         return None;
     }
@@ -93,23 +81,12 @@ fn function_to_call(p: &Prompt) -> Option<Map<String, Value>> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let name_of = |d: &&Map<String, Value>| {
-        d.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    decls
-        .iter()
-        .find(|d| allowed.is_empty() || allowed.contains(&name_of(d).as_str()))
-        .map(|d| (*d).clone())
+    let name_of = |d: &&Map<String, Value>| d.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    decls.iter().find(|d| allowed.is_empty() || allowed.contains(&name_of(d).as_str())).map(|d| (*d).clone())
 }
 
 fn as_u64(v: Option<&Value>) -> Option<u64> {
-    v.and_then(|v| {
-        v.as_u64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    })
+    v.and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
 }
 
 /// Truncates `text` to at most `max_tokens` tokens on a char boundary.
@@ -130,14 +107,8 @@ pub fn generate(cfg: &GenerationConfig, p: &Prompt) -> Output {
     let seed = p.hash();
     let digest = Sha256::digest([&b"responseId"[..], &seed].concat());
     let response_id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]);
-    let model_version = p
-        .model
-        .split_once('/')
-        .map_or(p.model.as_str(), |(_, id)| id)
-        .to_string();
-    let count = as_u64(p.gen_field("candidateCount"))
-        .unwrap_or(1)
-        .clamp(1, 8);
+    let model_version = p.model.split_once('/').map_or(p.model.as_str(), |(_, id)| id).to_string();
+    let count = as_u64(p.gen_field("candidateCount")).unwrap_or(1).clamp(1, 8);
     let max_tokens = as_u64(p.gen_field("maxOutputTokens")).filter(|m| *m > 0);
     let call = function_to_call(p);
     let candidates = (0..count)
@@ -147,32 +118,21 @@ pub fn generate(cfg: &GenerationConfig, p: &Prompt) -> Output {
                 let mut s = seed;
                 s[0] ^= i as u8;
                 Candidate {
-                    body: Body::Call(
-                        json!({"name": name, "args": textgen::function_args(decl, &s)}),
-                    ),
+                    body: Body::Call(json!({"name": name, "args": textgen::function_args(decl, &s)})),
                     finish: "STOP",
                 }
             }
             None => {
                 let text = textgen::text(&seed, i, cfg.min_words, cfg.max_words);
                 match max_tokens.and_then(|m| truncate(&text, m)) {
-                    Some(short) => Candidate {
-                        body: Body::Text(short),
-                        finish: "MAX_TOKENS",
-                    },
-                    None => Candidate {
-                        body: Body::Text(text),
-                        finish: "STOP",
-                    },
+                    Some(short) => Candidate { body: Body::Text(short), finish: "MAX_TOKENS" },
+                    None => Candidate { body: Body::Text(text), finish: "STOP" },
                 }
             }
         })
         .collect();
     let thinking = p.gen_field("thinkingConfig").and_then(Value::as_object);
-    let budget = thinking
-        .and_then(|t| get(t, "thinkingBudget"))
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+    let budget = thinking.and_then(|t| get(t, "thinkingBudget")).and_then(Value::as_i64).unwrap_or(0);
     let thoughts = if budget > 0 {
         let mut s = textgen::SeedStream::new(&seed, 0x7417);
         let cap = cfg.max_thoughts_tokens.max(1);
@@ -180,20 +140,9 @@ pub fn generate(cfg: &GenerationConfig, p: &Prompt) -> Output {
     } else {
         0
     };
-    let include = thinking
-        .and_then(|t| get(t, "includeThoughts"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include = thinking.and_then(|t| get(t, "includeThoughts")).and_then(Value::as_bool).unwrap_or(false);
     let thought_text = (thoughts > 0 && include).then(|| textgen::text(&seed, 0x7417, 6, 12));
-    Output {
-        response_id,
-        model_version,
-        candidates,
-        prompt: p.counts,
-        cached: p.cached,
-        thoughts,
-        thought_text,
-    }
+    Output { response_id, model_version, candidates, prompt: p.counts, cached: p.cached, thoughts, thought_text }
 }
 
 impl Output {
@@ -220,9 +169,7 @@ impl Output {
     }
 
     fn thought_part(&self) -> Option<Value> {
-        self.thought_text
-            .as_ref()
-            .map(|t| json!({"text": t, "thought": true}))
+        self.thought_text.as_ref().map(|t| json!({"text": t, "thought": true}))
     }
 
     fn candidate_json(index: usize, parts: Vec<Value>, finish: Option<&str>) -> Value {
@@ -264,19 +211,10 @@ impl Output {
                 Body::Call(_) => None,
             })
             .collect();
-        let events = texts
-            .iter()
-            .map(|t| t.map_or(1, |t| textgen::split_points(t, n).len() - 1))
-            .min()
-            .unwrap_or(1)
-            .max(1);
-        let cuts: Vec<Vec<usize>> = texts
-            .iter()
-            .map(|t| {
-                t.map(|t| textgen::split_points(t, events))
-                    .unwrap_or_default()
-            })
-            .collect();
+        let events =
+            texts.iter().map(|t| t.map_or(1, |t| textgen::split_points(t, n).len() - 1)).min().unwrap_or(1).max(1);
+        let cuts: Vec<Vec<usize>> =
+            texts.iter().map(|t| t.map(|t| textgen::split_points(t, events)).unwrap_or_default()).collect();
         (0..events)
             .map(|k| {
                 let last = k + 1 == events;
@@ -286,11 +224,8 @@ impl Output {
                     .iter()
                     .enumerate()
                     .map(|(i, c)| {
-                        let mut parts: Vec<Value> = if k == 0 {
-                            self.thought_part().into_iter().collect()
-                        } else {
-                            vec![]
-                        };
+                        let mut parts: Vec<Value> =
+                            if k == 0 { self.thought_part().into_iter().collect() } else { vec![] };
                         match &c.body {
                             Body::Text(t) => {
                                 let (a, b) = (cuts[i][k], cuts[i][k + 1]);
@@ -347,35 +282,17 @@ mod tests {
     #[test]
     fn stream_events_reassemble_the_text_with_cumulative_usage() {
         let cfg = GenerationConfig::default();
-        let out = generate(
-            &cfg,
-            &prompt(json!([{"parts": [{"text": "hello"}]}]), None, None),
-        );
+        let out = generate(&cfg, &prompt(json!([{"parts": [{"text": "hello"}]}]), None, None));
         let events = out.stream_events(4);
         assert_eq!(events.len(), 4);
-        let text: String = events
-            .iter()
-            .map(|e| {
-                e["candidates"][0]["content"]["parts"][0]["text"]
-                    .as_str()
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(
-            json!(text),
-            out.response_json()["candidates"][0]["content"]["parts"][0]["text"]
-        );
-        let counts: Vec<u64> = events
-            .iter()
-            .map(|e| e["usageMetadata"]["candidatesTokenCount"].as_u64().unwrap())
-            .collect();
+        let text: String =
+            events.iter().map(|e| e["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap()).collect();
+        assert_eq!(json!(text), out.response_json()["candidates"][0]["content"]["parts"][0]["text"]);
+        let counts: Vec<u64> =
+            events.iter().map(|e| e["usageMetadata"]["candidatesTokenCount"].as_u64().unwrap()).collect();
         assert!(counts.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(*counts.last().unwrap(), out.candidates_tokens());
-        assert!(
-            events[..3]
-                .iter()
-                .all(|e| e["candidates"][0].get("finishReason").is_none())
-        );
+        assert!(events[..3].iter().all(|e| e["candidates"][0].get("finishReason").is_none()));
         assert_eq!(events[3]["candidates"][0]["finishReason"], "STOP");
     }
 
@@ -385,11 +302,7 @@ mod tests {
         let tools = json!([{"functionDeclarations": [{"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}]);
         let out = generate(
             &cfg,
-            &prompt(
-                json!([{"role": "user", "parts": [{"text": "weather?"}]}]),
-                None,
-                Some(tools.clone()),
-            ),
+            &prompt(json!([{"role": "user", "parts": [{"text": "weather?"}]}]), None, Some(tools.clone())),
         );
         assert!(matches!(&out.candidates[0].body, Body::Call(c) if c["name"] == "get_weather"));
         let answered = json!([
@@ -405,14 +318,8 @@ mod tests {
     fn thinking_budget_reports_bounded_thoughts() {
         let cfg = GenerationConfig::default();
         let gen_cfg = json!({"thinking_config": {"thinking_budget": 10, "include_thoughts": true}});
-        let out = generate(
-            &cfg,
-            &prompt(json!([{"parts": [{"text": "x"}]}]), Some(gen_cfg), None),
-        );
+        let out = generate(&cfg, &prompt(json!([{"parts": [{"text": "x"}]}]), Some(gen_cfg), None));
         assert!((1..=10).contains(&out.thoughts));
-        assert_eq!(
-            out.response_json()["candidates"][0]["content"]["parts"][0]["thought"],
-            true
-        );
+        assert_eq!(out.response_json()["candidates"][0]["content"]["parts"][0]["thought"], true);
     }
 }

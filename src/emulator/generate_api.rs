@@ -23,9 +23,7 @@ pub const CHUNKS_HEADER: &str = "x-emulator-stream-chunks";
 pub fn is_flex(body: &Map<String, Value>) -> bool {
     get(body, "serviceTier")
         .and_then(Value::as_str)
-        .is_some_and(|t| {
-            t.eq_ignore_ascii_case("flex") || t.eq_ignore_ascii_case("service_tier_flex")
-        })
+        .is_some_and(|t| t.eq_ignore_ascii_case("flex") || t.eq_ignore_ascii_case("service_tier_flex"))
 }
 
 /// Everything a generate call needs besides the body.
@@ -46,10 +44,7 @@ pub fn generate(call: Call<'_>, body: &Value) -> Result<Response, GeminiError> {
     let flex = is_flex(&obj);
     if flex && state.chance(state.config().flex.shed_rate) {
         state.store().ledger.account(&call.caller.0).flex_shed += 1;
-        return Err(faults::error_for(
-            state.config().flex.shed_status,
-            state.config().faults.retry_delay,
-        ));
+        return Err(faults::error_for(state.config().flex.shed_status, state.config().faults.retry_delay));
     }
     let now = state.clock().now();
     let p = {
@@ -58,11 +53,7 @@ pub fn generate(call: Call<'_>, body: &Value) -> Result<Response, GeminiError> {
     };
     // Hashing and generating happen outside the store lock so concurrent requests don't queue.
     let out = generate::generate(&state.config().generation, &p);
-    let method = if call.stream {
-        "streamGenerateContent"
-    } else {
-        "generateContent"
-    };
+    let method = if call.stream { "streamGenerateContent" } else { "generateContent" };
     let faulted = call.plan.drop || (call.stream && call.plan.midstream_error);
     {
         let mut store = state.store();
@@ -82,17 +73,8 @@ pub fn generate(call: Call<'_>, body: &Value) -> Result<Response, GeminiError> {
         .and_then(|s| s.trim().parse::<usize>().ok())
         .filter(|n| *n > 0)
         .unwrap_or(state.config().generation.stream_chunks);
-    let framing = if call.query.get("alt").is_some_and(|a| a == "sse") {
-        Framing::Sse
-    } else {
-        Framing::JsonArray
-    };
-    Ok(stream::respond(
-        framing,
-        out.stream_events(chunks),
-        state.config().generation.chunk_delay,
-        &call.plan,
-    ))
+    let framing = if call.query.get("alt").is_some_and(|a| a == "sse") { Framing::Sse } else { Framing::JsonArray };
+    Ok(stream::respond(framing, out.stream_events(chunks), state.config().generation.chunk_delay, &call.plan))
 }
 
 /// `countTokens`, in its `contents` form or its `generateContentRequest` form.
@@ -111,30 +93,17 @@ pub fn count_tokens(
             ));
         }
         Some(req) => {
-            let inner_model =
-                get(req, "model")
-                    .and_then(Value::as_str)
-                    .map_or(model.to_string(), |m| {
-                        if m.contains('/') {
-                            m.to_string()
-                        } else {
-                            format!("models/{m}")
-                        }
-                    });
+            let inner_model = get(req, "model")
+                .and_then(Value::as_str)
+                .map_or(model.to_string(), |m| if m.contains('/') { m.to_string() } else { format!("models/{m}") });
             let now = state.clock().now();
             let mut store = state.store();
             let p = prompt::build(&mut store, now, caller, &inner_model, req)?;
             (p.counts, p.cached)
         }
         None => {
-            let contents = get(&obj, "contents")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            (
-                tokens::prompt_counts(None, None, None, &contents),
-                Counts::default(),
-            )
+            let contents = get(&obj, "contents").and_then(Value::as_array).cloned().unwrap_or_default();
+            (tokens::prompt_counts(None, None, None, &contents), Counts::default())
         }
     };
     let mut out = Map::new();

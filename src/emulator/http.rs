@@ -18,18 +18,13 @@ pub const JSON_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
 pub fn json_ok(v: &Value) -> Response {
     let body = serde_json::to_vec_pretty(v).unwrap_or_default();
     let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(JSON_CONTENT_TYPE),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
     resp
 }
 
 /// Query parameters (last value wins).
 pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
+    url::form_urlencoded::parse(q.unwrap_or("").as_bytes()).into_owned().collect()
 }
 
 /// Reads a JSON request body. An empty body is `{}`; anything but an object is rejected.
@@ -42,12 +37,10 @@ pub async fn read_json(body: Body) -> Result<Value, GeminiError> {
     }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(GeminiError::invalid_argument(
-            "Invalid JSON payload received. Expected an object at the top level.",
-        )),
-        Err(e) => Err(GeminiError::invalid_argument(format!(
-            "Invalid JSON payload received. {e}"
-        ))),
+        Ok(_) => {
+            Err(GeminiError::invalid_argument("Invalid JSON payload received. Expected an object at the top level."))
+        }
+        Err(e) => Err(GeminiError::invalid_argument(format!("Invalid JSON payload received. {e}"))),
     }
 }
 
@@ -55,9 +48,7 @@ pub async fn read_json(body: Body) -> Result<Value, GeminiError> {
 pub fn random_id(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..len)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// RFC 3339 with nanoseconds and `Z`, as Google's timestamps.
@@ -73,9 +64,7 @@ pub fn parse_proto_duration(s: &str) -> Option<Duration> {
 
 /// Parses an RFC 3339 timestamp with any offset (`Z` or `+00:00`).
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// Page size from `pageSize`/`page_size`, clamped to `1..=max`, `default` when absent or 0.
@@ -89,32 +78,19 @@ pub fn page_size(q: &HashMap<String, String>, default: usize, max: usize) -> usi
 }
 
 /// Returns one page of `items` and the token of the next page, if any.
-pub fn paginate<T>(
-    items: Vec<T>,
-    q: &HashMap<String, String>,
-    default: usize,
-    max: usize,
-) -> (Vec<T>, Option<String>) {
+pub fn paginate<T>(items: Vec<T>, q: &HashMap<String, String>, default: usize, max: usize) -> (Vec<T>, Option<String>) {
     let size = page_size(q, default, max);
     let offset = q
         .get("pageToken")
         .or_else(|| q.get("page_token"))
-        .and_then(|t| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(t)
-                .ok()
-        })
+        .and_then(|t| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).ok())
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            s.strip_prefix("offset:")
-                .and_then(|n| n.parse::<usize>().ok())
-        })
+        .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse::<usize>().ok()))
         .unwrap_or(0);
     let total = items.len();
     let page: Vec<T> = items.into_iter().skip(offset).take(size).collect();
-    let next = (offset + size < total).then(|| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{}", offset + size))
-    });
+    let next = (offset + size < total)
+        .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{}", offset + size)));
     (page, next)
 }
 
@@ -130,10 +106,7 @@ mod tests {
     #[test]
     fn proto_durations_and_timestamps_parse() {
         assert_eq!(parse_proto_duration("600s"), Some(Duration::from_secs(600)));
-        assert_eq!(
-            parse_proto_duration("3.5s"),
-            Some(Duration::from_millis(3500))
-        );
+        assert_eq!(parse_proto_duration("3.5s"), Some(Duration::from_millis(3500)));
         assert_eq!(parse_proto_duration("10m"), None);
         let a = parse_timestamp("2030-01-01T00:00:00+00:00").unwrap();
         assert_eq!(a, parse_timestamp("2030-01-01T00:00:00Z").unwrap());

@@ -120,15 +120,9 @@ impl Ledger {
 
     /// The ledger as JSON; `live_storage` adds token-seconds of caches still alive (computed on read).
     pub fn to_json(&self, live_storage: &HashMap<String, f64>) -> serde_json::Value {
-        let mut keys: BTreeMap<String, Account> = self
-            .accounts
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut keys: BTreeMap<String, Account> = self.accounts.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (k, secs) in live_storage {
-            keys.entry(k.clone())
-                .or_default()
-                .cache_storage_token_seconds += secs;
+            keys.entry(k.clone()).or_default().cache_storage_token_seconds += secs;
         }
         let mut total = Account::default();
         for a in keys.values() {
@@ -145,37 +139,10 @@ mod tests {
     #[test]
     fn cached_tokens_are_billed_apart_from_fresh_input() {
         let mut a = Account::default();
-        a.bill(
-            Tier::Standard,
-            Usage {
-                prompt: 1100,
-                cached: 1000,
-                candidates: 20,
-                thoughts: 5,
-            },
-        );
-        assert_eq!(
-            (
-                a.input_tokens,
-                a.cached_tokens,
-                a.output_tokens,
-                a.thinking_tokens
-            ),
-            (100, 1000, 25, 5)
-        );
-        a.bill(
-            Tier::Batch,
-            Usage {
-                prompt: 1100,
-                cached: 1000,
-                candidates: 20,
-                thoughts: 0,
-            },
-        );
-        assert_eq!(
-            (a.batch_input_tokens, a.cached_tokens, a.batch_output_tokens),
-            (100, 2000, 20)
-        );
+        a.bill(Tier::Standard, Usage { prompt: 1100, cached: 1000, candidates: 20, thoughts: 5 });
+        assert_eq!((a.input_tokens, a.cached_tokens, a.output_tokens, a.thinking_tokens), (100, 1000, 25, 5));
+        a.bill(Tier::Batch, Usage { prompt: 1100, cached: 1000, candidates: 20, thoughts: 0 });
+        assert_eq!((a.batch_input_tokens, a.cached_tokens, a.batch_output_tokens), (100, 2000, 20));
     }
 
     #[test]

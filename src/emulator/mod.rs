@@ -34,9 +34,7 @@ use std::path::Path;
 
 /// The emulator's router: one fallback handler that parses Gemini paths itself.
 pub fn router(state: EmulatorState) -> axum::Router {
-    axum::Router::new()
-        .fallback(route::dispatch)
-        .with_state(state)
+    axum::Router::new().fallback(route::dispatch).with_state(state)
 }
 
 /// Runs the emulator on `listen` until SIGINT/SIGTERM.
@@ -44,8 +42,6 @@ pub async fn run(listen: SocketAddr, config: Option<&Path>) -> anyhow::Result<()
     let config = EmulatorConfig::load(config)?;
     let state = EmulatorState::new(config);
     let listener = crate::net::bind_and_announce(listen, "emulator").await?;
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(crate::net::shutdown_signal())
-        .await?;
+    axum::serve(listener, router(state)).with_graceful_shutdown(crate::net::shutdown_signal()).await?;
     Ok(())
 }

@@ -22,19 +22,9 @@ impl ModelConfig {
             return m.clone();
         }
         let list: &[&str] = if self.is_embedding() {
-            &[
-                "embedContent",
-                "countTextTokens",
-                "countTokens",
-                "asyncBatchEmbedContent",
-            ]
+            &["embedContent", "countTextTokens", "countTokens", "asyncBatchEmbedContent"]
         } else {
-            &[
-                "generateContent",
-                "countTokens",
-                "createCachedContent",
-                "batchGenerateContent",
-            ]
+            &["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]
         };
         list.iter().map(|s| s.to_string()).collect()
     }
@@ -90,10 +80,7 @@ fn model_json(m: &ModelConfig) -> Value {
         o.insert("topP".into(), json!(0.95));
         o.insert("topK".into(), json!(64));
         o.insert("maxTemperature".into(), json!(2));
-        o.insert(
-            "thinking".into(),
-            json!(m.id.starts_with("gemini-2.5") || m.id.starts_with("gemini-3")),
-        );
+        o.insert("thinking".into(), json!(m.id.starts_with("gemini-2.5") || m.id.starts_with("gemini-3")));
     }
     v
 }
@@ -109,20 +96,13 @@ pub fn list(cfg: &EmulatorConfig, q: &HashMap<String, String>) -> Response {
 }
 
 pub fn get_one(cfg: &EmulatorConfig, id: &str, version: &str) -> Result<Response, GeminiError> {
-    cfg.model(id)
-        .map(|m| json_ok(&model_json(m)))
-        .ok_or_else(|| not_found(&format!("models/{id}"), version, "get"))
+    cfg.model(id).map(|m| json_ok(&model_json(m))).ok_or_else(|| not_found(&format!("models/{id}"), version, "get"))
 }
 
 /// One EmbedContentRequest → `{"values":[…]}`, a function of model, content, task type and title.
-pub fn embed_one(
-    cfg: &EmulatorConfig,
-    model: &str,
-    req: &Map<String, Value>,
-) -> Result<Value, GeminiError> {
-    let content = get(req, "content").ok_or_else(|| {
-        GeminiError::invalid_argument("* EmbedContentRequest.content: contents is not specified\n")
-    })?;
+pub fn embed_one(cfg: &EmulatorConfig, model: &str, req: &Map<String, Value>) -> Result<Value, GeminiError> {
+    let content = get(req, "content")
+        .ok_or_else(|| GeminiError::invalid_argument("* EmbedContentRequest.content: contents is not specified\n"))?;
     let dims = get(req, "outputDimensionality")
         .and_then(Value::as_u64)
         .map_or(cfg.generation.embedding_dimensions, |d| d as usize);
@@ -144,17 +124,8 @@ pub fn embed(cfg: &EmulatorConfig, model: &str, body: &Value) -> Result<Response
     Ok(json_ok(&json!({"embedding": embed_one(cfg, model, &req)?})))
 }
 
-pub fn batch_embed(
-    cfg: &EmulatorConfig,
-    model: &str,
-    body: &Value,
-) -> Result<Response, GeminiError> {
-    let reqs = body
-        .as_object()
-        .and_then(|o| get(o, "requests"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+pub fn batch_embed(cfg: &EmulatorConfig, model: &str, body: &Value) -> Result<Response, GeminiError> {
+    let reqs = body.as_object().and_then(|o| get(o, "requests")).and_then(Value::as_array).cloned().unwrap_or_default();
     let embeddings = reqs
         .iter()
         .map(|r| embed_one(cfg, model, &r.as_object().cloned().unwrap_or_default()))

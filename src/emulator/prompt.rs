@@ -61,9 +61,7 @@ pub fn build(
             ));
         }
     };
-    let cache_name = get(body, "cachedContent")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
+    let cache_name = get(body, "cachedContent").and_then(Value::as_str).filter(|s| !s.is_empty());
     let generation_config = non_empty(get(body, "generationConfig"));
     let mut p = match cache_name {
         None => {
@@ -88,10 +86,7 @@ pub fn build(
                 .get(cache_id(name))
                 .filter(|c| &c.owner == caller)
                 .ok_or_else(|| GeminiError::permission_denied(CACHE_NOT_FOUND))?;
-            if system_of(body).is_some()
-                || !is_empty(get(body, "tools"))
-                || !is_empty(get(body, "toolConfig"))
-            {
+            if system_of(body).is_some() || !is_empty(get(body, "tools")) || !is_empty(get(body, "toolConfig")) {
                 return Err(GeminiError::invalid_argument(CONFLICT));
             }
             if cache.model != model {
@@ -118,16 +113,9 @@ pub fn build(
         store.own_file(caller, &id, now)?;
     }
     if p.contents.is_empty() {
-        return Err(GeminiError::invalid_argument(
-            "* GenerateContentRequest.contents: contents is not specified\n",
-        ));
+        return Err(GeminiError::invalid_argument("* GenerateContentRequest.contents: contents is not specified\n"));
     }
-    p.counts = tokens::prompt_counts(
-        p.system.as_ref(),
-        p.tools.as_ref(),
-        p.tool_config.as_ref(),
-        &p.contents,
-    );
+    p.counts = tokens::prompt_counts(p.system.as_ref(), p.tools.as_ref(), p.tool_config.as_ref(), &p.contents);
     Ok(p)
 }
 
@@ -135,24 +123,12 @@ pub fn build(
 fn file_refs(contents: &[Value]) -> Vec<String> {
     contents
         .iter()
-        .filter_map(|c| {
-            c.as_object()
-                .and_then(|o| get(o, "parts"))
-                .and_then(Value::as_array)
-        })
+        .filter_map(|c| c.as_object().and_then(|o| get(o, "parts")).and_then(Value::as_array))
         .flatten()
-        .filter_map(|p| {
-            p.as_object()
-                .and_then(|o| get(o, "fileData"))
-                .and_then(Value::as_object)
-        })
+        .filter_map(|p| p.as_object().and_then(|o| get(o, "fileData")).and_then(Value::as_object))
         .filter_map(|d| get(d, "fileUri").and_then(Value::as_str))
         .filter_map(|uri| {
-            let tail = if let Some(t) = uri.strip_prefix("files/") {
-                t
-            } else {
-                uri.rsplit_once("/files/")?.1
-            };
+            let tail = if let Some(t) = uri.strip_prefix("files/") { t } else { uri.rsplit_once("/files/")?.1 };
             let id = tail.split(['?', ':', '/']).next()?;
             (!id.is_empty()).then(|| id.to_string())
         })
@@ -190,9 +166,6 @@ impl Prompt {
 
     /// A field of generationConfig, in either spelling.
     pub fn gen_field(&self, camel: &str) -> Option<&Value> {
-        self.generation_config
-            .as_ref()
-            .and_then(Value::as_object)
-            .and_then(|g| get(g, camel))
+        self.generation_config.as_ref().and_then(Value::as_object).and_then(|g| get(g, camel))
     }
 }

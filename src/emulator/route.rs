@@ -33,9 +33,7 @@ pub async fn dispatch(State(state): State<EmulatorState>, req: Request) -> Respo
     let Some(api) = path::parse(&path) else {
         return method_not_found().into_response();
     };
-    let upload_id = (api.door == Door::Upload)
-        .then(|| query.get("upload_id").cloned())
-        .flatten();
+    let upload_id = (api.door == Door::Upload).then(|| query.get("upload_id").cloned()).flatten();
     let caller = match upload_id {
         // Chunk uploads carry no API key (Python SDK): the upload_id authorises them.
         Some(_) => None,
@@ -59,22 +57,14 @@ pub async fn dispatch(State(state): State<EmulatorState>, req: Request) -> Respo
         return files::chunk(&state, &id, &parts.headers, body).await;
     };
     let compact = query.get("prettyPrint").is_some_and(|v| v == "false") && !api.is_stream();
-    let resp = route(&state, &caller, &api, &parts, &query, plan, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    if compact {
-        compact_json(resp).await
-    } else {
-        resp
-    }
+    let resp =
+        route(&state, &caller, &api, &parts, &query, plan, body).await.unwrap_or_else(IntoResponse::into_response);
+    if compact { compact_json(resp).await } else { resp }
 }
 
 /// `?prettyPrint=false`: the same JSON without whitespace.
 async fn compact_json(resp: Response) -> Response {
-    let is_json = resp
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v == JSON_CONTENT_TYPE);
+    let is_json = resp.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v == JSON_CONTENT_TYPE);
     if !is_json {
         return resp;
     }
@@ -103,30 +93,20 @@ async fn route(
     let m = &parts.method;
     let v = api.version;
     let origin = files::origin(&parts.headers);
-    if plan.drop
-        && !matches!(
-            api.method,
-            Some("generateContent" | "streamGenerateContent")
-        )
-    {
+    if plan.drop && !matches!(api.method, Some("generateContent" | "streamGenerateContent")) {
         return Ok(super::stream::dropped());
     }
     match (api.door, api.collection, api.id, api.method) {
         (Door::Upload, "files", None, None) if m == Method::POST => {
             files::start(state, caller, v, &parts.headers, &read_json(body).await?)
         }
-        (Door::Download, "files", Some(id), Some("download"))
-        | (Door::Api, "files", Some(id), Some("download"))
+        (Door::Download, "files", Some(id), Some("download")) | (Door::Api, "files", Some(id), Some("download"))
             if m == Method::GET =>
         {
             files::download(state, caller, id)
         }
-        (Door::Api, "models", None, None) if m == Method::GET => {
-            Ok(models::list(state.config(), query))
-        }
-        (Door::Api, "models", Some(id), None) if m == Method::GET => {
-            models::get_one(state.config(), id, v)
-        }
+        (Door::Api, "models", None, None) if m == Method::GET => Ok(models::list(state.config(), query)),
+        (Door::Api, "models", Some(id), None) if m == Method::GET => models::get_one(state.config(), id, v),
         (Door::Api, "models" | "tunedModels", Some(_), Some(method)) if m == Method::POST => {
             let model = api.model_name().unwrap_or_default();
             models::check(state.config(), &model, v, method)?;
@@ -134,68 +114,40 @@ async fn route(
             match method {
                 "generateContent" | "streamGenerateContent" => {
                     let stream = method == "streamGenerateContent";
-                    let call = Call {
-                        state,
-                        caller,
-                        model,
-                        stream,
-                        headers: &parts.headers,
-                        query,
-                        plan,
-                    };
+                    let call = Call { state, caller, model, stream, headers: &parts.headers, query, plan };
                     generate_api::generate(call, &body)
                 }
                 "countTokens" => generate_api::count_tokens(state, caller, &model, &body),
                 "embedContent" => models::embed(state.config(), &model, &body),
                 "batchEmbedContents" => models::batch_embed(state.config(), &model, &body),
-                "batchGenerateContent" => batches::create(
-                    state,
-                    caller,
-                    v,
-                    &model,
-                    Kind::Generate,
-                    format!("{origin}/{v}"),
-                    &body,
-                ),
-                "asyncBatchEmbedContent" => batches::create(
-                    state,
-                    caller,
-                    v,
-                    &model,
-                    Kind::Embed,
-                    format!("{origin}/{v}"),
-                    &body,
-                ),
+                "batchGenerateContent" => {
+                    batches::create(state, caller, v, &model, Kind::Generate, format!("{origin}/{v}"), &body)
+                }
+                "asyncBatchEmbedContent" => {
+                    batches::create(state, caller, v, &model, Kind::Embed, format!("{origin}/{v}"), &body)
+                }
                 _ => Err(method_not_found()),
             }
         }
         (Door::Api, "cachedContents", None, None) if m == Method::POST => {
             caches::create(state, caller, v, &read_json(body).await?)
         }
-        (Door::Api, "cachedContents", None, None) if m == Method::GET => {
-            caches::list(state, caller, query)
-        }
+        (Door::Api, "cachedContents", None, None) if m == Method::GET => caches::list(state, caller, query),
         (Door::Api, "cachedContents", Some(id), None) => match *m {
             Method::GET => caches::get_one(state, caller, id),
             Method::PATCH => caches::patch(state, caller, id, &read_json(body).await?),
             Method::DELETE => caches::delete(state, caller, id),
             _ => Err(method_not_found()),
         },
-        (Door::Api, "batches", None, None) if m == Method::GET => {
-            Ok(batches::list(state, caller, query))
-        }
+        (Door::Api, "batches", None, None) if m == Method::GET => Ok(batches::list(state, caller, query)),
         (Door::Api, "batches", Some(id), None) => match *m {
             Method::GET => batches::get_one(state, caller, id),
             Method::DELETE => batches::delete(state, caller, id),
             _ => Err(method_not_found()),
         },
-        (Door::Api, "batches", Some(id), Some("cancel")) if m == Method::POST => {
-            batches::cancel(state, caller, id)
-        }
+        (Door::Api, "batches", Some(id), Some("cancel")) if m == Method::POST => batches::cancel(state, caller, id),
         (Door::Api, "batches", Some(id), Some("delete")) => batches::delete(state, caller, id),
-        (Door::Api, "files", None, None) if m == Method::GET => {
-            Ok(files::list(state, caller, query))
-        }
+        (Door::Api, "files", None, None) if m == Method::GET => Ok(files::list(state, caller, query)),
         (Door::Api, "files", Some(id), None) => match *m {
             Method::GET => files::get_one(state, caller, id),
             Method::DELETE => files::delete(state, caller, id),

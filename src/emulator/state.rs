@@ -38,12 +38,7 @@ impl EmulatorState {
     pub fn new(config: EmulatorConfig) -> Self {
         let clock = Clock::new(config.clock.speed);
         let rng = StdRng::seed_from_u64(config.faults.seed);
-        Self(Arc::new(Inner {
-            config,
-            clock,
-            store: Mutex::new(Store::default()),
-            rng: Mutex::new(rng),
-        }))
+        Self(Arc::new(Inner { config, clock, store: Mutex::new(Store::default()), rng: Mutex::new(rng) }))
     }
 
     pub fn config(&self) -> &EmulatorConfig {

@@ -26,11 +26,7 @@ fn frame(framing: Framing, v: &Value, first: bool) -> Vec<u8> {
             out
         }
         Framing::JsonArray => {
-            let mut out = if first {
-                b"[".to_vec()
-            } else {
-                b"\n,\r\n".to_vec()
-            };
+            let mut out = if first { b"[".to_vec() } else { b"\n,\r\n".to_vec() };
             out.extend(serde_json::to_vec_pretty(v).unwrap_or_default());
             out
         }
@@ -85,16 +81,14 @@ pub fn respond(framing: Framing, events: Vec<Value>, delay: Duration, plan: &Pla
         Framing::Sse => "text/event-stream",
         Framing::JsonArray => JSON_CONTENT_TYPE,
     };
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     resp
 }
 
 /// A 200 whose body fails before any byte: the connection drops.
 pub fn dropped() -> Response {
-    let body = futures::stream::once(async {
-        Err::<Bytes, _>(std::io::Error::other("emulator fault: connection dropped"))
-    });
+    let body =
+        futures::stream::once(async { Err::<Bytes, _>(std::io::Error::other("emulator fault: connection dropped")) });
     Response::new(Body::from_stream(body))
 }
 
@@ -108,9 +102,6 @@ mod tests {
         let v = json!({"a": 1});
         assert_eq!(frame(Framing::Sse, &v, true), b"data: {\"a\":1}\r\n\r\n");
         assert_eq!(frame(Framing::JsonArray, &v, true), b"[{\n  \"a\": 1\n}");
-        assert_eq!(
-            frame(Framing::JsonArray, &v, false),
-            b"\n,\r\n{\n  \"a\": 1\n}"
-        );
+        assert_eq!(frame(Framing::JsonArray, &v, false), b"\n,\r\n{\n  \"a\": 1\n}");
     }
 }

@@ -82,13 +82,7 @@ pub struct SeedStream {
 
 impl SeedStream {
     pub fn new(seed: &[u8; 32], label: u64) -> Self {
-        Self {
-            seed: *seed,
-            label,
-            counter: 0,
-            buf: [0; 32],
-            pos: 32,
-        }
+        Self { seed: *seed, label, counter: 0, buf: [0; 32], pos: 32 }
     }
 
     pub fn next_u32(&mut self) -> u32 {
@@ -146,27 +140,16 @@ pub fn text(seed: &[u8; 32], label: u64, min_words: usize, max_words: usize) -> 
 /// Arguments for a declared function: one deterministic value per schema property.
 pub fn function_args(declaration: &Map<String, Value>, seed: &[u8; 32]) -> Value {
     use crate::gemini::canonical::get;
-    let schema =
-        get(declaration, "parameters").or_else(|| get(declaration, "parametersJsonSchema"));
-    let Some(props) = schema
-        .and_then(Value::as_object)
-        .and_then(|s| s.get("properties"))
-        .and_then(Value::as_object)
+    let schema = get(declaration, "parameters").or_else(|| get(declaration, "parametersJsonSchema"));
+    let Some(props) = schema.and_then(Value::as_object).and_then(|s| s.get("properties")).and_then(Value::as_object)
     else {
         return json!({});
     };
     let mut s = SeedStream::new(seed, 0xfc);
     let mut args = Map::new();
     for (name, prop) in props {
-        let ty = prop
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("string")
-            .to_ascii_lowercase();
-        let enum_vals = prop
-            .get("enum")
-            .and_then(Value::as_array)
-            .filter(|a| !a.is_empty());
+        let ty = prop.get("type").and_then(Value::as_str).unwrap_or("string").to_ascii_lowercase();
+        let enum_vals = prop.get("enum").and_then(Value::as_array).filter(|a| !a.is_empty());
         let v = match (ty.as_str(), enum_vals) {
             (_, Some(vals)) => vals[s.below(vals.len())].clone(),
             ("integer", _) => json!(s.below(100)),
@@ -184,27 +167,14 @@ pub fn function_args(declaration: &Map<String, Value>, seed: &[u8; 32]) -> Value
 /// A unit-length embedding of `dims` values derived from `seed`.
 pub fn embedding(seed: &[u8; 32], dims: usize) -> Vec<f64> {
     let mut s = SeedStream::new(seed, 0xe6);
-    let raw: Vec<f64> = (0..dims)
-        .map(|_| (s.next_u32() as f64 / u32::MAX as f64) * 2.0 - 1.0)
-        .collect();
-    let norm = raw
-        .iter()
-        .map(|x| x * x)
-        .sum::<f64>()
-        .sqrt()
-        .max(f64::MIN_POSITIVE);
-    raw.into_iter()
-        .map(|x| ((x / norm) * 1e7).round() / 1e7)
-        .collect()
+    let raw: Vec<f64> = (0..dims).map(|_| (s.next_u32() as f64 / u32::MAX as f64) * 2.0 - 1.0).collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+    raw.into_iter().map(|x| ((x / norm) * 1e7).round() / 1e7).collect()
 }
 
 /// Byte offsets that split `text` into at most `n` non-empty pieces on word boundaries.
 pub fn split_points(text: &str, n: usize) -> Vec<usize> {
-    let starts: Vec<usize> = text
-        .char_indices()
-        .filter(|(i, c)| *i > 0 && *c == ' ')
-        .map(|(i, _)| i)
-        .collect();
+    let starts: Vec<usize> = text.char_indices().filter(|(i, c)| *i > 0 && *c == ' ').map(|(i, _)| i).collect();
     let words = starts.len() + 1;
     let n = n.clamp(1, words);
     let mut cuts = vec![0];

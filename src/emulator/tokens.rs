@@ -91,11 +91,7 @@ pub fn part_counts(part: &Value) -> Counts {
 /// Tokens of a Content (`{"parts":[…],"role":…}`); the role costs nothing.
 pub fn content_counts(content: &Value) -> Counts {
     let mut c = Counts::default();
-    if let Some(parts) = content
-        .as_object()
-        .and_then(|o| canonical::get(o, "parts"))
-        .and_then(Value::as_array)
-    {
+    if let Some(parts) = content.as_object().and_then(|o| canonical::get(o, "parts")).and_then(Value::as_array) {
         for p in parts {
             c.add(&part_counts(p));
         }
@@ -105,10 +101,7 @@ pub fn content_counts(content: &Value) -> Counts {
 
 /// Tokens of a whole message value counted as canonical JSON (tools, toolConfig).
 pub fn json_counts(v: &Value) -> Counts {
-    Counts {
-        text: tokens_for_bytes(canonical::to_vec(v).len()),
-        ..Counts::default()
-    }
+    Counts { text: tokens_for_bytes(canonical::to_vec(v).len()), ..Counts::default() }
 }
 
 /// Tokens of the pieces of a prompt: system instruction, tools, tool config and contents.
@@ -171,9 +164,7 @@ mod tests {
 
     #[test]
     fn text_parts_cost_a_quarter_of_their_bytes_rounded_up() {
-        let c = content_counts(
-            &json!({"role": "user", "parts": [{"text": "hello"}, {"text": "abcd"}]}),
-        );
+        let c = content_counts(&json!({"role": "user", "parts": [{"text": "hello"}, {"text": "abcd"}]}));
         assert_eq!(c.text, 2 + 1);
         assert_eq!(text_tokens(""), 0);
         assert_eq!(text_tokens("é"), 1);
@@ -189,19 +180,11 @@ mod tests {
 
     #[test]
     fn usage_omits_zero_fields_and_totals_add_up() {
-        let prompt = Counts {
-            text: 10,
-            ..Counts::default()
-        };
+        let prompt = Counts { text: 10, ..Counts::default() };
         let u = usage_json(&prompt, &Counts::default(), 5, 0);
         assert_eq!(u["totalTokenCount"], 15);
-        assert!(
-            u.get("cachedContentTokenCount").is_none() && u.get("thoughtsTokenCount").is_none()
-        );
-        let cached = Counts {
-            text: 4,
-            ..Counts::default()
-        };
+        assert!(u.get("cachedContentTokenCount").is_none() && u.get("thoughtsTokenCount").is_none());
+        let cached = Counts { text: 4, ..Counts::default() };
         let u = usage_json(&prompt, &cached, 5, 3);
         assert_eq!(u["totalTokenCount"], 18);
         assert_eq!(u["cacheTokensDetails"][0]["tokenCount"], 4);

@@ -70,9 +70,7 @@ pub fn get<'a>(obj: &'a Map<String, Value>, camel: &str) -> Option<&'a Value> {
     if let Some(v) = obj.get(camel) {
         return Some(v);
     }
-    obj.iter()
-        .find(|(k, _)| k.contains('_') && camel_key(k) == camel)
-        .map(|(_, v)| v)
+    obj.iter().find(|(k, _)| k.contains('_') && camel_key(k) == camel).map(|(_, v)| v)
 }
 
 /// Removes a field given by its camelCase name, in either spelling; returns the removed value.
@@ -80,10 +78,7 @@ pub fn take(obj: &mut Map<String, Value>, camel: &str) -> Option<Value> {
     if let Some(v) = obj.shift_remove(camel) {
         return Some(v);
     }
-    let key = obj
-        .keys()
-        .find(|k| k.contains('_') && camel_key(k) == camel)?
-        .clone();
+    let key = obj.keys().find(|k| k.contains('_') && camel_key(k) == camel)?.clone();
     obj.shift_remove(&key)
 }
 
@@ -257,7 +252,8 @@ mod tests {
         let a = json!({"functionCall": {"name": "f", "args": {"user_id": 1}}});
         let b = json!({"functionCall": {"name": "f", "args": {"userId": 1}}});
         assert_ne!(to_vec(&a), to_vec(&b));
-        let s = json!({"parameters": {"type": "object", "properties": {"user_id": {"type": "string", "max_length": 3}}}});
+        let s =
+            json!({"parameters": {"type": "object", "properties": {"user_id": {"type": "string", "max_length": 3}}}});
         let out = String::from_utf8(to_vec(&s)).unwrap();
         assert!(out.contains("\"user_id\""), "{out}");
         assert!(out.contains("\"maxLength\""), "{out}");

@@ -70,14 +70,7 @@ pub fn parse(path: &str) -> Option<ApiPath<'_>> {
         Some(a) => (Some(a), None),
         None => (None, coll_method),
     };
-    Some(ApiPath {
-        door,
-        version,
-        collection,
-        id,
-        method,
-        rest,
-    })
+    Some(ApiPath { door, version, collection, id, method, rest })
 }
 
 impl ApiPath<'_> {
@@ -85,10 +78,7 @@ impl ApiPath<'_> {
     pub fn is_generate(&self) -> bool {
         self.door == Door::Api
             && matches!(self.collection, "models" | "tunedModels")
-            && matches!(
-                self.method,
-                Some("generateContent" | "streamGenerateContent")
-            )
+            && matches!(self.method, Some("generateContent" | "streamGenerateContent"))
     }
 
     pub fn is_stream(&self) -> bool {

@@ -5,6 +5,8 @@ mod respond;
 
 use crate::app::{AppState, record_upstream_time};
 use crate::caching::{self, Outcome, Plan};
+use crate::deferral::Tier;
+use crate::deferral::marking::TIER_HEADER;
 use crate::error::GatewayError;
 use crate::gemini::path::{self, Door};
 use crate::proxy::{self, UpstreamRequest};
@@ -19,10 +21,7 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let result = match path::parse(req.uri().path()) {
         Some(p) if p.is_generate() && req.method() == Method::POST => generate(&state, req).await,
         Some(p) if p.door == Door::Upload => {
-            let origin = req
-                .uri()
-                .query()
-                .and_then(|q| state.uploads().origin_for(q));
+            let origin = req.uri().query().and_then(|q| state.uploads().origin_for(q));
             proxy::passthrough(&state, req, origin).await
         }
         _ => proxy::passthrough(&state, req, None).await,
@@ -33,43 +32,53 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 /// generateContent / streamGenerateContent: read and parse the body once, plan caching, send,
 /// and on a cache rejection resend the original once.
 async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayError> {
-    let (parts, body) =
-        proxy::read_limited_body(req, state.config().server.max_json_body_bytes).await?;
+    let (parts, body) = proxy::read_limited_body(req, state.config().server.max_json_body_bytes).await?;
     let value: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
     let uri_path = parts.uri.path().to_string();
-    let api = path::parse(&uri_path)
-        .ok_or_else(|| GatewayError::Internal("unparsable generate path".into()))?;
+    let api = path::parse(&uri_path).ok_or_else(|| GatewayError::Internal("unparsable generate path".into()))?;
     let query = parts.uri.query();
-    let plan = match (state.caching(), value.as_object()) {
+    // Deferred execution: batch requests are acknowledged from the durable queue and never reach
+    // the code below; flex goes on below with `serviceTier`. Fails open to standard.
+    let mut tier = None;
+    if let Some(d) = state.deferral() {
+        let scope = d.observe(&parts.headers, query);
+        match d.mark(&api, &parts.headers, &uri_path, scope.as_deref()) {
+            Err(e) => return Ok(e.into_response()),
+            Ok(None) => {}
+            Ok(Some(m)) => {
+                tier = Some(m.tier);
+                if m.tier == Tier::Batch {
+                    tier = Some(Tier::Standard);
+                    if let (Some(scope), Some(model)) = (&scope, api.model_name()) {
+                        match d.defer(scope, &model, &body, &value, &m).await {
+                            Ok(resp) => return Ok(resp),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "deferral queue unavailable; serving at standard tier")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut plan = match (state.caching(), value.as_object()) {
         (Some(c), Some(obj)) => c.plan(&api, &parts.headers, query, obj).await,
-        _ => Plan {
-            annotation: caching::Annotation {
-                outcome: Outcome::Bypass,
-                cache_name: None,
-                prefix_tokens: 0,
-            },
-            rewritten: None,
-            key: None,
-            model: String::new(),
-            total_bytes: 0,
-        },
+        _ => Plan::bypass(),
     };
     let mut headers = proxy::copy_request_headers(&parts.headers);
     headers.remove(header::CONTENT_LENGTH);
+    for h in crate::deferral::marking::REQUEST_HEADERS {
+        headers.remove(h);
+    }
     if state.caching().is_some() {
         // The gateway reads usage from the response, so it asks for it uncompressed.
         headers.remove(header::ACCEPT_ENCODING);
     }
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    let send = |bytes: Bytes| send(state, &path_and_query, &headers, bytes);
+    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let flex = tier == Some(Tier::Flex);
+    let send = |bytes: Bytes| send(state, &path_and_query, &headers, bytes, flex);
 
-    let mut annotation = plan.annotation.clone();
     let resp = match &plan.rewritten {
         None => send(body.clone()).await?,
         Some(rewritten) => {
@@ -82,33 +91,33 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
                 proxy::copy_response_headers(resp.headers(), &mut resp_headers);
                 let err_body = resp.bytes().await.unwrap_or_default();
                 if !caching::is_cache_rejection(status, &err_body) {
-                    return Ok(respond::buffered(
-                        status,
-                        resp_headers,
-                        err_body,
-                        &annotation,
-                    ));
+                    return Ok(respond::buffered(status, resp_headers, err_body, &plan.annotation));
                 }
                 // Fail open: the cache is gone or refused; forget it and send the original once.
                 if let (Some(c), Some(key)) = (state.caching(), &plan.key) {
                     c.invalidate(key).await;
                 }
                 metrics::counter!(telemetry::CACHE_RETRIES).increment(1);
-                tracing::info!(
-                    status,
-                    "cache rejected upstream; resending the original request"
-                );
-                annotation = caching::Annotation {
-                    outcome: Outcome::Error,
-                    cache_name: None,
-                    prefix_tokens: 0,
-                };
+                tracing::info!(status, "cache rejected upstream; resending the original request");
+                plan.annotation = caching::Annotation::new(Outcome::Error);
+                plan.key = None;
+                plan.overhead_usd = 0.0;
                 send(body.clone()).await?
             }
         }
     };
+    let served = tier.map(|t| match resp.headers().get(TIER_HEADER) {
+        Some(v) if v == "flex" => Tier::Flex,
+        Some(_) => Tier::Standard,
+        None => t,
+    });
+    plan.annotation.tier = served.map(|t| (t.as_str(), t.discount()));
     let sse = api.is_stream() && query.is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
-    Ok(respond::respond(state, resp, &plan, annotation, api.is_stream(), sse).await)
+    let mut out = respond::respond(state, resp, &plan, api.is_stream(), sse).await;
+    if let Some(t) = served {
+        out.headers_mut().insert(TIER_HEADER, http::HeaderValue::from_static(t.as_str()));
+    }
+    Ok(out)
 }
 
 async fn send(
@@ -116,7 +125,12 @@ async fn send(
     path_and_query: &str,
     headers: &HeaderMap,
     body: Bytes,
+    flex: bool,
 ) -> Result<reqwest::Response, GatewayError> {
+    if flex {
+        let cfg = &state.config().deferral;
+        return crate::deferral::flex::send(state.upstream(), cfg, path_and_query, headers, body).await;
+    }
     let started = std::time::Instant::now();
     let req = UpstreamRequest {
         method: Method::POST,

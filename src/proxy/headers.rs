@@ -26,8 +26,7 @@ pub fn copy_request_headers(from: &HeaderMap) -> HeaderMap {
     let listed = connection_listed(from);
     let mut out = HeaderMap::with_capacity(from.len());
     for (name, value) in from {
-        if is_hop_by_hop(name) || name == header::HOST || listed.iter().any(|l| l == name.as_str())
-        {
+        if is_hop_by_hop(name) || name == header::HOST || listed.iter().any(|l| l == name.as_str()) {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -64,10 +63,7 @@ mod tests {
     #[test]
     fn drops_hop_by_hop_and_keeps_credentials() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "connection",
-            HeaderValue::from_static("keep-alive, x-drop-me"),
-        );
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-drop-me"));
         h.insert("x-drop-me", HeaderValue::from_static("1"));
         h.insert("host", HeaderValue::from_static("gw:8080"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));

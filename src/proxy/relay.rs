@@ -26,19 +26,11 @@ impl BodyMeter {
 }
 
 fn content_length(req: &Request) -> Option<u64> {
-    req.headers()
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    req.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Reads a whole request body, refusing more than `limit` bytes with 413.
-pub async fn read_limited_body(
-    req: Request,
-    limit: u64,
-) -> Result<(http::request::Parts, Bytes), GatewayError> {
+pub async fn read_limited_body(req: Request, limit: u64) -> Result<(http::request::Parts, Bytes), GatewayError> {
     if content_length(&req).is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
@@ -50,10 +42,7 @@ pub async fn read_limited_body(
             BodyMeter::REQUEST.add(bytes.len());
             Ok((parts, bytes))
         }
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(GatewayError::BodyTooLarge { limit })
         }
         Err(e) => Err(GatewayError::ClientBody(e.to_string())),
@@ -61,31 +50,20 @@ pub async fn read_limited_body(
 }
 
 /// Forwards a request as it came, streaming its body, and relays the response.
-pub async fn passthrough(
-    state: &AppState,
-    req: Request,
-    origin: Option<String>,
-) -> Result<Response, GatewayError> {
+pub async fn passthrough(state: &AppState, req: Request, origin: Option<String>) -> Result<Response, GatewayError> {
     let limit = state.config().server.max_body_bytes;
     if content_length(&req).is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
     let (parts, body) = req.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
+    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
     let headers = copy_request_headers(&parts.headers);
-    let stream = http_body_util::Limited::new(body, limit as usize)
-        .into_data_stream()
-        .map(|r| {
-            if let Ok(b) = &r {
-                BodyMeter::REQUEST.add(b.len());
-            }
-            r
-        });
+    let stream = http_body_util::Limited::new(body, limit as usize).into_data_stream().map(|r| {
+        if let Ok(b) = &r {
+            BodyMeter::REQUEST.add(b.len());
+        }
+        r
+    });
     let upstream_req = UpstreamRequest {
         method: parts.method.clone(),
         path_and_query,
@@ -93,15 +71,10 @@ pub async fn passthrough(
         body: reqwest::Body::wrap_stream(stream),
     };
     let started = std::time::Instant::now();
-    let resp = state
-        .upstream()
-        .send_to(origin.as_deref(), upstream_req)
-        .await?;
+    let resp = state.upstream().send_to(origin.as_deref(), upstream_req).await?;
     crate::app::record_upstream_time(started.elapsed());
     let mut out = relay_response(resp);
-    state
-        .uploads()
-        .rewrite(&parts.headers, out.headers_mut(), state.upstream().base());
+    state.uploads().rewrite(&parts.headers, out.headers_mut(), state.upstream().base());
     Ok(out)
 }
 

@@ -17,16 +17,10 @@ pub struct UploadRoutes {
 
 impl UploadRoutes {
     pub fn new(public_url: &str) -> Self {
-        let public_url =
-            (!public_url.is_empty()).then(|| public_url.trim_end_matches('/').to_string());
-        let origins = moka::sync::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_idle(Duration::from_secs(7 * 24 * 3600))
-            .build();
-        Self {
-            public_url,
-            origins,
-        }
+        let public_url = (!public_url.is_empty()).then(|| public_url.trim_end_matches('/').to_string());
+        let origins =
+            moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(7 * 24 * 3600)).build();
+        Self { public_url, origins }
     }
 
     /// The base URL the client reached the gateway at.
@@ -35,26 +29,16 @@ impl UploadRoutes {
             return Some(p.clone());
         }
         let get = |n: &str| {
-            req.get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+            req.get(n).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string())
         };
-        let host = get("x-forwarded-host")
-            .filter(|h| !h.is_empty())
-            .or_else(|| get("host"))?;
-        let proto = get("x-forwarded-proto")
-            .filter(|p| p == "https")
-            .unwrap_or_else(|| "http".into());
+        let host = get("x-forwarded-host").filter(|h| !h.is_empty()).or_else(|| get("host"))?;
+        let proto = get("x-forwarded-proto").filter(|p| p == "https").unwrap_or_else(|| "http".into());
         Some(format!("{proto}://{host}"))
     }
 
     /// If the response carries an upload URL, points it at the gateway.
     pub fn rewrite(&self, req: &HeaderMap, resp: &mut HeaderMap, upstream_base: &str) {
-        let Some(original) = resp
-            .get(UPLOAD_URL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-        else {
+        let Some(original) = resp.get(UPLOAD_URL).and_then(|v| v.to_str().ok()).map(str::to_string) else {
             return;
         };
         let Some(gateway) = self.gateway_base(req) else {
@@ -88,9 +72,7 @@ impl UploadRoutes {
 }
 
 fn upload_id(query: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "upload_id")
-        .map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "upload_id").map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
@@ -124,23 +106,11 @@ mod tests {
     #[test]
     fn remembers_foreign_upload_hosts() {
         let routes = UploadRoutes::new("https://gw.example.com");
-        let mut resp = headers(&[(
-            UPLOAD_URL,
-            "https://uploads.example.net/upload/v1/files?upload_id=z9",
-        )]);
-        routes.rewrite(
-            &HeaderMap::new(),
-            &mut resp,
-            "https://generativelanguage.googleapis.com",
-        );
+        let mut resp = headers(&[(UPLOAD_URL, "https://uploads.example.net/upload/v1/files?upload_id=z9")]);
+        routes.rewrite(&HeaderMap::new(), &mut resp, "https://generativelanguage.googleapis.com");
+        assert_eq!(resp[UPLOAD_URL], "https://gw.example.com/upload/v1/files?upload_id=z9");
         assert_eq!(
-            resp[UPLOAD_URL],
-            "https://gw.example.com/upload/v1/files?upload_id=z9"
-        );
-        assert_eq!(
-            routes
-                .origin_for("upload_protocol=resumable&upload_id=z9")
-                .as_deref(),
+            routes.origin_for("upload_protocol=resumable&upload_id=z9").as_deref(),
             Some("https://uploads.example.net")
         );
     }

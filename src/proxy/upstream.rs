@@ -33,11 +33,7 @@ impl Upstream {
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self {
-            client,
-            base: cfg.url.trim_end_matches('/').to_string(),
-            timeout: cfg.timeout,
-        })
+        Ok(Self { client, base: cfg.url.trim_end_matches('/').to_string(), timeout: cfg.timeout })
     }
 
     pub fn base(&self) -> &str {
@@ -50,17 +46,9 @@ impl Upstream {
 
     /// Sends a request to `origin` (scheme://host:port[/prefix]) or, by default, to the configured
     /// base, and waits for the response headers within the configured timeout.
-    pub async fn send_to(
-        &self,
-        origin: Option<&str>,
-        req: UpstreamRequest,
-    ) -> Result<reqwest::Response, GatewayError> {
+    pub async fn send_to(&self, origin: Option<&str>, req: UpstreamRequest) -> Result<reqwest::Response, GatewayError> {
         let url = format!("{}{}", origin.unwrap_or(&self.base), req.path_and_query);
-        let builder = self
-            .client
-            .request(req.method, url)
-            .headers(req.headers)
-            .body(req.body);
+        let builder = self.client.request(req.method, url).headers(req.headers).body(req.body);
         match tokio::time::timeout(self.timeout, builder.send()).await {
             Err(_) => Err(GatewayError::UpstreamTimeout(self.timeout)),
             Ok(Ok(resp)) => Ok(resp),

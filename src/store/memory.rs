@@ -15,10 +15,7 @@ impl Store for MemoryStore {
         Ok(self.caches.lock().expect("poisoned").get(key).cloned())
     }
     async fn put_cache(&self, entry: &CacheEntry) -> StoreResult<()> {
-        self.caches
-            .lock()
-            .expect("poisoned")
-            .insert(entry.key.clone(), entry.clone());
+        self.caches.lock().expect("poisoned").insert(entry.key.clone(), entry.clone());
         Ok(())
     }
     async fn remove_cache(&self, key: &str) -> StoreResult<()> {
@@ -26,13 +23,7 @@ impl Store for MemoryStore {
         Ok(())
     }
     async fn list_caches(&self) -> StoreResult<Vec<CacheEntry>> {
-        Ok(self
-            .caches
-            .lock()
-            .expect("poisoned")
-            .values()
-            .cloned()
-            .collect())
+        Ok(self.caches.lock().expect("poisoned").values().cloned().collect())
     }
     async fn ping(&self) -> StoreResult<()> {
         Ok(())

@@ -35,6 +35,34 @@ pub struct CacheEntry {
     pub hits: u64,
 }
 
+impl CacheEntry {
+    /// A fresh entry: created at `created_ms`, last used then, no hits yet.
+    #[expect(clippy::too_many_arguments, reason = "a plain record; every field is required")]
+    pub fn new(
+        key: &str,
+        name: &str,
+        model: &str,
+        scope: &str,
+        tokens: u64,
+        contents: usize,
+        created_ms: i64,
+        expire_ms: i64,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            name: name.into(),
+            model: model.into(),
+            scope: scope.into(),
+            tokens,
+            contents,
+            created_ms,
+            expire_ms,
+            last_used_ms: created_ms,
+            hits: 0,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
 pub struct StoreError(pub String);
@@ -58,11 +86,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes the creation lease for `key` for `ttl`; `Some(fencing token)` when taken. A store
     /// used by one process needs no lease: in-process single flight already holds.
-    async fn acquire_lease(
-        &self,
-        _key: &str,
-        _ttl: std::time::Duration,
-    ) -> StoreResult<Option<u64>> {
+    async fn acquire_lease(&self, _key: &str, _ttl: std::time::Duration) -> StoreResult<Option<u64>> {
         Ok(Some(0))
     }
 
@@ -80,11 +104,7 @@ pub trait Store: Send + Sync + 'static {
 pub fn open(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match cfg.backend.as_str() {
         "memory" => Arc::new(MemoryStore::default()),
-        "redis" => Arc::new(RedisStore::open(
-            &cfg.redis_url,
-            &cfg.redis_prefix,
-            cfg.redis_timeout,
-        )?),
+        "redis" => Arc::new(RedisStore::open(&cfg.redis_url, &cfg.redis_prefix, cfg.redis_timeout)?),
         _ => Arc::new(SqliteStore::open(&cfg.sqlite_path)?),
     })
 }
@@ -95,18 +115,16 @@ pub(crate) mod contract {
     use super::*;
 
     pub fn entry(key: &str, expire_ms: i64) -> CacheEntry {
-        CacheEntry {
-            key: key.into(),
-            name: format!("cachedContents/{key}"),
-            model: "models/gemini-2.5-flash".into(),
-            scope: "s".repeat(64),
-            tokens: 8000,
-            contents: 2,
-            created_ms: 1,
+        CacheEntry::new(
+            key,
+            &format!("cachedContents/{key}"),
+            "models/gemini-2.5-flash",
+            &"s".repeat(64),
+            8000,
+            2,
+            1,
             expire_ms,
-            last_used_ms: 2,
-            hits: 3,
-        }
+        )
     }
 
     pub async fn round_trip(store: &dyn Store) {
@@ -116,6 +134,7 @@ pub(crate) mod contract {
         assert_eq!(store.get_cache("a").await.unwrap(), Some(entry("a", 10)));
         let mut updated = entry("a", 99);
         updated.hits = 7;
+        updated.last_used_ms = 50;
         store.put_cache(&updated).await.unwrap();
         assert_eq!(store.get_cache("a").await.unwrap(), Some(updated));
         let mut all = store.list_caches().await.unwrap();

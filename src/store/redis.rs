@@ -39,12 +39,7 @@ return 0
 impl RedisStore {
     /// Does not connect yet: the gateway starts (and stays up) while Redis is down.
     pub fn open(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
-            prefix: prefix.to_string(),
-            timeout,
-            conn: Mutex::new(None),
-        })
+        Ok(Self { client: redis::Client::open(url)?, prefix: prefix.to_string(), timeout, conn: Mutex::new(None) })
     }
 
     async fn conn(&self) -> StoreResult<ConnectionManager> {
@@ -57,13 +52,10 @@ impl RedisStore {
             .set_response_timeout(self.timeout)
             .set_number_of_retries(1)
             .set_max_delay(200);
-        let c = tokio::time::timeout(
-            self.timeout * 4,
-            ConnectionManager::new_with_config(self.client.clone(), cfg),
-        )
-        .await
-        .map_err(|_| err("redis: connect timed out"))?
-        .map_err(err)?;
+        let c = tokio::time::timeout(self.timeout * 4, ConnectionManager::new_with_config(self.client.clone(), cfg))
+            .await
+            .map_err(|_| err("redis: connect timed out"))?
+            .map_err(err)?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -84,29 +76,18 @@ impl RedisStore {
 #[async_trait::async_trait]
 impl Store for RedisStore {
     async fn get_cache(&self, key: &str) -> StoreResult<Option<CacheEntry>> {
-        let raw: Option<String> = self
-            .run(redis::cmd("GET").arg(self.k("cache", key)))
-            .await?;
-        raw.map(|s| serde_json::from_str(&s).map_err(err))
-            .transpose()
+        let raw: Option<String> = self.run(redis::cmd("GET").arg(self.k("cache", key))).await?;
+        raw.map(|s| serde_json::from_str(&s).map_err(err)).transpose()
     }
 
     async fn put_cache(&self, e: &CacheEntry) -> StoreResult<()> {
         let json = serde_json::to_string(e).map_err(err)?;
         let at = e.expire_ms.max(crate::clock::system_ms() + 1_000);
-        self.run::<()>(
-            redis::cmd("SET")
-                .arg(self.k("cache", &e.key))
-                .arg(json)
-                .arg("PXAT")
-                .arg(at),
-        )
-        .await
+        self.run::<()>(redis::cmd("SET").arg(self.k("cache", &e.key)).arg(json).arg("PXAT").arg(at)).await
     }
 
     async fn remove_cache(&self, key: &str) -> StoreResult<()> {
-        self.run::<()>(redis::cmd("DEL").arg(self.k("cache", key)))
-            .await
+        self.run::<()>(redis::cmd("DEL").arg(self.k("cache", key))).await
     }
 
     async fn list_caches(&self) -> StoreResult<Vec<CacheEntry>> {
@@ -114,24 +95,11 @@ impl Store for RedisStore {
         let mut cursor: u64 = 0;
         let pattern = self.k("cache", "*");
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
+            let (next, keys): (u64, Vec<String>) =
+                self.run(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000)).await?;
             if !keys.is_empty() {
                 let values: Vec<Option<String>> = self.run(redis::cmd("MGET").arg(&keys)).await?;
-                out.extend(
-                    values
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|s| serde_json::from_str(&s).ok()),
-                );
+                out.extend(values.into_iter().flatten().filter_map(|s| serde_json::from_str(&s).ok()));
             }
             if next == 0 {
                 return Ok(out);
@@ -149,18 +117,9 @@ impl Store for RedisStore {
     }
 
     async fn acquire_lease(&self, key: &str, ttl: Duration) -> StoreResult<Option<u64>> {
-        let token: u64 = self
-            .run(redis::cmd("INCR").arg(self.k("fence", key)))
-            .await?;
+        let token: u64 = self.run(redis::cmd("INCR").arg(self.k("fence", key))).await?;
         let ok: Option<String> = self
-            .run(
-                redis::cmd("SET")
-                    .arg(self.k("lease", key))
-                    .arg(token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl.as_millis() as u64),
-            )
+            .run(redis::cmd("SET").arg(self.k("lease", key)).arg(token).arg("NX").arg("PX").arg(ttl.as_millis() as u64))
             .await?;
         Ok(ok.map(|_| token))
     }
@@ -183,11 +142,7 @@ impl Store for RedisStore {
         let mut c = self.conn().await?;
         let script = redis::Script::new(FENCED_PUT);
         let mut inv = script.key(self.k("cache", &e.key));
-        inv.key(self.k("lease", &e.key))
-            .key(self.k("cachefence", &e.key))
-            .arg(json)
-            .arg(token)
-            .arg(at);
+        inv.key(self.k("lease", &e.key)).key(self.k("cachefence", &e.key)).arg(json).arg(token).arg(at);
         let done: i64 = tokio::time::timeout(self.timeout, inv.invoke_async(&mut c))
             .await
             .map_err(|_| err("redis: timed out"))?

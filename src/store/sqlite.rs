@@ -37,9 +37,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     async fn with<T: Send + 'static>(
@@ -71,20 +69,14 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<CacheEntry> {
     })
 }
 
-const COLUMNS: &str =
-    "key, name, model, scope, tokens, contents, created_ms, expire_ms, last_used_ms, hits";
+const COLUMNS: &str = "key, name, model, scope, tokens, contents, created_ms, expire_ms, last_used_ms, hits";
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn get_cache(&self, key: &str) -> StoreResult<Option<CacheEntry>> {
         let key = key.to_string();
         self.with(move |c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM caches WHERE key = ?1"),
-                [key],
-                row_to_entry,
-            )
-            .optional()
+            c.query_row(&format!("SELECT {COLUMNS} FROM caches WHERE key = ?1"), [key], row_to_entry).optional()
         })
         .await
     }
@@ -114,11 +106,7 @@ impl Store for SqliteStore {
 
     async fn remove_cache(&self, key: &str) -> StoreResult<()> {
         let key = key.to_string();
-        self.with(move |c| {
-            c.execute("DELETE FROM caches WHERE key = ?1", [key])
-                .map(|_| ())
-        })
-        .await
+        self.with(move |c| c.execute("DELETE FROM caches WHERE key = ?1", [key]).map(|_| ())).await
     }
 
     async fn list_caches(&self) -> StoreResult<Vec<CacheEntry>> {

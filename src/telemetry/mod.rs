@@ -24,6 +24,16 @@ pub const CACHE_HITS: &str = "gemgate_cache_hits_total";
 pub const CACHE_TOKENS_SERVED: &str = "gemgate_cache_tokens_served_total";
 pub const CACHE_RETRIES: &str = "gemgate_cache_fail_open_retries_total";
 pub const REGISTRY_ENTRIES: &str = "gemgate_registry_entries";
+pub const CACHE_SAVED_MICRO_USD: &str = "gemgate_cache_saved_microdollars_total";
+pub const CACHE_STORAGE_MICRO_USD: &str = "gemgate_cache_storage_microdollars_total";
+pub const CACHE_CREATION_MICRO_USD: &str = "gemgate_cache_creation_microdollars_total";
+pub const DEFER_QUEUE_DEPTH: &str = "gemgate_deferral_queue_depth";
+pub const DEFER_OLDEST_AGE: &str = "gemgate_deferral_oldest_queued_age_seconds";
+pub const DEFER_OPEN_JOBS: &str = "gemgate_deferral_open_jobs";
+pub const DEFER_JOBS: &str = "gemgate_deferral_jobs_total";
+pub const DEFER_ITEMS: &str = "gemgate_deferral_items_total";
+pub const DEFER_FLEX: &str = "gemgate_deferral_flex_total";
+pub const DEFER_WEBHOOKS: &str = "gemgate_deferral_webhooks_total";
 
 /// Installs the global tracing subscriber. `RUST_LOG` wins over the configured level.
 pub fn init_tracing(cfg: &TelemetryConfig) {
@@ -33,13 +43,9 @@ pub fn init_tracing(cfg: &TelemetryConfig) {
     let registry = tracing_subscriber::registry().with(filter);
     // Logs go to stderr: stdout carries only the "listening on" line scripts read.
     if cfg.log_format == "json" {
-        let _ = registry
-            .with(fmt::layer().json().with_writer(std::io::stderr))
-            .try_init();
+        let _ = registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init();
     } else {
-        let _ = registry
-            .with(fmt::layer().with_writer(std::io::stderr))
-            .try_init();
+        let _ = registry.with(fmt::layer().with_writer(std::io::stderr)).try_init();
     }
 }
 
@@ -50,8 +56,8 @@ pub fn install_metrics() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let latency = &[
-                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             ];
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), latency)
@@ -70,51 +76,35 @@ pub fn install_metrics() -> PrometheusHandle {
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(REQUESTS, "Requests by matched route, method and status");
-    describe_histogram!(
-        REQUEST_DURATION,
-        Unit::Seconds,
-        "Time until response headers were sent"
-    );
-    describe_histogram!(
-        UPSTREAM_DURATION,
-        Unit::Seconds,
-        "Upstream time until its response headers"
-    );
-    describe_histogram!(
-        OVERHEAD,
-        Unit::Seconds,
-        "Gateway overhead: total minus upstream time"
-    );
-    describe_gauge!(
-        IN_FLIGHT,
-        "Requests being served, streams until their last byte"
-    );
-    describe_counter!(
-        REQUEST_BYTES,
-        Unit::Bytes,
-        "Request body bytes received from clients"
-    );
-    describe_counter!(
-        RESPONSE_BYTES,
-        Unit::Bytes,
-        "Response body bytes sent to clients"
-    );
-    describe_counter!(
-        GATEWAY_ERRORS,
-        "Errors the gateway itself originated, by kind"
-    );
+    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Time until response headers were sent");
+    describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Upstream time until its response headers");
+    describe_histogram!(OVERHEAD, Unit::Seconds, "Gateway overhead: total minus upstream time");
+    describe_gauge!(IN_FLIGHT, "Requests being served, streams until their last byte");
+    describe_counter!(REQUEST_BYTES, Unit::Bytes, "Request body bytes received from clients");
+    describe_counter!(RESPONSE_BYTES, Unit::Bytes, "Response body bytes sent to clients");
+    describe_counter!(GATEWAY_ERRORS, "Errors the gateway itself originated, by kind");
     describe_counter!(CACHE_DECISIONS, "Caching decisions by outcome");
     describe_counter!(CACHE_CREATIONS, "cachedContents.create calls by result");
     describe_counter!(CACHE_RENEWALS, "TTL renewals (PATCH) by result");
     describe_counter!(CACHE_DELETIONS, "Caches deleted by the gateway, by reason");
     describe_counter!(CACHE_HITS, "Requests served through a gateway-made cache");
-    describe_counter!(
-        CACHE_TOKENS_SERVED,
-        "Prompt tokens the upstream served from gateway caches"
-    );
-    describe_counter!(
-        CACHE_RETRIES,
-        "Rewritten requests resent as they came after a cache error"
-    );
+    describe_counter!(CACHE_TOKENS_SERVED, "Prompt tokens the upstream served from gateway caches");
+    describe_counter!(CACHE_RETRIES, "Rewritten requests resent as they came after a cache error");
     describe_gauge!(REGISTRY_ENTRIES, "Entries in the in-process cache registry");
+    describe_counter!(CACHE_SAVED_MICRO_USD, "Estimated gross saving of cache hits, in millionths of a USD, by model");
+    describe_counter!(CACHE_STORAGE_MICRO_USD, "Estimated cache storage committed, in millionths of a USD, by model");
+    describe_counter!(CACHE_CREATION_MICRO_USD, "Estimated cache creation cost, in millionths of a USD, by model");
+    describe_gauge!(
+        DEFER_QUEUE_DEPTH,
+        "Deferred requests waiting: queued (no job yet) or in_job (submitted, no result yet)"
+    );
+    describe_gauge!(DEFER_OLDEST_AGE, Unit::Seconds, "Age of the oldest deferred request not yet in a job");
+    describe_gauge!(DEFER_OPEN_JOBS, "Batch jobs by state: intent or submitted");
+    describe_counter!(
+        DEFER_JOBS,
+        "Batch job transitions: formed, submitted, reconciled, succeeded, failed, expired, cancelled, resubmitted, rejected"
+    );
+    describe_counter!(DEFER_ITEMS, "Deferred requests by outcome: enqueued, response, error, cancelled");
+    describe_counter!(DEFER_FLEX, "Flex attempts by outcome: served, shed, fallback_standard");
+    describe_counter!(DEFER_WEBHOOKS, "Webhook deliveries by outcome");
 }

@@ -34,10 +34,7 @@ pub async fn gateway(config: Config) -> String {
 
 /// A reqwest client that keeps compressed bodies as they are and never follows redirects.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// A forwarding proxy that records every (method, path) it sees, so a test can assert how many
@@ -59,15 +56,9 @@ impl Recorder {
             let (log, upstream, http) = (log.clone(), upstream.clone(), http.clone());
             async move {
                 let (parts, body) = req.into_parts();
-                log.lock()
-                    .unwrap()
-                    .push((parts.method.to_string(), parts.uri.path().to_string()));
+                log.lock().unwrap().push((parts.method.to_string(), parts.uri.path().to_string()));
                 let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-                let pq = parts
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/");
+                let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let mut headers = parts.headers.clone();
                 headers.remove("host");
                 let resp = http
@@ -90,20 +81,12 @@ impl Recorder {
             }
         });
         let addr = serve(router).await;
-        Recorder {
-            url: format!("http://{addr}"),
-            calls,
-        }
+        Recorder { url: format!("http://{addr}"), calls }
     }
 
     /// How many calls had this method and a path ending with `suffix`.
     pub fn count(&self, method: &str, suffix: &str) -> usize {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, p)| m == method && p.ends_with(suffix))
-            .count()
+        self.calls.lock().unwrap().iter().filter(|(m, p)| m == method && p.ends_with(suffix)).count()
     }
 }
 
@@ -132,11 +115,7 @@ impl RedisServer {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        RedisServer {
-            child,
-            url: format!("redis+unix://{}", sock.display()),
-            sock: sock.to_path_buf(),
-        }
+        RedisServer { child, url: format!("redis+unix://{}", sock.display()), sock: sock.to_path_buf() }
     }
 }
 
@@ -145,4 +124,24 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the emulator in-process on port 0 with `cfg`; returns its base URL.
+pub async fn emulator_with(cfg: gemgate::emulator::EmulatorConfig) -> String {
+    let state = gemgate::emulator::EmulatorState::new(cfg);
+    format!("http://{}", serve(gemgate::emulator::router(state)).await)
+}
+
+/// Starts the emulator in-process on port 0 with its defaults.
+pub async fn emulator() -> String {
+    emulator_with(gemgate::emulator::EmulatorConfig::default()).await
+}
+
+/// GETs `url` (with an API key, if given) and parses the JSON body.
+pub async fn get_json(url: &str, key: Option<&str>) -> serde_json::Value {
+    let mut req = client().get(url);
+    if let Some(k) = key {
+        req = req.header("x-goog-api-key", k);
+    }
+    req.send().await.unwrap().json().await.unwrap()
 }

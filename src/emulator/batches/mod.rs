@@ -43,19 +43,13 @@ impl BatchState {
     }
 
     fn done(self) -> bool {
-        matches!(
-            self,
-            BatchState::Succeeded | BatchState::Cancelled | BatchState::Expired
-        )
+        matches!(self, BatchState::Succeeded | BatchState::Cancelled | BatchState::Expired)
     }
 }
 
 /// Where a job's state is after `elapsed` of virtual time, given its delay and expiry.
 /// Returns the state and the offset from creation at which it was entered.
-pub fn state_after(
-    elapsed: chrono::TimeDelta,
-    cfg: &EmulatorConfig,
-) -> (BatchState, chrono::TimeDelta) {
+pub fn state_after(elapsed: chrono::TimeDelta, cfg: &EmulatorConfig) -> (BatchState, chrono::TimeDelta) {
     let d = delta(cfg.batch.processing_delay);
     let e = delta(cfg.batch.expiry);
     if d <= e && elapsed >= d {
@@ -125,9 +119,7 @@ impl BatchJob {
                     .map(|it| {
                         let mut m = Map::new();
                         match &it.outcome {
-                            Outcome::Ok { response, .. } => {
-                                m.insert("response".into(), response.clone())
-                            }
+                            Outcome::Ok { response, .. } => m.insert("response".into(), response.clone()),
                             Outcome::Err { code, message } => {
                                 m.insert("error".into(), json!({"code": code, "message": message}))
                             }
@@ -147,11 +139,7 @@ impl BatchJob {
     pub fn to_json(&self, with_inline: bool) -> Value {
         let (meta_type, out_type) = self.type_names();
         let n = self.items.len();
-        let ok = self
-            .items
-            .iter()
-            .filter(|i| matches!(i.outcome, Outcome::Ok { .. }))
-            .count();
+        let ok = self.items.iter().filter(|i| matches!(i.outcome, Outcome::Ok { .. })).count();
         let mut stats = Map::new();
         stats.insert("requestCount".into(), json!(n.to_string()));
         match self.state {
@@ -168,8 +156,7 @@ impl BatchJob {
             }
             _ => {}
         }
-        let show_output =
-            self.state == BatchState::Succeeded && (with_inline || self.input_file.is_some());
+        let show_output = self.state == BatchState::Succeeded && (with_inline || self.input_file.is_some());
         let mut md = Map::new();
         md.insert("@type".into(), json!(format!("{TYPE_PREFIX}{meta_type}")));
         md.insert("model".into(), json!(self.model));
@@ -219,9 +206,7 @@ impl BatchJob {
             let mut m = Map::new();
             match &it.outcome {
                 Outcome::Ok { response, .. } => m.insert("response".into(), response.clone()),
-                Outcome::Err { code, message } => {
-                    m.insert("error".into(), json!({"code": code, "message": message}))
-                }
+                Outcome::Err { code, message } => m.insert("error".into(), json!({"code": code, "message": message})),
             };
             if let Some(k) = &it.key {
                 m.insert("key".into(), k.clone());

@@ -14,16 +14,8 @@ fn not_found() -> GeminiError {
     GeminiError::not_found("Requested entity was not found.")
 }
 
-fn own<'a>(
-    store: &'a mut Store,
-    caller: &Caller,
-    id: &str,
-) -> Result<&'a mut BatchJob, GeminiError> {
-    store
-        .batches
-        .get_mut(id)
-        .filter(|j| &j.owner == caller)
-        .ok_or_else(not_found)
+fn own<'a>(store: &'a mut Store, caller: &Caller, id: &str) -> Result<&'a mut BatchJob, GeminiError> {
+    store.batches.get_mut(id).filter(|j| &j.owner == caller).ok_or_else(not_found)
 }
 
 pub fn get_one(state: &EmulatorState, caller: &Caller, id: &str) -> Result<Response, GeminiError> {
@@ -35,18 +27,9 @@ pub fn get_one(state: &EmulatorState, caller: &Caller, id: &str) -> Result<Respo
 pub fn list(state: &EmulatorState, caller: &Caller, q: &HashMap<String, String>) -> Response {
     let mut store = state.store();
     store.settle_batches(state.config(), state.clock().now());
-    let mut mine: Vec<&BatchJob> = store
-        .batches
-        .values()
-        .filter(|j| &j.owner == caller)
-        .collect();
+    let mut mine: Vec<&BatchJob> = store.batches.values().filter(|j| &j.owner == caller).collect();
     mine.sort_by(|a, b| (b.create, &b.id).cmp(&(a.create, &a.id)));
-    let (page, next) = paginate(
-        mine.into_iter().map(|j| j.to_json(false)).collect(),
-        q,
-        50,
-        1000,
-    );
+    let (page, next) = paginate(mine.into_iter().map(|j| j.to_json(false)).collect(), q, 50, 1000);
     let mut out = Map::new();
     if !page.is_empty() {
         out.insert("operations".into(), Value::Array(page));

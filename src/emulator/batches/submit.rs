@@ -20,10 +20,7 @@ use serde_json::{Value, json};
 type RawItem = (Option<Value>, Option<Value>, Result<Value, GeminiError>);
 
 fn item_error(e: &GeminiError) -> Outcome {
-    Outcome::Err {
-        code: grpc_code(e.code),
-        message: e.message.clone(),
-    }
+    Outcome::Err { code: grpc_code(e.code), message: e.message.clone() }
 }
 
 /// Runs one request of a job (at submission; the result is revealed when the job completes).
@@ -36,22 +33,12 @@ fn run_item(
 ) -> Outcome {
     let (model, kind, version) = job;
     let Some(obj) = req.as_object() else {
-        return item_error(&GeminiError::invalid_argument(
-            "Invalid JSON payload received. Request must be an object.",
-        ));
+        return item_error(&GeminiError::invalid_argument("Invalid JSON payload received. Request must be an object."));
     };
     let req_model = match get(obj, "model").and_then(Value::as_str) {
         Some(m) => {
-            let full = if m.contains('/') {
-                m.to_string()
-            } else {
-                format!("models/{m}")
-            };
-            let method = if kind == Kind::Generate {
-                "generateContent"
-            } else {
-                "embedContent"
-            };
+            let full = if m.contains('/') { m.to_string() } else { format!("models/{m}") };
+            let method = if kind == Kind::Generate { "generateContent" } else { "embedContent" };
             if let Err(e) = models::check(state.config(), &full, version, method) {
                 return item_error(&e);
             }
@@ -65,34 +52,20 @@ fn run_item(
         None => model.to_string(),
     };
     if state.chance(state.config().batch.item_error_rate) {
-        return Outcome::Err {
-            code: 4,
-            message: "Deadline expired before operation could complete.".into(),
-        };
+        return Outcome::Err { code: 4, message: "Deadline expired before operation could complete.".into() };
     }
     match kind {
-        Kind::Generate => {
-            match prompt::build(store, state.clock().now(), caller, &req_model, obj) {
-                Ok(p) => {
-                    let out = generate::generate(&state.config().generation, &p);
-                    Outcome::Ok {
-                        response: out.response_json(),
-                        usage: out.usage(),
-                    }
-                }
-                Err(e) => item_error(&e),
+        Kind::Generate => match prompt::build(store, state.clock().now(), caller, &req_model, obj) {
+            Ok(p) => {
+                let out = generate::generate(&state.config().generation, &p);
+                Outcome::Ok { response: out.response_json(), usage: out.usage() }
             }
-        }
+            Err(e) => item_error(&e),
+        },
         Kind::Embed => match models::embed_one(state.config(), &req_model, obj) {
             Ok(values) => {
                 let prompt = get(obj, "content").map_or(0, |c| tokens::content_counts(c).total());
-                Outcome::Ok {
-                    response: json!({"embedding": values}),
-                    usage: Usage {
-                        prompt,
-                        ..Usage::default()
-                    },
-                }
+                Outcome::Ok { response: json!({"embedding": values}), usage: Usage { prompt, ..Usage::default() } }
             }
             Err(e) => item_error(&e),
         },
@@ -110,35 +83,21 @@ pub fn create(
     body: &Value,
 ) -> Result<Response, GeminiError> {
     let root = body.as_object().cloned().unwrap_or_default();
-    let batch = get(&root, "batch")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or(root);
-    let input = get(&batch, "inputConfig")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let batch = get(&root, "batch").and_then(Value::as_object).cloned().unwrap_or(root);
+    let input = get(&batch, "inputConfig").and_then(Value::as_object).cloned().unwrap_or_default();
     let priority = get(&batch, "priority")
-        .and_then(|p| {
-            p.as_i64()
-                .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
-        })
+        .and_then(|p| p.as_i64().or_else(|| p.as_str().and_then(|s| s.parse().ok())))
         .unwrap_or(0);
     let now = state.clock().now();
     let mut store = state.store();
     store.settle_batches(state.config(), now);
     // (key, metadata, request) triples in input order.
     let mut raw: Vec<RawItem> = Vec::new();
-    let file_name = get(&input, "fileName")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let file_name = get(&input, "fileName").and_then(Value::as_str).map(str::to_string);
     if let Some(f) = &file_name {
         let id = f.strip_prefix("files/").unwrap_or(f);
         let data = store.own_file(caller, id, now)?.data.clone();
-        for line in String::from_utf8_lossy(&data)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-        {
+        for line in String::from_utf8_lossy(&data).lines().filter(|l| !l.trim().is_empty()) {
             match serde_json::from_str::<Value>(line) {
                 Ok(Value::Object(o)) if o.contains_key("request") => {
                     raw.push((o.get("key").cloned(), None, Ok(o["request"].clone())));
@@ -147,9 +106,7 @@ pub fn create(
                 Err(e) => raw.push((
                     None,
                     None,
-                    Err(GeminiError::invalid_argument(format!(
-                        "Invalid JSON payload received. {e}"
-                    ))),
+                    Err(GeminiError::invalid_argument(format!("Invalid JSON payload received. {e}"))),
                 )),
             }
         }
@@ -162,9 +119,9 @@ pub fn create(
             .unwrap_or_default();
         for r in reqs {
             let o = r.as_object().cloned().unwrap_or_default();
-            let req = get(&o, "request").cloned().ok_or_else(|| {
-                GeminiError::invalid_argument("* InlinedRequest.request: request is required\n")
-            });
+            let req = get(&o, "request")
+                .cloned()
+                .ok_or_else(|| GeminiError::invalid_argument("* InlinedRequest.request: request is required\n"));
             raw.push((None, get(&o, "metadata").cloned(), req));
         }
     }
@@ -180,11 +137,7 @@ pub fn create(
                 Ok(r) => run_item(state, &mut store, caller, (model, kind, version), &r),
                 Err(e) => item_error(&e),
             };
-            Item {
-                key,
-                metadata,
-                outcome,
-            }
+            Item { key, metadata, outcome }
         })
         .collect();
     let job = BatchJob {
@@ -192,17 +145,9 @@ pub fn create(
         id: random_id(36),
         kind,
         model: model.to_string(),
-        display_name: get(&batch, "displayName")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        display_name: get(&batch, "displayName").and_then(Value::as_str).map(str::to_string),
         priority,
-        input_file: file_name.map(|f| {
-            if f.starts_with("files/") {
-                f
-            } else {
-                format!("files/{f}")
-            }
-        }),
+        input_file: file_name.map(|f| if f.starts_with("files/") { f } else { format!("files/{f}") }),
         base,
         create: now,
         update: now,

@@ -1,0 +1,8 @@
+//! Honest accounting: the dated price table and the cost of a response, computed from the
+//! upstream's own token counts.
+
+pub mod cost;
+pub mod pricing;
+
+pub use cost::{Service, Usage, actual_usd, as_sent_usd, creation_usd, net_saving_usd, storage_usd};
+pub use pricing::{CreationBilling, ModelPrice, PriceTable, Rates};

@@ -1,0 +1,155 @@
+//! Which caching rule the live gateway runs, behind one interface: the cost policy (default, see
+//! `cost_policy.rs` and docs/cost-policy.md) or the simple "seen K times within W" rule (kept for
+//! operators who want predictable behaviour, and for tests). Both answer with the same
+//! [`Decision`]s over the same per-boundary state, so the engine has one code path.
+
+use super::cost_policy::{CacheState, CostPolicy, CostPolicyConfig, Decision, PrefixStats};
+use super::policy::{self, Observed, Rule};
+use crate::accounting::PriceTable;
+use crate::config::CachingConfig;
+use crate::store::CacheEntry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// What the engine keeps per prefix boundary.
+#[derive(Debug, Default)]
+pub struct BoundaryState {
+    pub stats: PrefixStats,
+    /// Recent arrivals, for the simple rule.
+    recent: Observed,
+    /// `cachedContentTokenCount` last seen on an uncached request of this prefix (implicit
+    /// caching by the upstream).
+    pub last_implicit: u64,
+}
+
+impl BoundaryState {
+    /// Makes the policy's view of the cache agree with the registry's.
+    pub fn sync(&mut self, entry: Option<&CacheEntry>, now_ms: i64) {
+        match (entry, self.stats.cache) {
+            (Some(e), cur) => {
+                let last_used = cur.map_or(e.last_used_ms, |c| c.last_used_ms.max(e.last_used_ms));
+                self.stats.cache =
+                    Some(CacheState { created_ms: e.created_ms, expire_ms: e.expire_ms, last_used_ms: last_used });
+            }
+            (None, Some(_)) => self.stats.on_gone(now_ms),
+            (None, None) => {}
+        }
+    }
+}
+
+pub enum Rules {
+    Cost { cfg: CostPolicyConfig, prices: Arc<PriceTable>, per_model: Mutex<HashMap<String, Arc<CostPolicy>>> },
+    Hits { rule: Rule, ttl_ms: i64, renew_before_ms: i64, idle_ms: i64 },
+}
+
+/// Margin before expiry inside which a cache is no longer used.
+const EXPIRY_MARGIN_MS: i64 = 5_000;
+
+impl Rules {
+    pub fn from_config(c: &CachingConfig, prices: Arc<PriceTable>) -> Self {
+        if c.policy == "hits" {
+            Rules::Hits {
+                rule: Rule { min_hits: c.min_hits, window_ms: c.window.as_millis() as i64 },
+                ttl_ms: c.ttl.as_millis() as i64,
+                renew_before_ms: c.renew_before.as_millis() as i64,
+                idle_ms: c.idle_delete_after.as_millis() as i64,
+            }
+        } else {
+            Rules::Cost { cfg: c.cost.clone(), prices, per_model: Mutex::default() }
+        }
+    }
+
+    fn cost_policy(&self, model: &str) -> Option<Arc<CostPolicy>> {
+        let Rules::Cost { cfg, prices, per_model } = self else { return None };
+        let mut map = per_model.lock().expect("poisoned");
+        let p = map.entry(model.to_string()).or_insert_with(|| {
+            let (p, fell_back) = CostPolicy::new(cfg.clone(), prices, model);
+            if fell_back {
+                tracing::warn!(model, "no price for this model; caching decisions use the default row");
+            }
+            Arc::new(p)
+        });
+        Some(p.clone())
+    }
+
+    /// A request whose prompt includes this boundary (`tokens` long) arrives.
+    pub fn on_request(&self, model: &str, st: &mut BoundaryState, now: i64, tokens: u64, implicit: u64) -> Decision {
+        match self {
+            Rules::Cost { .. } => {
+                let p = self.cost_policy(model).expect("cost rules");
+                p.on_request(&mut st.stats, now, tokens, implicit)
+            }
+            Rules::Hits { rule, ttl_ms, renew_before_ms, .. } => {
+                st.recent.record(now, rule);
+                st.stats.arrivals += 1;
+                st.stats.last_arrival_ms = Some(now);
+                if let Some(c) = &mut st.stats.cache {
+                    if c.expire_ms > now + EXPIRY_MARGIN_MS {
+                        c.last_used_ms = now;
+                        return if c.expire_ms - now < *renew_before_ms {
+                            Decision::Renew { ttl_ms: *ttl_ms }
+                        } else {
+                            Decision::Use
+                        };
+                    }
+                    st.stats.on_gone(now);
+                }
+                st.recent.cooldown_until = st.stats.cooldown_until_ms;
+                match policy::decide(&st.recent, now, rule) {
+                    policy::Decision::Create => Decision::Create { ttl_ms: *ttl_ms },
+                    policy::Decision::Observe => Decision::Observe,
+                }
+            }
+        }
+    }
+
+    /// The sweeper's question for a boundary that has a cache.
+    pub fn on_tick(&self, model: &str, st: &BoundaryState, now: i64, tokens: u64) -> Decision {
+        match self {
+            Rules::Cost { .. } => self.cost_policy(model).expect("cost rules").on_tick(&st.stats, now, tokens),
+            Rules::Hits { idle_ms, .. } => match st.stats.cache {
+                Some(c) if *idle_ms > 0 && now - c.last_used_ms >= *idle_ms => Decision::Delete,
+                Some(_) => Decision::LetExpire,
+                None => Decision::Observe,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CachingConfig;
+
+    fn hits(min_hits: u32) -> Rules {
+        let cfg = CachingConfig { policy: "hits".into(), min_hits, ..CachingConfig::default() };
+        Rules::from_config(&cfg, Arc::new(PriceTable::builtin()))
+    }
+
+    #[test]
+    fn simple_rule_creates_on_the_kth_arrival_then_uses_and_renews() {
+        let r = hits(2);
+        let mut st = BoundaryState::default();
+        assert_eq!(r.on_request("models/m", &mut st, 0, 5000, 0), Decision::Observe);
+        let ttl = CachingConfig::default().ttl.as_millis() as i64;
+        assert_eq!(r.on_request("models/m", &mut st, 10, 5000, 0), Decision::Create { ttl_ms: ttl });
+        st.stats.on_created(10, 10 + ttl);
+        assert_eq!(r.on_request("models/m", &mut st, 20, 5000, 0), Decision::Use);
+        assert_eq!(r.on_request("models/m", &mut st, ttl - 1_000, 5000, 0), Decision::Observe, "too close to expiry");
+        st.stats.on_created(ttl, 2 * ttl);
+        assert!(matches!(r.on_request("models/m", &mut st, 2 * ttl - 60_000, 5000, 0), Decision::Renew { .. }));
+    }
+
+    #[test]
+    fn cost_rule_waits_for_evidence_and_sync_follows_the_registry() {
+        let r = Rules::from_config(&CachingConfig::default(), Arc::new(PriceTable::builtin()));
+        let mut st = BoundaryState::default();
+        assert_eq!(r.on_request("models/gemini-2.5-flash", &mut st, 0, 8000, 0), Decision::Observe);
+        assert!(matches!(r.on_request("models/gemini-2.5-flash", &mut st, 1_000, 8000, 0), Decision::Create { .. }));
+        let e = CacheEntry::new("k", "cachedContents/x", "models/gemini-2.5-flash", "s", 8000, 0, 1_000, 400_000);
+        st.sync(Some(&e), 1_000);
+        assert_eq!(r.on_request("models/gemini-2.5-flash", &mut st, 2_000, 8000, 0), Decision::Use);
+        st.sync(None, 3_000);
+        assert!(st.stats.cache.is_none());
+    }
+}

@@ -1,0 +1,131 @@
+//! `/gemgate/v1/operations`: get, list and cancel deferred requests. A caller sees only the
+//! operations of its own credential scope (others are "not found"), and every call refreshes the
+//! in-memory credential, so polling alone lets a restarted gateway resume the tenant's work.
+
+use super::delivery::operation;
+use super::{Deferral, ItemResult};
+use crate::app::AppState;
+use crate::gemini::GeminiError;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
+use serde_json::json;
+use std::collections::HashMap;
+
+fn unregistered() -> GeminiError {
+    GeminiError::permission_denied(
+        "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+    )
+}
+
+fn not_found(id: &str) -> Response {
+    GeminiError::not_found(format!("Operation operations/{id} not found.")).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    crate::error::GatewayError::Internal(e.to_string()).into_response()
+}
+
+/// The deferral handle and the caller's scope, or the response to give instead.
+fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) -> Result<(Deferral, String), GeminiError> {
+    let Some(d) = state.deferral() else {
+        return Err(GeminiError::not_found("gemgate: deferred execution is disabled"));
+    };
+    match d.observe(headers, query) {
+        Some(scope) => Ok((d.clone(), scope)),
+        None => Err(unregistered()),
+    }
+}
+
+fn json_ok(v: &serde_json::Value) -> Response {
+    let mut r = (http::StatusCode::OK, serde_json::to_vec_pretty(v).unwrap_or_default()).into_response();
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json; charset=UTF-8"));
+    r
+}
+
+fn strip(id: &str) -> &str {
+    id.strip_prefix("operations/").unwrap_or(id)
+}
+
+/// `GET /gemgate/v1/operations/{id}`
+pub async fn get_operation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (d, scope) = match caller(&state, &headers, q.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let id = strip(&id);
+    match d.queue().item(id).await {
+        Ok(Some(item)) if item.scope == scope => json_ok(&operation(&item)),
+        Ok(_) => not_found(id),
+        Err(e) => internal(e),
+    }
+}
+
+/// `DELETE /gemgate/v1/operations/{id}`: the request's result becomes CANCELLED unless it already
+/// has one; a submitted job whose requests are all cancelled is cancelled upstream.
+pub async fn cancel_operation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (d, scope) = match caller(&state, &headers, q.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let id = strip(&id);
+    match d.queue().item(id).await {
+        Ok(Some(item)) if item.scope == scope => {}
+        Ok(_) => return not_found(id),
+        Err(e) => return internal(e),
+    }
+    let now = d.0.clock.now_ms();
+    let cancelled = ItemResult::error(499, "gemgate: the request was cancelled by the client");
+    match d.queue().resolve(id, &cancelled, now).await {
+        Ok(true) => {
+            metrics::counter!(crate::telemetry::DEFER_ITEMS, "outcome" => "cancelled").increment(1);
+            super::results_changed(&d.0);
+            d.0.poke.notify_one();
+        }
+        Ok(false) => {}
+        Err(e) => return internal(e),
+    }
+    match d.queue().item(id).await {
+        Ok(Some(item)) => json_ok(&operation(&item)),
+        Ok(None) => not_found(id),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /gemgate/v1/operations?pageSize=&pageToken=`: the caller's operations, newest first.
+pub async fn list_operations(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (d, scope) = match caller(&state, &headers, q.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let size = params.get("pageSize").and_then(|s| s.parse::<usize>().ok()).unwrap_or(50).clamp(1, 1000);
+    let after = params.get("pageToken").filter(|t| !t.is_empty());
+    match d.queue().items_of_scope(&scope, size, after.map(String::as_str)).await {
+        Ok(items) => {
+            let mut body = json!({"operations": items.iter().map(operation).collect::<Vec<_>>()});
+            if items.len() == size {
+                if let Some(last) = items.last() {
+                    body["nextPageToken"] = json!(last.id);
+                }
+            }
+            json_ok(&body)
+        }
+        Err(e) => internal(e),
+    }
+}

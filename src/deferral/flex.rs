@@ -1,0 +1,125 @@
+//! The Flex tier: the request goes synchronously with `serviceTier: "flex"`; when the upstream
+//! sheds it (429/503) it is retried, then sent standard or answered with the shed error, per
+//! config. The response says which tier served it (`x-gemgate-tier`).
+
+use super::marking::{TIER_HEADER, Tier};
+use crate::config::DeferralConfig;
+use crate::error::GatewayError;
+use crate::gemini::canonical;
+use crate::proxy::{Upstream, UpstreamRequest};
+use crate::telemetry;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+
+/// The body with `serviceTier: "flex"` set (either spelling of an existing field replaced).
+/// `None` if the body is not a JSON object.
+pub fn with_flex(body: &[u8]) -> Option<Vec<u8>> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object_mut()?;
+    canonical::take(obj, "serviceTier");
+    obj.insert("serviceTier".into(), "flex".into());
+    serde_json::to_vec(&v).ok()
+}
+
+/// Whether an answer to a flex request is a shed (capacity) answer.
+pub fn is_shed(status: u16) -> bool {
+    status == 429 || status == 503
+}
+
+/// Sends a request at the flex tier with the configured fallback. Returns the upstream response
+/// with `x-gemgate-tier` set to the tier that served it.
+pub async fn send(
+    upstream: &Upstream,
+    cfg: &DeferralConfig,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<reqwest::Response, GatewayError> {
+    let request = |bytes: Bytes| UpstreamRequest {
+        method: Method::POST,
+        path_and_query: path_and_query.to_string(),
+        headers: headers.clone(),
+        body: bytes.into(),
+    };
+    let Some(flex_body) = with_flex(&body).map(Bytes::from) else {
+        return tag(upstream.send(request(body)).await?, Tier::Standard);
+    };
+    let mut attempt = 0;
+    loop {
+        let started = std::time::Instant::now();
+        let resp = upstream.send(request(flex_body.clone())).await;
+        crate::app::record_upstream_time(started.elapsed());
+        let resp = resp?;
+        if !is_shed(resp.status().as_u16()) {
+            metrics::counter!(telemetry::DEFER_FLEX, "outcome" => "served").increment(1);
+            return tag(resp, Tier::Flex);
+        }
+        metrics::counter!(telemetry::DEFER_FLEX, "outcome" => "shed").increment(1);
+        if attempt >= cfg.flex_retries {
+            if cfg.flex_on_shed == "standard" {
+                metrics::counter!(telemetry::DEFER_FLEX, "outcome" => "fallback_standard").increment(1);
+                tracing::info!(attempts = attempt + 1, "flex request shed; sending it standard");
+                let started = std::time::Instant::now();
+                let resp = upstream.send(request(body)).await;
+                crate::app::record_upstream_time(started.elapsed());
+                return tag(resp?, Tier::Standard);
+            }
+            return tag(resp, Tier::Flex);
+        }
+        attempt += 1;
+        tokio::time::sleep(cfg.flex_retry_delay).await;
+    }
+}
+
+/// Relays a non-streaming response with `usageMetadata.gemgate = {tier, discount}` added (used when
+/// caching, which normally writes the annotation, is disabled). Errors pass through untouched.
+pub async fn annotate(resp: reqwest::Response, (tier, discount): (&str, f64)) -> Response {
+    if !resp.status().is_success() {
+        return crate::proxy::relay_response(resp);
+    }
+    let status = resp.status();
+    let mut headers = HeaderMap::new();
+    crate::proxy::copy_response_headers(resp.headers(), &mut headers);
+    headers.remove(http::header::CONTENT_LENGTH);
+    let body = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            return GatewayError::UpstreamUnreachable(e.without_url().to_string()).into_response();
+        }
+    };
+    let body = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(mut v) => match v.get_mut("usageMetadata").and_then(|u| u.as_object_mut()) {
+            Some(u) => {
+                u.insert("gemgate".into(), serde_json::json!({"tier": tier, "discount": discount}));
+                Bytes::from(serde_json::to_vec_pretty(&v).unwrap_or_default())
+            }
+            None => body,
+        },
+        Err(_) => body,
+    };
+    crate::proxy::BodyMeter::RESPONSE.add(body.len());
+    let mut out = axum::body::Body::from(body).into_response();
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+fn tag(mut resp: reqwest::Response, tier: Tier) -> Result<reqwest::Response, GatewayError> {
+    resp.headers_mut().insert(TIER_HEADER, HeaderValue::from_static(tier.as_str()));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flex_is_set_in_either_spelling() {
+        let out = with_flex(br#"{"contents":[],"service_tier":"standard"}"#).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["serviceTier"], "flex");
+        assert!(v.get("service_tier").is_none());
+        assert!(with_flex(b"[1]").is_none());
+    }
+}

@@ -1,0 +1,217 @@
+//! `gemgate simulate`: replays a trace on a virtual clock and compares what never caching, always
+//! caching, gemgate's cost policy, a feasible clairvoyant schedule and a clairvoyant lower bound
+//! would have cost, under one price table. Trace conventions and the oracle are documented in `docs/simulate.md`.
+
+pub mod oracle;
+pub mod replay;
+pub mod trace;
+
+pub use trace::{SimRequest, TraceBoundary, TraceFormat, TraceRecord, TraceWriter};
+
+use crate::accounting::{ModelPrice, PriceTable};
+use crate::caching::Sizer;
+use crate::caching::cost_policy::{CostPolicy, CostPolicyConfig};
+use crate::cli::SimulateArgs;
+use crate::config::CachingConfig;
+use anyhow::Context;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Model given to Mooncake requests unless `--model` says otherwise.
+pub const DEFAULT_MODEL: &str = "gemini-2.5-flash";
+/// Virtual time between two sweeper passes.
+pub const SWEEP_MS: i64 = 10_000;
+/// TTL of the always-cache baseline (Gemini's default).
+pub const ALWAYS_TTL_MS: i64 = 3_600_000;
+
+/// Prices, minimum cache sizes and policy tuning shared by every strategy.
+pub struct Ctx {
+    pub prices: PriceTable,
+    pub cfg: CostPolicyConfig,
+    sizer: Sizer,
+}
+
+impl Ctx {
+    /// `min_tokens` is the same table (and lookup) the gateway's `[caching].min_tokens` uses.
+    pub fn new(prices: PriceTable, cfg: CostPolicyConfig, min_tokens: BTreeMap<String, u32>) -> Self {
+        Ctx { prices, cfg, sizer: Sizer::new(min_tokens, 4.0) }
+    }
+
+    pub fn price(&self, model: &str) -> &ModelPrice {
+        self.prices.price_for(model).0
+    }
+
+    pub fn min_tokens(&self, model: &str) -> u64 {
+        u64::from(self.sizer.min_tokens(model))
+    }
+
+    pub fn policy(&self, model: &str) -> CostPolicy {
+        CostPolicy::new(self.cfg.clone(), &self.prices, model).0
+    }
+}
+
+/// Running totals of one strategy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub total_usd: f64,
+    pub creation_usd: f64,
+    pub storage_usd: f64,
+    pub creations: u64,
+    pub storage_token_ms: f64,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+    pub hit_requests: u64,
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StrategyResult {
+    pub strategy: &'static str,
+    pub total_usd: f64,
+    pub creations: u64,
+    pub creation_usd: f64,
+    pub storage_token_hours: f64,
+    pub storage_usd: f64,
+    /// Requests served from an explicit cache.
+    pub hit_ratio: f64,
+    /// Prompt tokens billed at the cached rate (explicit or implicit).
+    pub cached_token_share: f64,
+}
+
+impl StrategyResult {
+    fn new(strategy: &'static str, t: &Tally) -> Self {
+        StrategyResult {
+            strategy,
+            total_usd: t.total_usd,
+            creations: t.creations,
+            creation_usd: t.creation_usd,
+            storage_token_hours: t.storage_token_ms / 3_600_000.0,
+            storage_usd: t.storage_usd,
+            hit_ratio: t.hit_requests as f64 / t.requests.max(1) as f64,
+            cached_token_share: t.cached_tokens as f64 / t.prompt_tokens.max(1) as f64,
+        }
+    }
+}
+
+/// Runs the strategies over `reqs` (sorted by time).
+pub fn simulate(reqs: &[SimRequest], ctx: &Ctx) -> Vec<StrategyResult> {
+    vec![
+        StrategyResult::new("never-cache", &replay::never(reqs, ctx)),
+        StrategyResult::new("always-cache", &replay::always(reqs, ctx, ALWAYS_TTL_MS)),
+        StrategyResult::new("gemgate", &replay::policy(reqs, ctx, SWEEP_MS)),
+        StrategyResult::new("clairvoyant greedy", &replay::clairvoyant_greedy(reqs, ctx)),
+        StrategyResult::new("oracle (lower bound)", &oracle::run(reqs, ctx)),
+    ]
+}
+
+/// What `gemgate simulate` prints.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub trace: String,
+    pub format: TraceFormat,
+    pub requests: usize,
+    pub span_minutes: f64,
+    pub model: String,
+    pub prices_as_of: String,
+    /// The model was not in the price table; the `default` row was used.
+    pub price_fell_back: bool,
+    pub implicit_caching: String,
+    pub results: Vec<StrategyResult>,
+    pub elapsed_ms: u128,
+}
+
+/// The `simulate` subcommand.
+pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let prices = match &args.pricing {
+        Some(p) => PriceTable::load(p)?,
+        None => PriceTable::builtin(),
+    };
+    let cfg: CostPolicyConfig = match &args.policy {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("in {}", p.display()))?
+        }
+        None => CostPolicyConfig::default(),
+    };
+    let ctx = Ctx::new(prices, cfg, CachingConfig::default().min_tokens);
+    let (format, mut reqs) = trace::load(&args.trace, args.model.as_deref(), DEFAULT_MODEL)?;
+    let implicit = match (args.implicit_window, format) {
+        (Some(w), _) => {
+            let ms = w.as_millis() as i64;
+            trace::add_implicit(&mut reqs, ms, |m| ctx.min_tokens(m));
+            format!("modelled: prefixes seen within {w}")
+        }
+        (None, TraceFormat::Mooncake) => "absent (Mooncake trace)".into(),
+        (None, TraceFormat::Gemgate) => "as recorded".into(),
+    };
+    let model =
+        args.model.clone().or_else(|| reqs.first().map(|r| r.model.clone())).unwrap_or_else(|| DEFAULT_MODEL.into());
+    let (row, fell_back) = ctx.prices.price_for(&model);
+    let span = reqs.last().map_or(0, |r| r.t_ms) - reqs.first().map_or(0, |r| r.t_ms);
+    let report = Report {
+        trace: args.trace.display().to_string(),
+        format,
+        requests: reqs.len(),
+        span_minutes: span as f64 / 60_000.0,
+        prices_as_of: row.as_of.clone(),
+        price_fell_back: fell_back,
+        model,
+        implicit_caching: implicit,
+        results: simulate(&reqs, &ctx),
+        elapsed_ms: started.elapsed().as_millis(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
+/// The human-readable table.
+pub fn render(r: &Report) -> String {
+    let mut s = format!(
+        "trace {} ({:?}, {} requests over {:.1} min), model {} (prices as of {}{}), implicit caching {}\n\n",
+        r.trace,
+        r.format,
+        r.requests,
+        r.span_minutes,
+        r.model,
+        r.prices_as_of,
+        if r.price_fell_back { ", DEFAULT ROW: model not in the table" } else { "" },
+        r.implicit_caching,
+    );
+    s += &format!(
+        "{:<22} {:>12} {:>10} {:>12} {:>16} {:>12} {:>9} {:>13}\n",
+        "strategy",
+        "total USD",
+        "creations",
+        "creation USD",
+        "storage tok·h",
+        "storage USD",
+        "hit ratio",
+        "cached tokens"
+    );
+    for x in &r.results {
+        s += &format!(
+            "{:<22} {:>12.4} {:>10} {:>12.4} {:>16.0} {:>12.4} {:>8.1}% {:>12.1}%\n",
+            x.strategy,
+            x.total_usd,
+            x.creations,
+            x.creation_usd,
+            x.storage_token_hours,
+            x.storage_usd,
+            100.0 * x.hit_ratio,
+            100.0 * x.cached_token_share
+        );
+    }
+    s += &format!("\n(simulated in {} ms)\n", r.elapsed_ms);
+    s
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,102 @@
+//! The simulator end to end on a tiny synthetic trace.
+
+use super::*;
+
+fn req(t: i64, ids: &[&str], prompt: u64) -> SimRequest {
+    SimRequest {
+        t_ms: t,
+        model: "gemini-2.5-flash".into(),
+        prompt_tokens: prompt,
+        output_tokens: 100,
+        boundaries: ids.iter().enumerate().map(|(i, k)| (k.to_string(), 10_000 * (i as u64 + 1))).collect(),
+        implicit_cached_tokens: 0,
+    }
+}
+
+fn ctx() -> Ctx {
+    Ctx::new(PriceTable::builtin(), CostPolicyConfig::default(), CachingConfig::default().min_tokens)
+}
+
+fn by_name<'a>(rs: &'a [StrategyResult], name: &str) -> &'a StrategyResult {
+    rs.iter().find(|r| r.strategy.starts_with(name)).unwrap()
+}
+
+#[test]
+fn hot_shared_prefix_and_one_offs_rank_the_strategies() {
+    // A 20k-token prefix (two boundaries) asked every 30 s for 20 min, plus one-off requests.
+    let mut reqs: Vec<SimRequest> = (0..40).map(|i| req(i * 30_000, &["a", "ab"], 25_000)).collect();
+    reqs.extend((0..20).map(|i| req(i * 60_000 + 7, &[&format!("x{i}")], 12_000)));
+    reqs.sort_by_key(|r| r.t_ms);
+    let rs = simulate(&reqs, &ctx());
+    let never = by_name(&rs, "never");
+    // 40 × (25k × 0.30 + 100 × 2.50) + 20 × (12k × 0.30 + 100 × 2.50), per 1M tokens.
+    assert!((never.total_usd - (40.0 * 0.00775 + 20.0 * 0.00385)).abs() < 1e-9);
+    assert_eq!(never.creations, 0);
+    let always = by_name(&rs, "always");
+    assert_eq!(always.creations, 21, "one for the hot prefix, one per one-off");
+    let gem = by_name(&rs, "gemgate");
+    assert_eq!(gem.creations, 1, "only the hot prefix: {gem:?}");
+    assert!(gem.hit_ratio > 0.5);
+    let oracle = by_name(&rs, "oracle");
+    assert!(oracle.total_usd <= gem.total_usd + 1e-12);
+    assert!(gem.total_usd < always.total_usd && gem.total_usd < never.total_usd);
+    assert!(gem.total_usd < 1.2 * oracle.total_usd, "{} vs {}", gem.total_usd, oracle.total_usd);
+}
+
+#[test]
+fn boundaries_below_the_model_minimum_are_never_cached() {
+    let mut reqs: Vec<SimRequest> = (0..30).map(|i| req(i * 1_000, &["a"], 2_000)).collect();
+    for r in &mut reqs {
+        r.boundaries = vec![("a".into(), 1_000)]; // flash minimum is 1,024
+    }
+    let rs = simulate(&reqs, &ctx());
+    for r in &rs {
+        assert_eq!(r.creations, 0, "{}", r.strategy);
+        assert!((r.total_usd - rs[0].total_usd).abs() < 1e-12, "{}", r.strategy);
+    }
+}
+
+#[test]
+fn renders_a_table_and_json_fields() {
+    let reqs: Vec<SimRequest> = (0..5).map(|i| req(i * 1_000, &["a"], 20_000)).collect();
+    let report = Report {
+        trace: "t".into(),
+        format: TraceFormat::Gemgate,
+        requests: reqs.len(),
+        span_minutes: 0.1,
+        model: "gemini-2.5-flash".into(),
+        prices_as_of: "2025-10".into(),
+        price_fell_back: false,
+        implicit_caching: "as recorded".into(),
+        results: simulate(&reqs, &ctx()),
+        elapsed_ms: 1,
+    };
+    let table = render(&report);
+    assert!(table.contains("never-cache") && table.contains("oracle (lower bound)"));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["results"].as_array().unwrap().len(), 5);
+    assert_eq!(json["format"], "gemgate");
+}
+
+#[test]
+fn subcommand_reads_a_trace_file_and_reports_bad_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("m.jsonl");
+    let line = |t: i64| {
+        format!(
+            "{{\"timestamp\": {t}, \"input_length\": 3000, \"output_length\": 5, \"hash_ids\": [0, 1, 2, 3, 4, 5]}}\n"
+        )
+    };
+    std::fs::write(&trace, (0..5).map(|i| line(i * 1000)).collect::<String>()).unwrap();
+    let args = |pricing: Option<std::path::PathBuf>| SimulateArgs {
+        trace: trace.clone(),
+        model: None,
+        pricing,
+        policy: None,
+        implicit_window: None,
+        json: true,
+    };
+    assert!(run(&args(None)).is_ok());
+    let err = run(&args(Some(dir.path().join("nope.toml")))).unwrap_err();
+    assert!(format!("{err:#}").contains("nope.toml"));
+}

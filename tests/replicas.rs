@@ -1,0 +1,85 @@
+//! Two gateway processes sharing one Redis in front of one emulator: concurrent first requests
+//! for the same hot prefixes, spread over both replicas, create exactly one cache per prefix.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use support::RedisServer;
+
+struct Replica {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn replica(upstream: &str, redis: &str) -> Replica {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gemgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .env("GEMGATE_STORE__BACKEND", "redis")
+        .env("GEMGATE_STORE__REDIS_URL", redis)
+        .env("GEMGATE_CACHING__MIN_HITS", "2")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    Replica { child, url }
+}
+
+fn system(i: usize) -> String {
+    let mut s = format!("Prefix {i}. ");
+    let mut n = 0;
+    while s.len() < 3000 * 4 {
+        s.push_str(&format!("Standing instruction {n} of prefix {i}. "));
+        n += 1;
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_200_concurrent_requests_5_prefixes_make_exactly_5_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start_at(&dir.path().join("r.sock"));
+    let emu = support::emulator().await;
+    let a = replica(&emu, &redis.url);
+    let b = replica(&emu, &redis.url);
+    let systems: Vec<String> = (0..5).map(system).collect();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let base = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let body = json!({
+            "systemInstruction": {"parts": [{"text": systems[i % 5]}]},
+            "contents": [{"role": "user", "parts": [{"text": format!("question {i}")}]}]
+        });
+        tasks.push(tokio::spawn(async move {
+            let r = support::client()
+                .post(format!("{base}/v1beta/models/gemini-2.5-flash:generateContent"))
+                .header("x-goog-api-key", "shared-key")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.headers()["x-gemgate-cache"].to_str().unwrap().to_string())
+        }));
+    }
+    let mut cached = 0;
+    for t in tasks {
+        let (status, cache) = t.await.unwrap();
+        assert_eq!(status, 200);
+        cached += usize::from(cache == "hit" || cache == "created");
+    }
+    let ledger: Value = support::get_json(&format!("{emu}/emulator/ledger"), None).await;
+    assert_eq!(ledger["total"]["cache_creations"], 5, "{ledger}");
+    assert!(cached >= 150, "most requests used a cache ({cached}/200)");
+    println!("two replicas: 200 requests, 5 prefixes, 5 creations, {cached} served from cache");
+}
