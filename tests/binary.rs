@@ -7,8 +7,33 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gemgate");
 
-/// Starts `gemgate <args>` and returns the child and the announced base URL.
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+/// A spawned gateway that is killed when the test ends, pass or fail.
+struct Running(Option<Child>);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// Kills the process and hands it back (to read its stderr).
+    fn stop(mut self) -> Child {
+        let mut child = self.0.take().expect("running");
+        let _ = child.kill();
+        child
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `gemgate <args>` and returns the running process and the announced base URL.
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Running, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
@@ -19,7 +44,7 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "announce line: {line}");
-    (child, url)
+    (Running(Some(child)), url)
 }
 
 #[test]
@@ -38,7 +63,7 @@ fn credentials_never_reach_the_logs() {
     });
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("g.sqlite");
-    let (mut child, gw) = spawn(
+    let (running, gw) = spawn(
         &["serve", "--listen", "127.0.0.1:0", "--upstream", &up],
         &[
             ("GEMGATE_STORE__SQLITE_PATH", db.to_str().unwrap()),
@@ -57,7 +82,7 @@ fn credentials_never_reach_the_logs() {
         .unwrap();
     let metrics = client.get(format!("{gw}/metrics")).send().unwrap().text().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    child.kill().unwrap();
+    let mut child = running.stop();
     let mut logs = String::new();
     child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
     child.wait().unwrap();
@@ -112,7 +137,7 @@ async fn a_256_mib_upload_streams_through_without_being_held_in_memory() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, sink).await.unwrap() });
-    let (mut child, gw) = tokio::task::spawn_blocking(move || {
+    let (running, gw) = tokio::task::spawn_blocking(move || {
         spawn(
             &["serve", "--listen", "127.0.0.1:0", "--upstream", &up],
             &[("GEMGATE_STORE__BACKEND", "memory"), ("RUST_LOG", "warn")],
@@ -129,9 +154,8 @@ async fn a_256_mib_upload_streams_through_without_being_held_in_memory() {
         .await
         .unwrap();
     assert_eq!(resp.text().await.unwrap(), (256usize << 20).to_string());
-    let peak = peak_rss_kib(child.id());
+    let peak = peak_rss_kib(running.id());
     println!("gateway peak RSS while streaming 256 MiB: {peak} KiB");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(running);
     assert!(peak < 100 * 1024, "peak RSS {peak} KiB while streaming 256 MiB");
 }

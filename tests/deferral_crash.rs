@@ -25,6 +25,14 @@ struct Gateway {
     _stdout: BufReader<ChildStdout>,
 }
 
+/// No gateway outlives its test, whatever path the test takes.
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn_gateway(emu: &str, db: &Path, failpoint: Option<&str>) -> Gateway {
     spawn_gateway_with(emu, db, failpoint, &[])
 }
