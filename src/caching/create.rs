@@ -93,7 +93,7 @@ impl Caching {
         };
         let now = e.clock.now_ms();
         let result = match e.registry.get_or_load(&job.key).await.filter(|x| x.expire_ms > now + EXPIRY_MARGIN_MS) {
-            Some(existing) => (Some(existing), false),
+            Some(existing) => (Some(existing.snapshot()), false),
             None => self.create_upstream(&job, token).await,
         };
         if let Err(err) = store.release_lease(&job.key, token).await {
@@ -110,7 +110,7 @@ impl Caching {
         let deadline = tokio::time::Instant::now() + self.0.cfg.create_wait;
         loop {
             if let Some(entry) = self.0.registry.get_or_load(key).await {
-                return Some(entry);
+                return Some(entry.snapshot());
             }
             if tokio::time::Instant::now() >= deadline {
                 return None;
@@ -139,7 +139,7 @@ impl Caching {
                 if ops::delete(&e.upstream, &entry.name, &job.cred, e.timeout).await.is_ok() {
                     metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "fenced").increment(1);
                 }
-                (e.registry.get_or_load(&job.key).await, false)
+                (e.registry.get_or_load(&job.key).await.map(|h| h.snapshot()), false)
             }
             Err(err) => {
                 let kind = match &err {

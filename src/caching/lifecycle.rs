@@ -22,7 +22,8 @@ pub(super) fn renew(c: &Caching, entry: &CacheEntry, ttl_ms: i64, cred: &Credent
             Ok(expire_ms) => {
                 metrics::counter!(telemetry::CACHE_RENEWALS, "result" => "ok").increment(1);
                 let expire_ms = if expire_ms > 0 { expire_ms } else { e.clock.now_ms() + ttl_ms };
-                if let Some(mut cur) = e.registry.get(&key) {
+                if let Some(hot) = e.registry.get(&key) {
+                    let mut cur = hot.snapshot();
                     cur.expire_ms = expire_ms;
                     e.registry.insert(cur).await;
                 }

@@ -208,7 +208,7 @@ impl Caching {
         }
 
         // 1. The longest boundary with a live cache; the policy sees this use.
-        let mut hit: Option<(usize, CacheEntry, Decision)> = None;
+        let mut hit: Option<(usize, Arc<registry::Hot>, Decision)> = None;
         for (i, b) in fp.boundaries.iter().enumerate().rev() {
             let Some(entry) = e.registry.get(&b.key) else { continue };
             if entry.expire_ms <= now + EXPIRY_MARGIN_MS {
@@ -256,7 +256,12 @@ impl Caching {
 
         // 3. Create (single flight, bounded wait), else use what exists.
         if let (Some((b, ttl_ms, _)), Some(cred)) = (chosen, cred.clone()) {
-            let found = e.registry.get_or_load(&b.key).await.filter(|x| x.expire_ms > now + EXPIRY_MARGIN_MS);
+            let found = e
+                .registry
+                .get_or_load(&b.key)
+                .await
+                .filter(|x| x.expire_ms > now + EXPIRY_MARGIN_MS)
+                .map(|h| h.snapshot());
             let (outcome, entry) = match found {
                 Some(entry) => (Outcome::Hit, Some(entry)),
                 None => self.get_or_create(b, ttl_ms, &scope, &model, path.version, body, cred).await,
@@ -294,7 +299,9 @@ impl Caching {
         };
         plan.rewritten = Some(rewrite::rewritten(body, entry.contents, &entry.name));
         plan.key = Some(entry.key.clone());
-        self.0.registry.touch(&entry.key, now);
+        if let Some(hot) = self.0.registry.get(&entry.key) {
+            self.0.registry.touch(&hot, now);
+        }
         metrics::counter!(telemetry::CACHE_HITS).increment(1);
     }
 

@@ -5,9 +5,41 @@
 
 use crate::store::{CacheEntry, Store};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// An entry of the in-process tier. Lookups hand out an `Arc` (no copy of the strings), and a
+/// hit only bumps two atomics: the hot path never rewrites the map.
+#[derive(Debug)]
+pub struct Hot {
+    entry: CacheEntry,
+    hits: AtomicU64,
+    last_used_ms: AtomicI64,
+}
+
+impl Hot {
+    fn new(entry: CacheEntry) -> Arc<Self> {
+        Arc::new(Hot { hits: AtomicU64::new(entry.hits), last_used_ms: AtomicI64::new(entry.last_used_ms), entry })
+    }
+
+    /// The entry with its current hit count and last use.
+    pub fn snapshot(&self) -> CacheEntry {
+        CacheEntry {
+            hits: self.hits.load(Ordering::Relaxed),
+            last_used_ms: self.last_used_ms.load(Ordering::Relaxed),
+            ..self.entry.clone()
+        }
+    }
+}
+
+impl std::ops::Deref for Hot {
+    type Target = CacheEntry;
+    fn deref(&self) -> &CacheEntry {
+        &self.entry
+    }
+}
 
 pub struct Registry {
-    hot: moka::sync::Cache<String, CacheEntry>,
+    hot: moka::sync::Cache<String, Arc<Hot>>,
     store: Arc<dyn Store>,
 }
 
@@ -17,19 +49,20 @@ impl Registry {
     }
 
     /// In-process lookup only (the hot path).
-    pub fn get(&self, key: &str) -> Option<CacheEntry> {
+    pub fn get(&self, key: &str) -> Option<Arc<Hot>> {
         self.hot.get(key)
     }
 
     /// In-process, then the store; a store hit is promoted.
-    pub async fn get_or_load(&self, key: &str) -> Option<CacheEntry> {
+    pub async fn get_or_load(&self, key: &str) -> Option<Arc<Hot>> {
         if let Some(e) = self.hot.get(key) {
             return Some(e);
         }
         match self.store.get_cache(key).await {
             Ok(Some(e)) => {
-                self.hot.insert(key.to_string(), e.clone());
-                Some(e)
+                let hot = Hot::new(e);
+                self.hot.insert(key.to_string(), hot.clone());
+                Some(hot)
             }
             Ok(None) => None,
             Err(err) => {
@@ -42,7 +75,7 @@ impl Registry {
     /// Records an entry in both tiers. A store failure is logged; the entry still serves this
     /// process.
     pub async fn insert(&self, entry: CacheEntry) {
-        self.hot.insert(entry.key.clone(), entry.clone());
+        self.hot.insert(entry.key.clone(), Hot::new(entry.clone()));
         if let Err(err) = self.store.put_cache(&entry).await {
             tracing::warn!(%err, "registry: store write failed");
         }
@@ -55,12 +88,12 @@ impl Registry {
         match self.store.put_cache_fenced(&entry, token).await {
             Ok(false) => false,
             Ok(true) => {
-                self.hot.insert(entry.key.clone(), entry);
+                self.hot.insert(entry.key.clone(), Hot::new(entry));
                 true
             }
             Err(err) => {
                 tracing::warn!(%err, "registry: fenced store write failed");
-                self.hot.insert(entry.key.clone(), entry);
+                self.hot.insert(entry.key.clone(), Hot::new(entry));
                 true
             }
         }
@@ -70,13 +103,10 @@ impl Registry {
         &self.store
     }
 
-    /// Updates only the in-process tier (hit counts and last use; flushed by the sweeper).
-    pub fn touch(&self, key: &str, now_ms: i64) {
-        if let Some(mut e) = self.hot.get(key) {
-            e.hits += 1;
-            e.last_used_ms = now_ms;
-            self.hot.insert(key.to_string(), e);
-        }
+    /// Counts a use (in-process only; the sweeper writes counts back to the store).
+    pub fn touch(&self, hot: &Hot, now_ms: i64) {
+        hot.hits.fetch_add(1, Ordering::Relaxed);
+        hot.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
     }
 
     pub async fn remove(&self, key: &str) {
@@ -98,7 +128,7 @@ impl Registry {
         let mut kept = 0;
         for e in entries {
             if e.expire_ms > now_ms {
-                self.hot.insert(e.key.clone(), e);
+                self.hot.insert(e.key.clone(), Hot::new(e));
                 kept += 1;
             } else {
                 let _ = self.store.remove_cache(&e.key).await;
@@ -109,7 +139,7 @@ impl Registry {
 
     /// Snapshot of the in-process tier.
     pub fn entries(&self) -> Vec<CacheEntry> {
-        self.hot.iter().map(|(_, e)| e).collect()
+        self.hot.iter().map(|(_, e)| e.snapshot()).collect()
     }
 
     pub fn entry_count(&self) -> u64 {

@@ -54,8 +54,10 @@ pub async fn respond(state: &AppState, resp: reqwest::Response, plan: &Plan, str
     };
     let annotate = caching.config().annotate_usage_metadata;
     let status = resp.status();
-    if !status.is_success() || (stream && !sse) {
-        // Errors pass through untouched; JSON-array streams are relayed as they are.
+    let untouched = plan.annotation.outcome == caching::Outcome::Bypass && plan.annotation.tier.is_none();
+    if !status.is_success() || (stream && !sse) || untouched {
+        // Errors pass through untouched; JSON-array streams are relayed as they are; so are the
+        // responses to requests caching does not apply to (the header says `bypass`).
         let mut out = proxy::relay_response(resp);
         set_headers(out.headers_mut(), &plan.annotation, 0);
         return out;
