@@ -1,10 +1,51 @@
 //! A faithful stand-in for the Gemini API with a billing ledger (see docs/emulator.md).
+//!
+//! Public surface: [`run`] (the `gemgate emulator` command), [`router`] + [`EmulatorState`] +
+//! [`EmulatorConfig`] for in-process use (tests on port 0), and [`Clock`].
+
+mod admin;
+mod auth;
+mod batches;
+mod caches;
+pub mod clock;
+pub mod config;
+mod faults;
+mod files;
+mod generate;
+mod generate_api;
+mod http;
+pub mod ledger;
+mod models;
+mod prompt;
+mod route;
+mod state;
+mod stream;
+mod textgen;
+pub mod tokens;
+
+pub use clock::Clock;
+pub use config::EmulatorConfig;
+pub use faults::FAULT_HEADER;
+pub use generate_api::CHUNKS_HEADER;
+pub use state::EmulatorState;
 
 use std::net::SocketAddr;
 use std::path::Path;
 
+/// The emulator's router: one fallback handler that parses Gemini paths itself.
+pub fn router(state: EmulatorState) -> axum::Router {
+    axum::Router::new()
+        .fallback(route::dispatch)
+        .with_state(state)
+}
+
 /// Runs the emulator on `listen` until SIGINT/SIGTERM.
 pub async fn run(listen: SocketAddr, config: Option<&Path>) -> anyhow::Result<()> {
-    let _ = (listen, config);
-    anyhow::bail!("the emulator is not built yet")
+    let config = EmulatorConfig::load(config)?;
+    let state = EmulatorState::new(config);
+    let listener = crate::net::bind_and_announce(listen, "emulator").await?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(crate::net::shutdown_signal())
+        .await?;
+    Ok(())
 }

@@ -1,0 +1,191 @@
+//! The billing ledger: what the real API would bill, per API key (hashed) and in total.
+//! Savings claims are checked against these figures, not against the gateway's word.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Price category of a generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Standard,
+    Flex,
+    Batch,
+}
+
+/// Billed quantities for one API key. Output categories include thinking tokens (billed at the
+/// output rate); `thinking_tokens` repeats that subset across tiers for information.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Account {
+    pub requests: u64,
+    pub generate_calls: BTreeMap<String, u64>,
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub thinking_tokens: u64,
+    pub batch_input_tokens: u64,
+    pub batch_output_tokens: u64,
+    pub batch_requests: u64,
+    pub flex_input_tokens: u64,
+    pub flex_output_tokens: u64,
+    pub flex_shed: u64,
+    pub cache_storage_token_seconds: f64,
+    pub cache_creations: u64,
+    pub cache_creation_tokens: u64,
+    pub cache_ttl_updates: u64,
+    pub cache_deletions: u64,
+    pub batch_jobs_submitted: u64,
+}
+
+/// Token figures of one successful generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: u64,
+    pub cached: u64,
+    pub candidates: u64,
+    pub thoughts: u64,
+}
+
+impl Account {
+    /// Bills one generation: fresh input at the tier's input rate, cached tokens at the cache rate
+    /// (whatever the tier), candidates + thoughts at the tier's output rate.
+    pub fn bill(&mut self, tier: Tier, u: Usage) {
+        let fresh = u.prompt.saturating_sub(u.cached);
+        let out = u.candidates + u.thoughts;
+        self.cached_tokens += u.cached;
+        self.thinking_tokens += u.thoughts;
+        match tier {
+            Tier::Standard => {
+                self.input_tokens += fresh;
+                self.output_tokens += out;
+            }
+            Tier::Flex => {
+                self.flex_input_tokens += fresh;
+                self.flex_output_tokens += out;
+            }
+            Tier::Batch => {
+                self.batch_input_tokens += fresh;
+                self.batch_output_tokens += out;
+                self.batch_requests += 1;
+            }
+        }
+    }
+
+    pub fn call(&mut self, method: &str) {
+        self.requests += 1;
+        *self.generate_calls.entry(method.to_string()).or_default() += 1;
+    }
+
+    fn add(&mut self, o: &Account) {
+        self.requests += o.requests;
+        for (k, v) in &o.generate_calls {
+            *self.generate_calls.entry(k.clone()).or_default() += v;
+        }
+        self.input_tokens += o.input_tokens;
+        self.cached_tokens += o.cached_tokens;
+        self.output_tokens += o.output_tokens;
+        self.thinking_tokens += o.thinking_tokens;
+        self.batch_input_tokens += o.batch_input_tokens;
+        self.batch_output_tokens += o.batch_output_tokens;
+        self.batch_requests += o.batch_requests;
+        self.flex_input_tokens += o.flex_input_tokens;
+        self.flex_output_tokens += o.flex_output_tokens;
+        self.flex_shed += o.flex_shed;
+        self.cache_storage_token_seconds += o.cache_storage_token_seconds;
+        self.cache_creations += o.cache_creations;
+        self.cache_creation_tokens += o.cache_creation_tokens;
+        self.cache_ttl_updates += o.cache_ttl_updates;
+        self.cache_deletions += o.cache_deletions;
+        self.batch_jobs_submitted += o.batch_jobs_submitted;
+    }
+}
+
+/// All accounts, keyed by the caller hash.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub accounts: HashMap<String, Account>,
+    /// Time of the last reset: storage of caches alive then accrues from it.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Ledger {
+    /// Forgets every figure; storage of live caches accrues again from `now`.
+    pub fn reset(&mut self, now: chrono::DateTime<chrono::Utc>) {
+        self.accounts.clear();
+        self.since = Some(now);
+    }
+
+    pub fn account(&mut self, caller: &str) -> &mut Account {
+        self.accounts.entry(caller.to_string()).or_default()
+    }
+
+    /// The ledger as JSON; `live_storage` adds token-seconds of caches still alive (computed on read).
+    pub fn to_json(&self, live_storage: &HashMap<String, f64>) -> serde_json::Value {
+        let mut keys: BTreeMap<String, Account> = self
+            .accounts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, secs) in live_storage {
+            keys.entry(k.clone())
+                .or_default()
+                .cache_storage_token_seconds += secs;
+        }
+        let mut total = Account::default();
+        for a in keys.values() {
+            total.add(a);
+        }
+        serde_json::json!({"keys": keys, "total": total})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_tokens_are_billed_apart_from_fresh_input() {
+        let mut a = Account::default();
+        a.bill(
+            Tier::Standard,
+            Usage {
+                prompt: 1100,
+                cached: 1000,
+                candidates: 20,
+                thoughts: 5,
+            },
+        );
+        assert_eq!(
+            (
+                a.input_tokens,
+                a.cached_tokens,
+                a.output_tokens,
+                a.thinking_tokens
+            ),
+            (100, 1000, 25, 5)
+        );
+        a.bill(
+            Tier::Batch,
+            Usage {
+                prompt: 1100,
+                cached: 1000,
+                candidates: 20,
+                thoughts: 0,
+            },
+        );
+        assert_eq!(
+            (a.batch_input_tokens, a.cached_tokens, a.batch_output_tokens),
+            (100, 2000, 20)
+        );
+    }
+
+    #[test]
+    fn total_sums_keys_and_live_storage() {
+        let mut l = Ledger::default();
+        l.account("a").cache_storage_token_seconds = 10.0;
+        l.account("b").call("generateContent");
+        let live = HashMap::from([("a".to_string(), 5.0)]);
+        let j = l.to_json(&live);
+        assert_eq!(j["total"]["cache_storage_token_seconds"], 15.0);
+        assert_eq!(j["total"]["generate_calls"]["generateContent"], 1);
+    }
+}
