@@ -169,6 +169,17 @@ pub async fn open_loop(
                         std::thread::sleep(intended - now);
                     }
                     let measured = i >= warm_n;
+                    // Counted in flight from here, so the drain below cannot miss a request
+                    // whose task has not started yet.
+                    if inflight.fetch_add(1, Ordering::AcqRel) >= MAX_INFLIGHT {
+                        inflight.fetch_sub(1, Ordering::AcqRel);
+                        if measured {
+                            let mut a = acc.lock().expect("poisoned");
+                            a.errors += 1;
+                            a.dropped += 1;
+                        }
+                        continue;
+                    }
                     handle.spawn(one(
                         client.clone(),
                         uri.clone(),
@@ -220,15 +231,6 @@ async fn one(
     acc: Arc<Mutex<Acc>>,
     inflight: Arc<AtomicUsize>,
 ) {
-    if inflight.fetch_add(1, Ordering::AcqRel) >= MAX_INFLIGHT {
-        inflight.fetch_sub(1, Ordering::AcqRel);
-        if measured {
-            let mut a = acc.lock().expect("poisoned");
-            a.errors += 1;
-            a.dropped += 1;
-        }
-        return;
-    }
     let sent = Instant::now();
     let mut b = hyper::Request::builder()
         .method(spec.method.clone())

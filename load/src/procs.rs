@@ -2,6 +2,7 @@
 
 use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +12,23 @@ pub struct Proc {
     pub name: String,
     pub addr: String,
     child: Child,
+}
+
+/// The child gets SIGTERM when the harness dies, however it dies (no orphaned servers).
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: only async-signal-safe prctl between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            Ok(())
+        });
+    }
 }
 
 impl Proc {
@@ -28,6 +46,7 @@ impl Proc {
     ) -> anyhow::Result<Proc> {
         let err = std::fs::File::create(logdir.join(format!("{name}.err")))?;
         let mut out = std::fs::File::create(logdir.join(format!("{name}.out")))?;
+        die_with_parent(&mut cmd);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -77,6 +96,7 @@ impl Proc {
     ) -> anyhow::Result<Proc> {
         let err = std::fs::File::create(logdir.join(format!("{name}.err")))?;
         let out = std::fs::File::create(logdir.join(format!("{name}.out")))?;
+        die_with_parent(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
