@@ -64,6 +64,12 @@ fn path<'a>(run: &'a ScenarioRun, name: &str) -> Option<&'a PathResult> {
     run.results.iter().find(|r| r.path == name)
 }
 
+/// Compares at the printed (µs) resolution: HDR histograms keep 3 significant digits, so a
+/// difference of percentiles is not meaningful below a microsecond.
+fn le(value_ms: f64, limit_ms: f64) -> bool {
+    (value_ms * 1000.0).round() <= (limit_ms * 1000.0).round()
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**missed**" }
 }
@@ -226,6 +232,13 @@ pub fn render(results: &Path, criterion_dir: Option<&Path>) -> anyhow::Result<St
         "| gemgate (empty registry) | {:.1} | {:.1} |",
         mem.gemgate_idle_rss_mb, mem.gemgate_peak_hwm_mb
     )?;
+    if mem.gemgate_hwm_before_max_rate_mb > 0.0 {
+        writeln!(
+            s,
+            "| gemgate, peak before the max-rate search (fixed-rate runs only) | | {:.1} |",
+            mem.gemgate_hwm_before_max_rate_mb
+        )?;
+    }
     writeln!(
         s,
         "| nginx (master + workers) | {:.1} | {:.1} |",
@@ -302,12 +315,12 @@ pub fn render(results: &Path, criterion_dir: Option<&Path>) -> anyhow::Result<St
             writeln!(
                 s,
                 "| small passthrough @1000/s: added p50 ≤ 0.15 ms | {a50:+.3} ms | {} |",
-                verdict(a50 <= 0.15)
+                verdict(le(a50, 0.15))
             )?;
             writeln!(
                 s,
                 "| small passthrough @1000/s: added p99 ≤ 1 ms | {a99:+.3} ms | {} |",
-                verdict(a99 <= 1.0)
+                verdict(le(a99, 1.0))
             )?;
         }
         _ => writeln!(s, "| small passthrough @1000/s | not measured | – |")?,
@@ -322,7 +335,7 @@ pub fn render(results: &Path, criterion_dir: Option<&Path>) -> anyhow::Result<St
         writeln!(
             s,
             "| cache-hit 8k-token prefix @1000/s: p99 ≤ 1.5 ms (added over direct; absolute shown too) | added {a99:+.3} ms (absolute {abs:.3} ms) | {} |",
-            verdict(a99 <= 1.5)
+            verdict(le(a99, 1.5))
         )?;
     }
     let mr = |n: &str| r.max_rate.iter().find(|m| m.path == n).map(|m| m.sustained);
@@ -342,7 +355,7 @@ pub fn render(results: &Path, criterion_dir: Option<&Path>) -> anyhow::Result<St
                 s,
                 "| stream TTFB within 0.5 ms of direct @{:.0}/s (p50; p99 shown) | p50 {a50:+.3} ms, p99 {a99:+.3} ms | {} |",
                 run.rate,
-                verdict(a50 <= 0.5)
+                verdict(le(a50, 0.5))
             )?;
         }
     }

@@ -102,6 +102,8 @@ pub struct MaxRate {
 pub struct Memory {
     pub gemgate_idle_rss_mb: f64,
     pub gemgate_peak_hwm_mb: f64,
+    #[serde(default)]
+    pub gemgate_hwm_before_max_rate_mb: f64,
     pub nginx_idle_rss_mb: f64,
     pub nginx_peak_hwm_mb: f64,
     pub emulator_peak_hwm_mb: f64,
@@ -451,10 +453,27 @@ async fn max_rate(args: &SuiteArgs, p: &Path3<'_>, spec: &RequestSpec) -> MaxRat
     let cap = 64_000.0;
     let mut bisections = 0;
     loop {
-        let o = client::open_loop(&p.client, &p.base, spec, rate, warmup, window).await;
-        let p99 = Pcts::of(&o.latency).p99;
-        let er = o.error_rate();
-        let pass = o.ok > 0 && p99 <= args.max_p99_ms && er <= args.max_error_rate;
+        // A failing step is tried once more after a pause (a burst of unrelated load on a
+        // shared machine should not end the search); the better try counts.
+        let mut tries = 0;
+        let (o, p99, er, pass) = loop {
+            tries += 1;
+            let o = client::open_loop(&p.client, &p.base, spec, rate, warmup, window).await;
+            let p99 = Pcts::of(&o.latency).p99;
+            let er = o.error_rate();
+            let pass = o.ok > 0 && p99 <= args.max_p99_ms && er <= args.max_error_rate;
+            if pass || tries == 2 {
+                break (o, p99, er, pass);
+            }
+            eprintln!(
+                "  max-rate {:<8} {:>7.0}/s p99 {:>8.3} ms errors {:>6.2}%: failed, trying once more",
+                p.name,
+                rate,
+                p99,
+                er * 100.0
+            );
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        };
         eprintln!(
             "  max-rate {:<8} {:>7.0}/s p99 {:>8.3} ms errors {:>6.2}% achieved {:>7.0}/s {}",
             p.name,
@@ -593,6 +612,7 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         }
     }
 
+    memory.gemgate_hwm_before_max_rate_mb = procs::mem_mb(&[gateway.pid()], "VmHWM");
     let mut max = Vec::new();
     if !args.no_max_rate {
         for p in &paths {
