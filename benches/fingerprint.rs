@@ -11,15 +11,13 @@ use std::hint::black_box;
 /// Deterministic prose of about `chars` characters, with some characters JSON must escape.
 fn text(chars: usize, seed: u64) -> String {
     const WORDS: [&str; 16] = [
-        "the", "contract", "says", "payment", "is", "due", "within", "thirty", "days", "of",
-        "delivery", "\"net\"", "terms", "apply", "unless", "agreed\n",
+        "the", "contract", "says", "payment", "is", "due", "within", "thirty", "days", "of", "delivery", "\"net\"",
+        "terms", "apply", "unless", "agreed\n",
     ];
     let mut s = String::with_capacity(chars + 16);
     let mut x = seed;
     while s.len() < chars {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         s.push_str(WORDS[(x >> 60) as usize]);
         s.push(' ');
     }
@@ -62,9 +60,7 @@ fn benches(c: &mut Criterion) {
 
         let mut g = c.benchmark_group("fingerprint");
         g.throughput(criterion::Throughput::Bytes(bytes.len() as u64));
-        g.bench_function(label, |b| {
-            b.iter(|| fingerprint(black_box(SCOPE), black_box(MODEL), black_box(&map)))
-        });
+        g.bench_function(label, |b| b.iter(|| fingerprint(black_box(SCOPE), black_box(MODEL), black_box(&map))));
         g.finish();
 
         let mut g = c.benchmark_group("canonical-to-vec");

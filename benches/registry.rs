@@ -30,9 +30,7 @@ fn entry(i: usize) -> CacheEntry {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
     // The gateway's default registry capacity.
     let reg = Registry::new(store, 1_000_000);

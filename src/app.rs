@@ -17,6 +17,7 @@ use http::{HeaderName, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,6 +39,8 @@ struct Inner {
     clock: Clock,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// Requests being served now (streams until their last byte), for load shedding.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl AppState {
@@ -95,6 +98,7 @@ impl AppState {
             clock,
             cancel,
             tracker,
+            in_flight: Arc::default(),
         })))
     }
 
@@ -167,7 +171,7 @@ pub fn build_app(state: AppState) -> Router {
         .fallback(crate::generate::dispatch)
         .with_state(state.clone())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
 }
 
@@ -201,7 +205,7 @@ pub fn record_upstream_time(d: Duration) {
     let _ = UPSTREAM_TIME.try_with(|c| c.set(c.get() + d));
 }
 
-async fn observe(req: Request, next: Next) -> Response {
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = match crate::gemini::path::parse(req.uri().path()) {
@@ -213,14 +217,21 @@ async fn observe(req: Request, next: Next) -> Response {
     let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
     let path = telemetry::redact_path_and_query(req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
-    let in_flight = InFlight::enter();
-    let (resp, upstream) = UPSTREAM_TIME
-        .scope(Cell::new(Duration::ZERO), async {
-            let resp = next.run(req).await;
-            (resp, UPSTREAM_TIME.with(|c| c.get()))
-        })
-        .instrument(span.clone())
-        .await;
+    let in_flight = InFlight::enter(&state.0.in_flight);
+    let limit = state.config().server.max_in_flight;
+    let (resp, upstream) = if limit > 0 && in_flight.count > limit {
+        // Shed load rather than queue without bound: a clear, retryable 503 now beats memory
+        // growing until the process dies.
+        (crate::error::GatewayError::Overloaded(limit).into_response(), Duration::ZERO)
+    } else {
+        UPSTREAM_TIME
+            .scope(Cell::new(Duration::ZERO), async {
+                let resp = next.run(req).await;
+                (resp, UPSTREAM_TIME.with(|c| c.get()))
+            })
+            .instrument(span.clone())
+            .await
+    };
     let total = started.elapsed();
     let status = resp.status().as_u16();
     metrics::counter!(telemetry::REQUESTS, "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
@@ -235,18 +246,24 @@ async fn observe(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::new(GuardedBody { inner: body, _guard: in_flight }))
 }
 
-/// Holds the in-flight gauge up until the response body is finished or dropped.
-struct InFlight;
+/// Holds the in-flight count (and gauge) up until the response body is finished or dropped.
+struct InFlight {
+    counter: Arc<AtomicUsize>,
+    /// Requests in flight, this one included, when it entered.
+    count: usize,
+}
 
 impl InFlight {
-    fn enter() -> Self {
+    fn enter(counter: &Arc<AtomicUsize>) -> Self {
         metrics::gauge!(telemetry::IN_FLIGHT).increment(1.0);
-        InFlight
+        let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        InFlight { counter: counter.clone(), count }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!(telemetry::IN_FLIGHT).decrement(1.0);
     }
 }

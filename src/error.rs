@@ -19,6 +19,8 @@ pub enum GatewayError {
     ClientBody(String),
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("more than {0} requests in flight; retry shortly")]
+    Overloaded(usize),
     #[error("internal gateway error: {0}")]
     Internal(String),
 }
@@ -30,7 +32,7 @@ impl GatewayError {
             Self::UpstreamTimeout(_) => 504,
             Self::BodyTooLarge { .. } => 413,
             Self::MalformedJson(_) | Self::ClientBody(_) => 400,
-            Self::ShuttingDown => 503,
+            Self::ShuttingDown | Self::Overloaded(_) => 503,
             Self::Internal(_) => 500,
         }
     }
@@ -44,6 +46,7 @@ impl GatewayError {
             Self::MalformedJson(_) => "malformed_json",
             Self::ClientBody(_) => "client_body",
             Self::ShuttingDown => "shutting_down",
+            Self::Overloaded(_) => "overloaded",
             Self::Internal(_) => "internal",
         }
     }

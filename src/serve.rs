@@ -29,7 +29,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             cancel.cancel();
         }
     });
-    let server = axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let server =
+        axum::serve(crate::net::with_nodelay(listener), app).with_graceful_shutdown(cancel.clone().cancelled_owned());
     tokio::select! {
         r = server => r?,
         _ = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => {

@@ -278,3 +278,35 @@ async fn gateway_errors_are_gemini_json_with_fitting_status() {
     assert_eq!(status, 502);
     assert!(!body.to_string().contains("SECRET-KEY-1"), "the key leaked into an error: {body}");
 }
+
+#[tokio::test]
+async fn beyond_max_in_flight_the_gateway_sheds_load_with_a_503() {
+    let script = Script::default();
+    let s = script.clone();
+    let upstream =
+        support::serve(axum::Router::new().fallback(move |req: Request| upstream_handler(s.clone(), req))).await;
+    let mut cfg = support::config(&format!("http://{upstream}"));
+    cfg.server.max_in_flight = 2;
+    let gw = support::gateway(cfg).await;
+    let c = support::client();
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let resp = c.post(format!("{gw}/v1/models/m:streamGenerateContent?alt=sse")).body("{}").send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        open.push(resp);
+    }
+    let resp = c.get(format!("{gw}/v1beta/models")).send().await.unwrap();
+    let (status, body) = gemini_error(resp).await;
+    assert_eq!((status, body["error"]["status"].as_str()), (503, Some("UNAVAILABLE")));
+    drop(open);
+    // Once the streams are gone, requests are served again.
+    let mut served = false;
+    for _ in 0..50 {
+        if c.get(format!("{gw}/v1beta/models")).send().await.unwrap().status() == 418 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served);
+}

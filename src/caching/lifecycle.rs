@@ -38,28 +38,31 @@ pub(super) fn renew(c: &Caching, entry: &CacheEntry, ttl_ms: i64, cred: &Credent
     });
 }
 
-/// One pass of the sweeper at time `now`.
+/// One pass of the sweeper at time `now`. Stops early on shutdown.
 pub(super) async fn sweep(c: &Caching, now: i64) {
     let e = &c.0;
-    for entry in e.registry.entries() {
-        let st = c.state(&entry.key);
+    for hot in e.registry.hots() {
+        if e.cancel.is_cancelled() {
+            return;
+        }
+        let st = c.state(&hot.key);
         let decision = {
             let mut st = st.lock().expect("poisoned");
-            st.sync(Some(&entry), now);
-            e.rules.on_tick(&entry.model, &st, now, entry.tokens)
+            st.sync(Some(&hot.snapshot()), now);
+            e.rules.on_tick(&hot.model, &st, now, hot.tokens)
         };
-        if entry.expire_ms <= now {
-            e.registry.remove(&entry.key).await;
+        if hot.expire_ms <= now {
+            e.registry.remove(&hot.key).await;
             st.lock().expect("poisoned").stats.on_gone(now);
             metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "expired").increment(1);
             continue;
         }
         if decision == Decision::Delete {
-            if let Some(cred) = e.creds.get(&entry.scope) {
-                match ops::delete(&e.upstream, &entry.name, &cred, e.timeout).await {
+            if let Some(cred) = e.creds.get(&hot.scope) {
+                match ops::delete(&e.upstream, &hot.name, &cred, e.timeout).await {
                     Ok(()) => {
                         metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "idle").increment(1);
-                        e.registry.remove(&entry.key).await;
+                        e.registry.remove(&hot.key).await;
                         st.lock().expect("poisoned").stats.on_gone(now);
                         continue;
                     }
@@ -67,7 +70,7 @@ pub(super) async fn sweep(c: &Caching, now: i64) {
                 }
             }
         }
-        e.registry.flush(&entry).await;
+        e.registry.flush(&hot).await;
     }
     metrics::gauge!(telemetry::REGISTRY_ENTRIES).set(e.registry.entry_count() as f64);
 }

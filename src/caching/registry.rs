@@ -14,11 +14,18 @@ pub struct Hot {
     entry: CacheEntry,
     hits: AtomicU64,
     last_used_ms: AtomicI64,
+    /// Hit count last written to the store.
+    flushed_hits: AtomicU64,
 }
 
 impl Hot {
     fn new(entry: CacheEntry) -> Arc<Self> {
-        Arc::new(Hot { hits: AtomicU64::new(entry.hits), last_used_ms: AtomicI64::new(entry.last_used_ms), entry })
+        Arc::new(Hot {
+            hits: AtomicU64::new(entry.hits),
+            last_used_ms: AtomicI64::new(entry.last_used_ms),
+            flushed_hits: AtomicU64::new(entry.hits),
+            entry,
+        })
     }
 
     /// The entry with its current hit count and last use.
@@ -137,6 +144,11 @@ impl Registry {
         kept
     }
 
+    /// The in-process tier's entries (cheap: shared handles, no copies).
+    pub fn hots(&self) -> Vec<Arc<Hot>> {
+        self.hot.iter().map(|(_, e)| e).collect()
+    }
+
     /// Snapshot of the in-process tier.
     pub fn entries(&self) -> Vec<CacheEntry> {
         self.hot.iter().map(|(_, e)| e.snapshot()).collect()
@@ -147,10 +159,16 @@ impl Registry {
         self.hot.entry_count()
     }
 
-    /// Writes in-process hit counts back to the store.
-    pub async fn flush(&self, e: &CacheEntry) {
-        if let Err(err) = self.store.put_cache(e).await {
-            tracing::warn!(%err, "registry: store flush failed");
+    /// Writes an entry's in-process hit count and last use back to the store, if they changed
+    /// since the last write.
+    pub async fn flush(&self, hot: &Hot) {
+        let hits = hot.hits.load(Ordering::Relaxed);
+        if hot.flushed_hits.load(Ordering::Relaxed) == hits {
+            return;
+        }
+        match self.store.put_cache(&hot.snapshot()).await {
+            Ok(()) => hot.flushed_hits.store(hits, Ordering::Relaxed),
+            Err(err) => tracing::warn!(%err, "registry: store flush failed"),
         }
     }
 }

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// Base URL clients reach the gateway at, used to rewrite resumable-upload URLs. Empty: derived
     /// from the request's `X-Forwarded-Proto`/`X-Forwarded-Host`/`Host` headers.
     pub public_url: String,
+    /// Requests served at once (streams count until their last byte); beyond it the gateway
+    /// answers 503 at once instead of queueing. 0: no limit.
+    pub max_in_flight: usize,
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             max_body_bytes: 2 * 1024 * 1024 * 1024 + 64 * 1024 * 1024,
             max_json_body_bytes: 32 * 1024 * 1024,
             public_url: String::new(),
+            max_in_flight: 10_000,
             shutdown_grace: Duration::from_secs(30),
         }
     }

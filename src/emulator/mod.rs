@@ -42,6 +42,8 @@ pub async fn run(listen: SocketAddr, config: Option<&Path>) -> anyhow::Result<()
     let config = EmulatorConfig::load(config)?;
     let state = EmulatorState::new(config);
     let listener = crate::net::bind_and_announce(listen, "emulator").await?;
-    axum::serve(listener, router(state)).with_graceful_shutdown(crate::net::shutdown_signal()).await?;
+    axum::serve(crate::net::with_nodelay(listener), router(state))
+        .with_graceful_shutdown(crate::net::shutdown_signal())
+        .await?;
     Ok(())
 }

@@ -9,7 +9,7 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
+        axum::serve(gemgate::net::with_nodelay(listener), router).await.unwrap();
     });
     addr
 }
