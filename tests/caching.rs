@@ -248,16 +248,7 @@ async fn camel_and_snake_case_bodies_share_one_cache() {
 async fn the_clients_own_cache_is_forwarded_as_is() {
     let w = world(first_sight).await;
     let system = text("client-owned", 3000);
-    let created: Value = support::client()
-        .post(format!("{}/v1beta/cachedContents", w.gw))
-        .header("x-goog-api-key", "k")
-        .json(&json!({"model": "models/gemini-2.5-flash", "systemInstruction": {"parts": [{"text": system}]}, "contents": [{"role": "user", "parts": [{"text": "doc"}]}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = support::post_json(&format!("{}/v1beta/cachedContents", w.gw), "k", &json!({"model": "models/gemini-2.5-flash", "systemInstruction": {"parts": [{"text": system}]}, "contents": [{"role": "user", "parts": [{"text": "doc"}]}]})).await;
     let name = created["name"].as_str().unwrap();
     let body = json!({"cachedContent": name, "contents": [{"role": "user", "parts": [{"text": "q"}]}]});
     let r = generate(&w.gw, "k", &body).await;

@@ -64,7 +64,6 @@ async fn replay_of_200_requests_costs_at_most_a_quarter_of_direct() {
     // The gateway's defaults: the cost policy decides when to create and for how long.
     let cfg = support::config(&emu);
     let gw = support::gateway(cfg).await;
-    let c = support::client();
     let systems: Vec<String> = (0..10).map(system).collect();
     let mut identical = 0;
     for (p, q) in schedule() {
@@ -74,16 +73,8 @@ async fn replay_of_200_requests_costs_at_most_a_quarter_of_direct() {
         });
         let mut texts = Vec::new();
         for (base, key) in [(&emu, "direct-key"), (&gw, "gateway-key")] {
-            let r: Value = c
-                .post(format!("{base}/v1beta/models/gemini-2.5-flash:generateContent"))
-                .header("x-goog-api-key", key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let r =
+                support::post_json(&format!("{base}/v1beta/models/gemini-2.5-flash:generateContent"), key, &body).await;
             texts.push(
                 r["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}")).to_string(),
             );
@@ -95,15 +86,7 @@ async fn replay_of_200_requests_costs_at_most_a_quarter_of_direct() {
     let caches: Value = support::get_json(&format!("{gw}/gemgate/v1/caches"), None).await;
     let now = gemgate::clock::system_ms();
     // Storage still to be billed until each live cache expires: counted as if already paid.
-    let committed: f64 = caches["caches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let expire = gemgate::clock::parse_rfc3339(e["expireTime"].as_str().unwrap()).unwrap();
-            e["tokens"].as_f64().unwrap() * ((expire - now).max(0) as f64 / 1000.0)
-        })
-        .sum();
+    let committed = support::committed_token_seconds(&caches, now);
     let direct = row(&ledger, "direct-key");
     let via = row(&ledger, "gateway-key");
     let direct_input = num(direct, "input_tokens") + num(direct, "cached_tokens");

@@ -72,15 +72,7 @@ async fn simulate_and_live_replay_agree() {
     let caches = support::get_json(&format!("{gw}/gemgate/v1/caches"), None).await;
     let now = gemgate::clock::parse_rfc3339(ledger["now"].as_str().unwrap()).unwrap();
     // Storage still committed until each live cache expires, as the simulator counts it.
-    let committed: f64 = caches["caches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let expire = gemgate::clock::parse_rfc3339(c["expireTime"].as_str().unwrap()).unwrap();
-            c["tokens"].as_f64().unwrap() * ((expire - now).max(0) as f64 / 1000.0)
-        })
-        .sum();
+    let committed = support::committed_token_seconds(&caches, now);
     let t = &ledger["total"];
     let n = |f: &str| t[f].as_f64().unwrap_or(0.0);
     let r = &price.standard;

@@ -163,15 +163,20 @@ impl PrefixStats {
     }
 
     fn learn_gap(&mut self, gap_ms: f64, w: f64) {
-        if self.gaps == 0 {
-            self.gap_mean_ms = gap_ms;
-            self.gap_dev_ms = gap_ms / 2.0;
-        } else {
-            self.gap_dev_ms = (1.0 - w) * self.gap_dev_ms + w * (gap_ms - self.gap_mean_ms).abs();
-            self.gap_mean_ms = (1.0 - w) * self.gap_mean_ms + w * gap_ms;
-        }
-        self.gaps += 1;
+        learn_gap(&mut self.gap_mean_ms, &mut self.gap_dev_ms, &mut self.gaps, gap_ms, w);
     }
+}
+
+/// Folds one inter-arrival gap into a moving mean and mean absolute deviation (weight `w`).
+pub(crate) fn learn_gap(mean: &mut f64, dev: &mut f64, gaps: &mut u64, gap_ms: f64, w: f64) {
+    if *gaps == 0 {
+        *mean = gap_ms;
+        *dev = gap_ms / 2.0;
+    } else {
+        *dev = (1.0 - w) * *dev + w * (gap_ms - *mean).abs();
+        *mean = (1.0 - w) * *mean + w * gap_ms;
+    }
+    *gaps += 1;
 }
 
 /// The policy for one model: its config and that model's price row.

@@ -14,7 +14,7 @@
 //! they pay on average. A tenant whose prefixes never return stops speculating once its rate is
 //! measured (`speculate_min_evidence` first sightings).
 
-use super::cost_policy::{CostPolicy, Decision, PrefixStats};
+use super::cost_policy::{CostPolicy, Decision, PrefixStats, learn_gap};
 
 /// What the rule learns per (tenant, model).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,15 +48,8 @@ impl CostPolicy {
         }
         st.first_as_longest = false;
         rs.returns += 1.0;
-        let (gap, w) = (st.gap_mean_ms, self.cfg.gap_weight);
-        if rs.gaps == 0 {
-            rs.gap_mean_ms = gap;
-            rs.gap_dev_ms = gap / 2.0;
-        } else {
-            rs.gap_dev_ms = (1.0 - w) * rs.gap_dev_ms + w * (gap - rs.gap_mean_ms).abs();
-            rs.gap_mean_ms = (1.0 - w) * rs.gap_mean_ms + w * gap;
-        }
-        rs.gaps += 1;
+        // The prefix's first gap is the time it took to come back.
+        learn_gap(&mut rs.gap_mean_ms, &mut rs.gap_dev_ms, &mut rs.gaps, st.gap_mean_ms, self.cfg.gap_weight);
     }
 
     /// Called after `on_request` for the request's own (longest eligible) boundary: on its first

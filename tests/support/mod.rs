@@ -145,3 +145,22 @@ pub async fn get_json(url: &str, key: Option<&str>) -> serde_json::Value {
     }
     req.send().await.unwrap().json().await.unwrap()
 }
+
+/// POSTs `body` as JSON with an API key and parses the JSON answer.
+pub async fn post_json(url: &str, key: &str, body: &serde_json::Value) -> serde_json::Value {
+    client().post(url).header("x-goog-api-key", key).json(body).send().await.unwrap().json().await.unwrap()
+}
+
+/// Storage (token-seconds) still committed until each cache in a `/gemgate/v1/caches` listing
+/// expires, counted from `now_ms` (virtual time, when the clocks are scaled).
+pub fn committed_token_seconds(listing: &serde_json::Value, now_ms: i64) -> f64 {
+    listing["caches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let expire = gemgate::clock::parse_rfc3339(c["expireTime"].as_str().unwrap()).unwrap();
+            c["tokens"].as_f64().unwrap() * ((expire - now_ms).max(0) as f64 / 1000.0)
+        })
+        .sum()
+}
