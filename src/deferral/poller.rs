@@ -5,6 +5,7 @@
 use super::Inner;
 use super::batch_api::{BatchApi, CallError, http_of_grpc};
 use super::batcher::{new_job, retry_delay_ms};
+use super::credentials::Credential;
 use super::queue::{ItemResult, Job, JobState};
 use crate::config::DeferralConfig;
 use crate::telemetry;
@@ -37,12 +38,24 @@ pub async fn poll(d: &Inner) {
         let Some(cred) = d.creds.get(&job.scope) else {
             continue;
         };
-        let api = BatchApi { upstream: &d.upstream, cred: &cred, version: &d.cfg.upstream_version, timeout: d.timeout };
-        if let Err(e) = poll_one(d, &api, &job).await {
-            tracing::warn!(job = %job.id, error = %e, "polling failed; will retry");
-            let retry = d.clock.now_ms() + retry_delay_ms(2, &d.cfg);
-            let _ = d.queue.schedule(&job.id, retry, job.poll_interval_ms, None).await;
-        }
+        let key = format!("job:{}", job.id);
+        super::claims::with_claim(d, &key, |_| poll_claimed(d, &job.id, cred)).await;
+    }
+}
+
+/// Polls one job while holding its claim, reading it again first: another replica may have
+/// finished it since the scan.
+async fn poll_claimed(d: &Inner, id: &str, cred: Credential) {
+    let job = match d.queue.job(id).await {
+        Ok(Some(j)) if j.state == JobState::Submitted && j.next_ms <= d.clock.now_ms() => j,
+        Ok(_) => return,
+        Err(e) => return tracing::warn!(job = %id, error = %e, "job read failed"),
+    };
+    let api = BatchApi { upstream: &d.upstream, cred: &cred, version: &d.cfg.upstream_version, timeout: d.timeout };
+    if let Err(e) = poll_one(d, &api, &job).await {
+        tracing::warn!(job = %job.id, error = %e, "polling failed; will retry");
+        let retry = d.clock.now_ms() + retry_delay_ms(2, &d.cfg);
+        let _ = d.queue.schedule(&job.id, retry, job.poll_interval_ms, None).await;
     }
 }
 

@@ -1,5 +1,6 @@
 //! The durable queue's contract: deferred requests (items), the batch jobs they go into, and every
-//! state change as one atomic store operation. Backends: SQLite (`sqlite.rs`); Redis later.
+//! state change as one atomic store operation. Backends: SQLite (`sqlite.rs`, one process) and
+//! Redis (`redis_queue.rs`, shared by replicas, which then claim jobs before working on them).
 
 use serde_json::Value;
 
@@ -189,6 +190,8 @@ pub trait Queue: Send + Sync + 'static {
     /// job intent holding them. Returns how many items it took (0: no job made).
     async fn form_job(&self, job: &Job, max_items: usize, max_bytes: u64, now: i64) -> QResult<usize>;
     async fn jobs(&self, state: JobState) -> QResult<Vec<Job>>;
+    /// One job as it is now (read again after claiming it: another replica may have moved it).
+    async fn job(&self, id: &str) -> QResult<Option<Job>>;
     /// `(item id, body)` of a job's items that have no result yet.
     async fn job_inputs(&self, job_id: &str) -> QResult<Vec<(String, Vec<u8>)>>;
     /// Records that a create call is about to be sent (before sending it).
@@ -217,4 +220,31 @@ pub trait Queue: Send + Sync + 'static {
     /// Deletes results finished before `before_ms` and finished jobs older than it.
     async fn purge(&self, before_ms: i64) -> QResult<usize>;
     async fn stats(&self) -> QResult<Stats>;
+
+    /// True when several gateway processes share this queue: their workers then claim a job
+    /// before working on it, and a request that cannot be queued is refused (503), not served
+    /// at standard tier.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Cheap liveness check for `/readyz`.
+    async fn ping(&self) -> QResult<()> {
+        Ok(())
+    }
+
+    /// Takes the claim `key` for `ttl`: `Some(token)` when taken, `None` when another holder has
+    /// it. A queue used by one process needs none (its one worker loop already serialises work).
+    async fn claim(&self, _key: &str, _ttl: std::time::Duration) -> QResult<Option<u64>> {
+        Ok(Some(0))
+    }
+
+    /// Extends a claim we hold; false when it lapsed (and may be someone else's now).
+    async fn renew(&self, _key: &str, _token: u64, _ttl: std::time::Duration) -> QResult<bool> {
+        Ok(true)
+    }
+
+    async fn release(&self, _key: &str, _token: u64) -> QResult<()> {
+        Ok(())
+    }
 }
