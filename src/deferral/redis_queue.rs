@@ -4,7 +4,7 @@
 
 use super::queue::*;
 use super::redis_lua as lua;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -37,15 +37,8 @@ impl RedisQueue {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout * BULK)
-            .set_number_of_retries(1)
-            .set_max_delay(200);
-        let c = tokio::time::timeout(self.timeout * 4, ConnectionManager::new_with_config(self.client.clone(), cfg))
-            .await
-            .map_err(|_| err("connect timed out"))?
-            .map_err(err)?;
+        let c =
+            crate::store::redis::connect(&self.client, self.timeout, self.timeout * BULK).await.map_err(QueueError)?;
         *slot = Some(c.clone());
         Ok(c)
     }

@@ -2,7 +2,7 @@
 //! deferred queue). Backends: embedded SQLite (default), in-memory (tests), Redis (replicas).
 
 mod memory;
-mod redis;
+pub(crate) mod redis;
 mod sqlite;
 
 pub use memory::MemoryStore;

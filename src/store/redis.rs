@@ -36,6 +36,30 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+/// Opens a self-reconnecting connection, failing within about `timeout` when Redis is down. The
+/// manager's own first connect retries with backoff for seconds, so a plain connection is tried
+/// first: callers (a request, the worker) learn at once that Redis is away and fail open.
+pub(crate) async fn connect(
+    client: &redis::Client,
+    timeout: Duration,
+    response_timeout: Duration,
+) -> Result<ConnectionManager, String> {
+    let probe = tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| "redis: connect timed out".to_string())?
+        .map_err(|e| format!("redis: {e}"))?;
+    drop(probe);
+    let cfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(response_timeout)
+        .set_number_of_retries(1)
+        .set_max_delay(200);
+    tokio::time::timeout(timeout * 4, ConnectionManager::new_with_config(client.clone(), cfg))
+        .await
+        .map_err(|_| "redis: connect timed out".to_string())?
+        .map_err(|e| format!("redis: {e}"))
+}
+
 impl RedisStore {
     /// Does not connect yet: the gateway starts (and stays up) while Redis is down.
     pub fn open(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
@@ -47,15 +71,7 @@ impl RedisStore {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1)
-            .set_max_delay(200);
-        let c = tokio::time::timeout(self.timeout * 4, ConnectionManager::new_with_config(self.client.clone(), cfg))
-            .await
-            .map_err(|_| err("redis: connect timed out"))?
-            .map_err(err)?;
+        let c = connect(&self.client, self.timeout, self.timeout).await.map_err(err)?;
         *slot = Some(c.clone());
         Ok(c)
     }

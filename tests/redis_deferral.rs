@@ -1,0 +1,261 @@
+//! Deferred execution across replicas sharing one real `redis-server`, with spawned binaries in
+//! front of the in-process emulator: lookups from any replica, replicas SIGKILLed or aborted in
+//! the middle of a batch and their work finished by another exactly once, a Redis restart losing
+//! nothing acknowledged, and Redis down: batch requests refused with 503, plain ones still served.
+
+mod support;
+
+use gemgate::emulator::EmulatorConfig;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::RedisServer;
+
+const KEY: &str = "redis-replica-key";
+
+struct Replica {
+    child: Child,
+    url: Option<String>,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Replica {
+    fn url(&self) -> &str {
+        self.url.as_deref().expect("replica started")
+    }
+
+    /// Waits up to `bound` for a failpoint abort, then SIGKILLs whatever still runs.
+    async fn die_within(&mut self, bound: Duration) {
+        let until = Instant::now() + bound;
+        while self.child.try_wait().unwrap().is_none() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn replica(emu: &str, redis: &str, failpoint: Option<&str>) -> Replica {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gemgate"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", emu])
+        .env_remove("GEMGATE_CONFIG")
+        .env_remove("GEMGATE_FAILPOINT")
+        .env("GEMGATE_STORE__BACKEND", "redis")
+        .env("GEMGATE_STORE__REDIS_URL", redis)
+        .env("GEMGATE_DEFERRAL__TICK", "20ms")
+        .env("GEMGATE_DEFERRAL__MAX_AGE", "100ms")
+        .env("GEMGATE_DEFERRAL__MAX_ITEMS_PER_JOB", "5")
+        .env("GEMGATE_DEFERRAL__POLL_INITIAL", "100ms")
+        .env("GEMGATE_DEFERRAL__POLL_MAX", "300ms")
+        .env("GEMGATE_DEFERRAL__CLAIM_TTL", "1s")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(f) = failpoint {
+        cmd.env("GEMGATE_FAILPOINT", f);
+    }
+    let mut child = cmd.spawn().expect("spawn gemgate");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    // EOF here means a failpoint fired during start-up (leftover work reached it).
+    let _ = stdout.read_line(&mut line);
+    let url = line.trim().split_once("listening on ").map(|(_, u)| u.to_string());
+    Replica { child, url, _stdout: stdout }
+}
+
+async fn emulator() -> String {
+    let mut cfg = EmulatorConfig::default();
+    cfg.batch.processing_delay = Duration::from_millis(300);
+    support::emulator_with(cfg).await
+}
+
+fn request(i: usize) -> Value {
+    json!({"contents": [{"role": "user", "parts": [{"text": format!("replica test request {i}")}]}]})
+}
+
+/// Sends one generate request (deferred to batch when `batch`); the status and body.
+async fn send(gw: &str, i: usize, batch: bool) -> Option<(u16, Value)> {
+    let mut req = support::client()
+        .post(format!("{gw}/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("x-goog-api-key", KEY)
+        .timeout(Duration::from_secs(5))
+        .json(&request(i));
+    if batch {
+        req = req.header("x-gemgate-defer", "batch");
+    }
+    let r = req.send().await.ok()?;
+    Some((r.status().as_u16(), r.json().await.ok()?))
+}
+
+/// Sends one deferred request; `Some(id)` only if it was acknowledged (202).
+async fn defer(gw: &str, i: usize) -> Option<String> {
+    match send(gw, i, true).await? {
+        (202, op) => Some(op["name"].as_str()?.trim_start_matches("operations/").to_string()),
+        _ => None,
+    }
+}
+
+/// Polls each operation through `gw` until done; every one must hold a response.
+async fn finished(gw: &str, ids: &[String], bound: Duration) -> BTreeMap<String, Value> {
+    let until = Instant::now() + bound;
+    let mut out = BTreeMap::new();
+    for id in ids {
+        loop {
+            let op = support::get_json(&format!("{gw}/gemgate/v1/operations/{id}"), Some(KEY)).await;
+            if op["done"] == true {
+                assert!(op["response"]["candidates"].is_array(), "{op}");
+                out.insert(id.clone(), op);
+                break;
+            }
+            assert!(Instant::now() < until, "acknowledged request {id} never finished: {op}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    out
+}
+
+/// Every request ever queued is done once; no `displayName` twice upstream; the ledger bills each
+/// job and each request once. Returns (jobs, requests).
+async fn assert_exactly_once(gw: &str, emu: &str) -> (usize, usize) {
+    let until = Instant::now() + Duration::from_secs(30);
+    let ops = loop {
+        let listed = support::get_json(&format!("{gw}/gemgate/v1/operations?pageSize=1000"), Some(KEY)).await;
+        let ops = listed["operations"].as_array().unwrap().clone();
+        if ops.iter().all(|o| o["done"] == true) {
+            break ops;
+        }
+        assert!(Instant::now() < until, "queued requests never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(ops.iter().all(|o| o["response"].is_object()), "every queued request succeeded");
+    let page = support::get_json(&format!("{emu}/v1beta/batches?pageSize=1000"), Some(KEY)).await;
+    let mut names = BTreeMap::<String, usize>::new();
+    for b in page["operations"].as_array().unwrap() {
+        *names.entry(b["metadata"]["displayName"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let dupes: Vec<_> = names.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dupes.is_empty(), "jobs submitted twice: {dupes:?}");
+    let ledger = support::get_json(&format!("{emu}/emulator/ledger"), None).await["total"].clone();
+    assert_eq!(ledger["batch_jobs_submitted"], names.len(), "{ledger}");
+    assert_eq!(ledger["batch_requests"], ops.len(), "each queued request billed exactly once: {ledger}");
+    (names.len(), ops.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_deferred_through_one_replica_is_read_through_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start_at(&dir.path().join("r.sock"));
+    let emu = emulator().await;
+    let (a, b) = (replica(&emu, &redis.url, None), replica(&emu, &redis.url, None));
+    let id = defer(a.url(), 1).await.expect("acknowledged by a");
+    let op = support::get_json(&format!("{}/gemgate/v1/operations/{id}", b.url()), Some(KEY)).await;
+    assert_eq!(op["name"], format!("operations/{id}"), "b sees a's operation at once: {op}");
+    let other = support::client()
+        .get(format!("{}/gemgate/v1/operations/{id}", b.url()))
+        .header("x-goog-api-key", "someone-else")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "operations stay scoped to their credential on every replica");
+    let done = finished(b.url(), std::slice::from_ref(&id), Duration::from_secs(20)).await;
+    let listed = support::get_json(&format!("{}/gemgate/v1/operations", a.url()), Some(KEY)).await;
+    assert_eq!(listed["operations"][0], done[&id], "a lists the result b read");
+    assert_eq!(assert_exactly_once(a.url(), &emu).await, (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_killed_mid_batch_leave_work_that_another_finishes_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start_at(&dir.path().join("r.sock"));
+    let emu = emulator().await;
+    // b runs throughout but gets no request (so no credential) until the end: it cannot race the
+    // dying replicas, and at the end it alone finishes what they left.
+    let b = replica(&emu, &redis.url, None);
+    let mut acked = Vec::new();
+    let mut next = 0;
+    // Aborts inside each window of the crash discipline, then one plain SIGKILL after the acks.
+    let rounds = [Some("formed"), Some("attempt_noted"), Some("created"), Some("fetched"), Some("finished"), None];
+    for fp in rounds {
+        let mut a = replica(&emu, &redis.url, fp);
+        if let Some(url) = a.url.clone() {
+            let ids = futures::future::join_all((0..4).map(|k| defer(&url, next + k))).await;
+            next += 4;
+            acked.extend(ids.into_iter().flatten());
+        }
+        let bound = if fp.is_some() { Duration::from_secs(3) } else { Duration::from_millis(250) };
+        a.die_within(bound).await;
+    }
+    assert!(acked.len() >= 12, "too few acknowledged to prove anything: {}", acked.len());
+    let results = finished(b.url(), &acked, Duration::from_secs(40)).await;
+    for (id, op) in &results {
+        let again = support::get_json(&format!("{}/gemgate/v1/operations/{id}", b.url()), Some(KEY)).await;
+        assert_eq!(&again, op, "one result, the same every time");
+    }
+    let (jobs, requests) = assert_exactly_once(b.url(), &emu).await;
+    let unique: BTreeSet<_> = acked.iter().collect();
+    assert_eq!(unique.len(), acked.len());
+    println!("{} acknowledged, {requests} queued, {jobs} jobs, each once", acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_loses_nothing_acknowledged_and_the_replica_recovers_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("r.sock");
+    let redis = RedisServer::start_durable(&sock, dir.path());
+    let url = redis.url.clone();
+    let emu = emulator().await;
+    let a = replica(&emu, &url, None);
+    let ids: Vec<String> =
+        futures::future::join_all((0..12).map(|i| defer(a.url(), i))).await.into_iter().flatten().collect();
+    assert_eq!(ids.len(), 12);
+    // Mid-batch: some jobs formed or submitted, some requests still queued.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    redis.kill();
+    let ready = support::get_json(&format!("{}/readyz", a.url()), None).await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _redis = RedisServer::start_durable(&sock, dir.path());
+    finished(a.url(), &ids, Duration::from_secs(30)).await;
+    let ready = support::get_json(&format!("{}/readyz", a.url()), None).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_exactly_once(a.url(), &emu).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_batch_requests_get_503_quickly_and_plain_ones_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("r.sock");
+    let emu = emulator().await;
+    let a = replica(&emu, &format!("redis+unix://{}", sock.display()), None);
+    let t = Instant::now();
+    let (status, body) = send(a.url(), 1, true).await.unwrap();
+    assert_eq!((status, body["error"]["status"].as_str()), (503, Some("UNAVAILABLE")), "{body}");
+    assert!(t.elapsed() < Duration::from_secs(2), "refused quickly, not after a hang: {:?}", t.elapsed());
+    let (status, body) = send(a.url(), 2, false).await.unwrap();
+    assert_eq!(status, 200, "caching fails open: {body}");
+    let ready = support::get_json(&format!("{}/readyz", a.url()), None).await;
+    assert_eq!(
+        (ready["status"].as_str(), ready["deferral_queue"].as_str().map(|s| s.starts_with("unavailable"))),
+        (Some("degraded"), Some(true))
+    );
+    // Redis comes up: the same process accepts batch work again, no restart.
+    let _redis = RedisServer::start_at(&sock);
+    let until = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        if let Some(id) = defer(a.url(), 3).await {
+            break id;
+        }
+        assert!(Instant::now() < until, "never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    finished(a.url(), &[id], Duration::from_secs(20)).await;
+}
