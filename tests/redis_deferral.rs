@@ -151,7 +151,7 @@ async fn assert_exactly_once(gw: &str, emu: &str) -> (usize, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_deferred_through_one_replica_is_read_through_another() {
+async fn requests_deferred_through_one_replica_are_read_through_another_and_done_once() {
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start_at(&dir.path().join("r.sock"));
     let emu = emulator().await;
@@ -169,7 +169,15 @@ async fn a_request_deferred_through_one_replica_is_read_through_another() {
     let done = finished(b.url(), std::slice::from_ref(&id), Duration::from_secs(20)).await;
     let listed = support::get_json(&format!("{}/gemgate/v1/operations", a.url()), Some(KEY)).await;
     assert_eq!(listed["operations"][0], done[&id], "a lists the result b read");
-    assert_eq!(assert_exactly_once(a.url(), &emu).await, (1, 1));
+    // Both replicas now hold the credential and run their workers on the same queue at once:
+    // claims keep them from submitting or polling the same job twice.
+    let sends = (1..41).map(|i| defer(if i % 2 == 0 { a.url() } else { b.url() }, i));
+    let ids: Vec<String> = futures::future::join_all(sends).await.into_iter().flatten().collect();
+    assert_eq!(ids.len(), 40);
+    finished(a.url(), &ids, Duration::from_secs(30)).await;
+    let (jobs, requests) = assert_exactly_once(b.url(), &emu).await;
+    assert_eq!(requests, 41);
+    assert!(jobs >= 9, "at most 5 requests per job: {jobs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
