@@ -255,6 +255,13 @@ async fn with_redis_down_batch_requests_get_503_quickly_and_plain_ones_are_serve
         (ready["status"].as_str(), ready["deferral_queue"].as_str().map(|s| s.starts_with("unavailable"))),
         (Some("degraded"), Some(true))
     );
+    let op = support::client()
+        .get(format!("{}/gemgate/v1/operations/whatever", a.url()))
+        .header("x-goog-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(op.status(), 503, "a lookup cannot answer either, and says so as transient");
     // Redis comes up: the same process accepts batch work again, no restart.
     let _redis = RedisServer::start_at(&sock);
     let until = Instant::now() + Duration::from_secs(10);
