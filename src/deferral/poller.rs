@@ -93,8 +93,8 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
         return failed(d, job, &state, &op["error"]).await;
     }
     // Still pending or running. If every request of the job was cancelled, cancel the job.
-    let open = d.queue.job_inputs(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
-    if open.is_empty() {
+    let open = d.queue.open_items(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
+    if open == 0 {
         let _ = api.cancel(batch).await;
         let rest = ItemResult::error(499, "cancelled");
         let _ = d.queue.finish_job(&job.id, "CANCELLED_BY_GATEWAY", &[], &rest, now).await;
@@ -111,8 +111,8 @@ async fn failed(d: &Inner, job: &Job, state: &str, error: &Value) -> Result<(), 
     let now = d.clock.now_ms();
     let label = state.trim_start_matches("BATCH_STATE_").to_ascii_lowercase();
     metrics::counter!(telemetry::DEFER_JOBS, "state" => label).increment(1);
-    let open = d.queue.job_inputs(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
-    if !open.is_empty() && d.cfg.on_job_failure == "resubmit" && job.resubmits < d.cfg.max_resubmits {
+    let open = d.queue.open_items(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
+    if open > 0 && d.cfg.on_job_failure == "resubmit" && job.resubmits < d.cfg.max_resubmits {
         let next = new_job(&job.scope, &job.model, job.resubmits + 1, now);
         tracing::warn!(job = %job.id, state, next = %next.id, "batch job ended without results; resubmitting");
         metrics::counter!(telemetry::DEFER_JOBS, "state" => "resubmitted").increment(1);
@@ -129,7 +129,7 @@ async fn failed(d: &Inner, job: &Job, state: &str, error: &Value) -> Result<(), 
             ItemResult::error(code, format!("gemgate: {msg}"))
         }
     };
-    tracing::warn!(job = %job.id, state, items = open.len(), "batch job ended without results; failing its requests");
+    tracing::warn!(job = %job.id, state, items = open, "batch job ended without results; failing its requests");
     let n = d.queue.finish_job(&job.id, state, &[], &rest, now).await.map_err(|e| CallError::Transport(e.0))?;
     metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "error").increment(n as u64);
     super::results_changed(d);

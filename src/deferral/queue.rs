@@ -194,6 +194,11 @@ pub trait Queue: Send + Sync + 'static {
     async fn job(&self, id: &str) -> QResult<Option<Job>>;
     /// `(item id, body)` of a job's items that have no result yet.
     async fn job_inputs(&self, job_id: &str) -> QResult<Vec<(String, Vec<u8>)>>;
+    /// How many of a job's items have no result yet (asked on every poll of a running job, so
+    /// a backend over the network answers it without moving the bodies).
+    async fn open_items(&self, job_id: &str) -> QResult<usize> {
+        self.job_inputs(job_id).await.map(|v| v.len())
+    }
     /// Records that a create call is about to be sent (before sending it).
     async fn note_attempt(&self, job_id: &str, next_ms: i64) -> QResult<()>;
     async fn mark_submitted(&self, job_id: &str, batch: &str, next_ms: i64) -> QResult<()>;

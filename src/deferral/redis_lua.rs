@@ -205,6 +205,19 @@ return out
     )
 });
 
+/// ARGV: P, job id. How many of the job's items have no result.
+pub static OPEN_ITEMS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', K('jobitems', ARGV[2]))) do
+  if not redis.call('HGET', K('item', id), 'result') then n = n + 1 end
+end
+return n
+",
+    )
+});
+
 /// ARGV: P, job id, next_ms.
 pub static NOTE_ATTEMPT: LazyLock<Script> = LazyLock::new(|| {
     script(

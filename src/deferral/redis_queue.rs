@@ -225,6 +225,11 @@ impl Queue for RedisQueue {
         Ok(out)
     }
 
+    async fn open_items(&self, job_id: &str) -> QResult<usize> {
+        let n: i64 = self.eval(&lua::OPEN_ITEMS, &[job_id.as_bytes()]).await?;
+        Ok(n as usize)
+    }
+
     async fn note_attempt(&self, job_id: &str, next_ms: i64) -> QResult<()> {
         let next = next_ms.to_string();
         self.eval::<i64>(&lua::NOTE_ATTEMPT, &[job_id.as_bytes(), next.as_bytes()]).await.map(|_| ())
