@@ -30,6 +30,13 @@ redis.call('SET', KEYS[3], ARGV[2], 'PXAT', ARGV[3])
 return 1
 ";
 
+/// The next fencing token of a key. The counter expires a week after the last creation attempt
+/// (so a prefix that went cold leaves nothing behind); no lease holder lives that long.
+static NEXT_TOKEN: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new("local t = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[1]) return t")
+});
+const FENCE_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+
 /// Releases a lease only if we still hold it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -133,7 +140,13 @@ impl Store for RedisStore {
     }
 
     async fn acquire_lease(&self, key: &str, ttl: Duration) -> StoreResult<Option<u64>> {
-        let token: u64 = self.run(redis::cmd("INCR").arg(self.k("fence", key))).await?;
+        let mut c = self.conn().await?;
+        let mut inv = NEXT_TOKEN.key(self.k("fence", key));
+        inv.arg(FENCE_TTL_MS);
+        let token: u64 = tokio::time::timeout(self.timeout, inv.invoke_async(&mut c))
+            .await
+            .map_err(|_| err("redis: timed out"))?
+            .map_err(err)?;
         let ok: Option<String> = self
             .run(redis::cmd("SET").arg(self.k("lease", key)).arg(token).arg("NX").arg("PX").arg(ttl.as_millis() as u64))
             .await?;
