@@ -65,6 +65,8 @@ async fn transitions(q: &dyn Queue) {
     assert_eq!((jobs[0].attempts, jobs[0].batch.as_deref()), (1, Some("batches/x")));
     assert!(q.jobs(JobState::Intent).await.unwrap().is_empty());
     q.schedule("j1", 70, 10, Some("BATCH_STATE_RUNNING")).await.unwrap();
+    assert!(q.due_jobs(JobState::Submitted, 69, 10).await.unwrap().is_empty(), "not due before next_ms");
+    assert_eq!(q.due_jobs(JobState::Submitted, 70, 10).await.unwrap()[0].poll_interval_ms, 10);
     assert_eq!(q.open_items("j1").await.unwrap(), 3);
     let it = q.item("1").await.unwrap().unwrap();
     assert_eq!((it.state, it.batch_state.as_deref()), (ItemState::Assigned, Some("BATCH_STATE_RUNNING")));

@@ -25,6 +25,9 @@ pub fn retry_delay_ms(attempt: u32, cfg: &DeferralConfig) -> i64 {
     base.saturating_mul(1i64 << attempt.saturating_sub(1).min(30)).min(max)
 }
 
+/// At most this many jobs are submitted (or polled) per tick; the rest wait for the next one.
+pub const DUE_PER_TICK: usize = 500;
+
 pub fn new_job(scope: &str, model: &str, resubmits: u32, now: i64) -> Job {
     Job {
         id: super::new_id(24),
@@ -73,7 +76,7 @@ async fn flush_all(d: &Inner) {
 /// Submits due job intents. A job whose create may already have reached the upstream (an attempt
 /// is recorded) is looked up by `displayName` first and only created if it is not there.
 pub async fn submit(d: &Inner) {
-    let intents = match d.queue.jobs(JobState::Intent).await {
+    let intents = match d.queue.due_jobs(JobState::Intent, d.clock.now_ms(), DUE_PER_TICK).await {
         Ok(j) => j,
         Err(e) => return tracing::warn!(error = %e, "job scan failed"),
     };

@@ -27,7 +27,7 @@ const TERMINAL_FAILURES: [&str; 3] = ["BATCH_STATE_FAILED", "BATCH_STATE_EXPIRED
 
 /// Polls every submitted job that is due.
 pub async fn poll(d: &Inner) {
-    let jobs = match d.queue.jobs(JobState::Submitted).await {
+    let jobs = match d.queue.due_jobs(JobState::Submitted, d.clock.now_ms(), super::batcher::DUE_PER_TICK).await {
         Ok(j) => j,
         Err(e) => return tracing::warn!(error = %e, "job scan failed"),
     };

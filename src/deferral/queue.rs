@@ -190,6 +190,14 @@ pub trait Queue: Send + Sync + 'static {
     /// job intent holding them. Returns how many items it took (0: no job made).
     async fn form_job(&self, job: &Job, max_items: usize, max_bytes: u64, now: i64) -> QResult<usize>;
     async fn jobs(&self, state: JobState) -> QResult<Vec<Job>>;
+    /// Up to `limit` jobs in `state` due at `now` (`next_ms <= now`), soonest first: what a worker
+    /// tick looks at, without reading every open job on every tick of every replica.
+    async fn due_jobs(&self, state: JobState, now: i64, limit: usize) -> QResult<Vec<Job>> {
+        let mut jobs = self.jobs(state).await?;
+        jobs.retain(|j| j.next_ms <= now);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
     /// One job as it is now (read again after claiming it: another replica may have moved it).
     async fn job(&self, id: &str) -> QResult<Option<Job>>;
     /// `(item id, body)` of a job's items that have no result yet.

@@ -173,6 +173,21 @@ return out
     )
 });
 
+/// ARGV: P, state, now, limit. Jobs due at `now`, as JOBS returns them.
+pub static DUE_JOBS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K('jobs', ARGV[2]), '-inf', ARGV[3], 'LIMIT', 0, ARGV[4])) do
+  local h = redis.call('HGETALL', K('job', id))
+  table.insert(h, 1, id)
+  out[#out + 1] = h
+end
+return out
+",
+    )
+});
+
 /// ARGV: P, job id. [id, field, value, …] or nil.
 pub static JOB: LazyLock<Script> = LazyLock::new(|| {
     script(

@@ -210,6 +210,13 @@ impl Queue for RedisQueue {
         rows.into_iter().map(to_job).collect()
     }
 
+    async fn due_jobs(&self, state: JobState, now: i64, limit: usize) -> QResult<Vec<Job>> {
+        let (now, limit) = (now.to_string(), limit.to_string());
+        let args: [&[u8]; 3] = [state.as_str().as_bytes(), now.as_bytes(), limit.as_bytes()];
+        let rows: Vec<Vec<String>> = self.eval(&lua::DUE_JOBS, &args).await?;
+        rows.into_iter().map(to_job).collect()
+    }
+
     async fn job(&self, id: &str) -> QResult<Option<Job>> {
         let row: Option<Vec<String>> = self.eval(&lua::JOB, &[id.as_bytes()]).await?;
         row.map(to_job).transpose()
