@@ -1,7 +1,8 @@
 //! Deferred execution across replicas sharing one real `redis-server`, with spawned binaries in
 //! front of the in-process emulator: lookups from any replica, replicas SIGKILLed or aborted in
 //! the middle of a batch and their work finished by another exactly once, a Redis restart losing
-//! nothing acknowledged, and Redis down: batch requests refused with 503, plain ones still served.
+//! nothing acknowledged, Redis down: batch requests refused with 503, plain ones still served, and
+//! webhooks POSTed once although both replicas deliver.
 
 mod support;
 
@@ -45,6 +46,10 @@ impl Replica {
 }
 
 fn replica(emu: &str, redis: &str, failpoint: Option<&str>) -> Replica {
+    replica_with(emu, redis, failpoint, &[])
+}
+
+fn replica_with(emu: &str, redis: &str, failpoint: Option<&str>, env: &[(&str, &str)]) -> Replica {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gemgate"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", emu])
         .env_remove("GEMGATE_CONFIG")
@@ -62,6 +67,9 @@ fn replica(emu: &str, redis: &str, failpoint: Option<&str>) -> Replica {
         .stderr(Stdio::null());
     if let Some(f) = failpoint {
         cmd.env("GEMGATE_FAILPOINT", f);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn gemgate");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
@@ -273,4 +281,45 @@ async fn with_redis_down_batch_requests_get_503_quickly_and_plain_ones_are_serve
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     finished(a.url(), &[id], Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_post_each_result_to_the_webhook_once() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
+    let log = seen.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |h: http::HeaderMap| {
+            let log = log.clone();
+            async move {
+                let id = h["x-gemgate-operation"].to_str().unwrap().to_string();
+                *log.lock().unwrap().entry(id).or_default() += 1;
+                "ok"
+            }
+        }),
+    );
+    let hook = format!("http://{}/hook", support::serve(hook).await);
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start_at(&dir.path().join("r.sock"));
+    let emu = emulator().await;
+    let env = [
+        ("GEMGATE_DEFERRAL__WEBHOOK_URL", hook.as_str()),
+        ("GEMGATE_DEFERRAL__WEBHOOK_SECRET_ENV", "REDIS_TEST_WEBHOOK_SECRET"),
+        ("REDIS_TEST_WEBHOOK_SECRET", "s3cret"),
+    ];
+    let (a, b) = (replica_with(&emu, &redis.url, None, &env), replica_with(&emu, &redis.url, None, &env));
+    let sends = (0..10).map(|i| defer(if i % 2 == 0 { a.url() } else { b.url() }, i));
+    let ids: Vec<String> = futures::future::join_all(sends).await.into_iter().flatten().collect();
+    assert_eq!(ids.len(), 10);
+    finished(a.url(), &ids, Duration::from_secs(20)).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < ids.len() {
+        assert!(Instant::now() < until, "webhooks missing: {:?}", seen.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Both workers scan for due webhooks every 20 ms; give a duplicate time to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.values().all(|n| *n == 1), "a result was POSTed more than once: {seen:?}");
 }
