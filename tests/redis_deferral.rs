@@ -2,7 +2,8 @@
 //! front of the in-process emulator: lookups from any replica, replicas SIGKILLed or aborted in
 //! the middle of a batch and their work finished by another exactly once, a Redis restart losing
 //! nothing acknowledged, Redis down: batch requests refused with 503, plain ones still served, and
-//! webhooks POSTed once although both replicas deliver.
+//! webhooks POSTed once although both replicas deliver, a held connection (`x-gemgate-wait`)
+//! answered with a result another replica stored.
 
 mod support;
 
@@ -322,4 +323,29 @@ async fn two_replicas_post_each_result_to_the_webhook_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = seen.lock().unwrap().clone();
     assert!(seen.values().all(|n| *n == 1), "a result was POSTed more than once: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_connection_gets_the_result_another_replica_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start_at(&dir.path().join("r.sock"));
+    let emu = emulator().await;
+    // a's worker only runs when poked (on its enqueue, before the group is due): b does the work.
+    let a = replica_with(&emu, &redis.url, None, &[("GEMGATE_DEFERRAL__TICK", "1h")]);
+    let b = replica(&emu, &redis.url, None);
+    support::get_json(&format!("{}/gemgate/v1/operations", b.url()), Some(KEY)).await;
+    let t = Instant::now();
+    let r = support::client()
+        .post(format!("{}/v1beta/models/gemini-2.5-flash:generateContent", a.url()))
+        .header("x-goog-api-key", KEY)
+        .header("x-gemgate-defer", "batch")
+        .header("x-gemgate-wait", "20s")
+        .json(&request(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the held connection got the result, not the 202 after the wait");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let body: Value = r.json().await.unwrap();
+    assert!(body["candidates"].is_array(), "{body}");
 }

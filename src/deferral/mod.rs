@@ -193,10 +193,16 @@ impl Deferral {
         Ok(delivery::accepted(&id, item.as_ref()))
     }
 
-    /// Waits up to `bound` (real time) for an item's result.
+    /// Waits up to `bound` (real time) for an item's result. Results stored by this process wake
+    /// the waiter at once; with a shared queue another replica may store it, so the item is also
+    /// read again every tick (at least every second).
     async fn wait_for(&self, id: &str, bound: Duration) -> Option<queue::Item> {
         let mut rx = self.0.results.subscribe();
         let until = tokio::time::Instant::now() + bound;
+        let recheck = match self.0.queue.shared() {
+            true => self.0.clock.real_duration(self.0.cfg.tick.as_millis() as i64).min(Duration::from_secs(1)),
+            false => bound,
+        };
         loop {
             if let Ok(Some(item)) = self.0.queue.item(id).await {
                 if item.result.is_some() {
@@ -206,6 +212,7 @@ impl Deferral {
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return None },
                 _ = tokio::time::sleep_until(until) => return None,
+                _ = tokio::time::sleep(recheck) => {}
                 _ = self.0.cancel.cancelled() => return None,
             }
         }
