@@ -1,5 +1,6 @@
-//! Durable state behind one small trait: the cache registry's lower tier (and, later, the
-//! deferred queue). Backends: embedded SQLite (default), in-memory (tests), Redis (replicas).
+//! Durable state behind one small trait: the cache registry's lower tier (the deferred queue has
+//! its own trait, `deferral::Queue`, on the same backend). Backends: embedded SQLite (default),
+//! in-memory (tests), Redis (replicas).
 
 mod memory;
 pub(crate) mod redis;
