@@ -178,3 +178,27 @@ async fn an_acknowledged_item_survives_a_killed_redis_with_appendfsync_always() 
     let intents = q.jobs(JobState::Intent).await.unwrap();
     assert_eq!((intents.len(), intents[0].attempts), (1, 1), "the attempt is remembered: reconcile before resending");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_removes_every_old_result_not_just_one_slice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start_at(&dir.path().join("r.sock"));
+    let q = std::sync::Arc::new(queue(&server));
+    let tasks: Vec<_> = (0..4)
+        .map(|w| {
+            let q = q.clone();
+            tokio::spawn(async move {
+                for i in 0..650 {
+                    let id = format!("{w}-{i}");
+                    q.enqueue(item(&id, "p", 1)).await.unwrap();
+                    q.resolve(&id, &ItemResult::error(499, "c"), 10).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(q.purge(11).await.unwrap(), 2600);
+    assert!(q.items_of_scope("scope", 10, None).await.unwrap().is_empty());
+}

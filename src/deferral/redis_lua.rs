@@ -349,13 +349,14 @@ return 1
     )
 });
 
-/// ARGV: P, before_ms. Deletes up to 1000 finished items (no webhook pending) and finished jobs
-/// left without items.
+/// ARGV: P, before_ms. Looks at up to 1000 finished items, deletes those without a pending
+/// webhook, and finished jobs left without items. Returns {deleted, looked at}.
 pub static PURGE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local n = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K('done'), '-inf', '(' .. ARGV[2], 'LIMIT', 0, 1000)) do
+local ids = redis.call('ZRANGEBYSCORE', K('done'), '-inf', '(' .. ARGV[2], 'LIMIT', 0, 1000)
+for _, id in ipairs(ids) do
   local ik = K('item', id)
   local f = redis.call('HMGET', ik, 'webhook', 'scope', 'job')
   if f[1] ~= '1' then
@@ -372,7 +373,7 @@ for _, j in ipairs(redis.call('ZRANGEBYSCORE', K('jobs', 'done'), '-inf', '(' ..
     redis.call('ZREM', K('jobs', 'done'), j)
   end
 end
-return n
+return {n, #ids}
 ",
     )
 });
