@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: serve routers on port 0, start gateways in-process.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod deferred;
+
 use gemgate::config::{CliOverrides, Config};
 use std::net::SocketAddr;
 
