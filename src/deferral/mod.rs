@@ -179,7 +179,14 @@ impl Deferral {
             created_ms: self.0.clock.now_ms(),
             webhook: !self.0.cfg.webhook_url.is_empty(),
         };
-        self.0.queue.enqueue(item).await?;
+        if let Err(e) = self.0.queue.enqueue(item).await {
+            // Over the network a timed-out write may still have been applied: if the item is
+            // there, it is acknowledged like any other (else it would run without its client
+            // knowing, and the client's retry would run it again).
+            if !matches!(self.0.queue.item(&id).await, Ok(Some(_))) {
+                return Err(e);
+            }
+        }
         failpoint("enqueued");
         metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "enqueued").increment(1);
         self.0.poke.notify_one();
