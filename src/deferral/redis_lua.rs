@@ -158,22 +158,8 @@ return n
     )
 });
 
-/// ARGV: P, state. Each job as [id, field, value, …], by next_ms.
-pub static JOBS: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r"
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', K('jobs', ARGV[2]), 0, -1)) do
-  local h = redis.call('HGETALL', K('job', id))
-  table.insert(h, 1, id)
-  out[#out + 1] = h
-end
-return out
-",
-    )
-});
-
-/// ARGV: P, state, now, limit. Jobs due at `now`, as JOBS returns them.
+/// ARGV: P, state, now ('+inf': all), limit (-1: none). Each job as [id, field, value, …], by
+/// next_ms.
 pub static DUE_JOBS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"

@@ -206,7 +206,7 @@ impl Queue for RedisQueue {
     }
 
     async fn jobs(&self, state: JobState) -> QResult<Vec<Job>> {
-        let rows: Vec<Vec<String>> = self.eval(&lua::JOBS, &[state.as_str().as_bytes()]).await?;
+        let rows: Vec<Vec<String>> = self.eval(&lua::DUE_JOBS, &[state.as_str().as_bytes(), b"+inf", b"-1"]).await?;
         rows.into_iter().map(to_job).collect()
     }
 
