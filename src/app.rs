@@ -184,7 +184,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "shutting down"})))
             .into_response();
     }
-    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response()
+    // The store and the deferral queue are reported, but their outage does not make the replica
+    // unready: caching fails open and standard traffic still flows, so taking every replica out
+    // of rotation during a Redis outage would turn a degraded service into none.
+    let describe = |r: Result<(), String>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("unavailable: {e}"),
+    };
+    let store = describe(state.store().ping().await.map_err(|e| e.to_string()));
+    let queue = match state.deferral() {
+        Some(d) => describe(d.queue().ping().await.map_err(|e| e.to_string())),
+        None => "disabled".to_string(),
+    };
+    let status = if store == "ok" && matches!(queue.as_str(), "ok" | "disabled") { "ready" } else { "degraded" };
+    let body = serde_json::json!({"status": status, "store": store, "deferral_queue": queue});
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {

@@ -1,5 +1,6 @@
 //! Two gateway processes sharing one Redis in front of one emulator: concurrent first requests
-//! for the same hot prefixes, spread over both replicas, create exactly one cache per prefix.
+//! for the same hot prefixes, spread over both replicas, create exactly one cache per prefix; what
+//! that leaves in Redis expires and costs well under 2 KiB per prefix.
 
 mod support;
 
@@ -82,4 +83,17 @@ async fn two_replicas_200_concurrent_requests_5_prefixes_make_exactly_5_caches()
     assert_eq!(ledger["total"]["cache_creations"], 5, "{ledger}");
     assert!(cached >= 150, "most requests used a cache ({cached}/200)");
     println!("two replicas: 200 requests, 5 prefixes, 5 creations, {cached} served from cache");
+
+    // What the registry leaves in Redis: keys that all expire, and their size per prefix.
+    let mut c = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("gemgate:*").query_async(&mut c).await.unwrap();
+    let mut bytes = 0u64;
+    for k in &keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(k).query_async(&mut c).await.unwrap();
+        assert!(ttl > 0, "{k} never expires");
+        bytes += redis::cmd("MEMORY").arg("USAGE").arg(k).query_async::<u64>(&mut c).await.unwrap();
+    }
+    assert_eq!(keys.len(), 15, "entry, fence counter and entry fence per prefix: {keys:?}");
+    assert!(bytes / 5 < 2048, "{bytes} bytes for 5 prefixes");
+    println!("registry in Redis: {} keys, {bytes} bytes, {} bytes per cached prefix", keys.len(), bytes / 5);
 }

@@ -34,6 +34,11 @@ pub struct DeferralConfig {
     /// How often the background worker looks at the queue, jobs and webhooks.
     #[serde(with = "humantime_serde")]
     pub tick: Duration,
+    /// With the Redis store, several replicas run the worker: a replica claims a job (or a
+    /// webhook) for this long before working on it, renewing at a third of it while it works.
+    /// A dead replica's work is taken over once its claim lapses.
+    #[serde(with = "humantime_serde")]
+    pub claim_ttl: Duration,
     /// First poll of a submitted job after this long; then doubling up to `poll_max`.
     #[serde(with = "humantime_serde")]
     pub poll_initial: Duration,
@@ -102,6 +107,7 @@ impl Default for DeferralConfig {
             max_age: Duration::from_secs(60),
             inline_max_bytes: 19 * 1024 * 1024,
             tick: Duration::from_secs(1),
+            claim_ttl: Duration::from_secs(30),
             poll_initial: Duration::from_secs(10),
             poll_max: Duration::from_secs(300),
             poll_jitter: 0.2,
@@ -144,6 +150,9 @@ impl DeferralConfig {
         }
         if self.tick.is_zero() {
             bad("tick", "must be greater than 0");
+        }
+        if self.claim_ttl < Duration::from_millis(300) {
+            bad("claim_ttl", "must be at least 300ms");
         }
         if self.poll_initial.is_zero() || self.poll_max < self.poll_initial {
             bad("poll_max", "poll_initial must be > 0 and poll_max >= poll_initial");

@@ -22,8 +22,10 @@ fn not_found(id: &str) -> Response {
     GeminiError::not_found(format!("Operation operations/{id} not found.")).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    crate::error::GatewayError::Internal(e.to_string()).into_response()
+/// The queue did not answer (Redis down, a timeout): transient, so 503 and the client retries.
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "deferral queue unavailable");
+    GeminiError::new(503, "gemgate: the deferral queue is unavailable; retry later").into_response()
 }
 
 /// The deferral handle and the caller's scope, or the response to give instead.
@@ -63,7 +65,7 @@ pub async fn get_operation(
     match d.queue().item(id).await {
         Ok(Some(item)) if item.scope == scope => json_ok(&operation(&item)),
         Ok(_) => not_found(id),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -83,7 +85,7 @@ pub async fn cancel_operation(
     match d.queue().item(id).await {
         Ok(Some(item)) if item.scope == scope => {}
         Ok(_) => return not_found(id),
-        Err(e) => return internal(e),
+        Err(e) => return unavailable(e),
     }
     let now = d.0.clock.now_ms();
     let cancelled = ItemResult::error(499, "gemgate: the request was cancelled by the client");
@@ -94,12 +96,12 @@ pub async fn cancel_operation(
             d.0.poke.notify_one();
         }
         Ok(false) => {}
-        Err(e) => return internal(e),
+        Err(e) => return unavailable(e),
     }
     match d.queue().item(id).await {
         Ok(Some(item)) => json_ok(&operation(&item)),
         Ok(None) => not_found(id),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -126,6 +128,6 @@ pub async fn list_operations(
             }
             json_ok(&body)
         }
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }

@@ -4,6 +4,8 @@
 
 use super::Inner;
 use super::batch_api::{BatchApi, CallError};
+use super::claims::Held;
+use super::credentials::Credential;
 use super::queue::{Group, Job, JobState};
 use crate::config::DeferralConfig;
 use crate::telemetry;
@@ -23,6 +25,9 @@ pub fn retry_delay_ms(attempt: u32, cfg: &DeferralConfig) -> i64 {
     base.saturating_mul(1i64 << attempt.saturating_sub(1).min(30)).min(max)
 }
 
+/// At most this many jobs are submitted (or polled) per tick; the rest wait for the next one.
+pub const DUE_PER_TICK: usize = 500;
+
 pub fn new_job(scope: &str, model: &str, resubmits: u32, now: i64) -> Job {
     Job {
         id: super::new_id(24),
@@ -39,8 +44,13 @@ pub fn new_job(scope: &str, model: &str, resubmits: u32, now: i64) -> Job {
     }
 }
 
-/// Turns every due group whose credential is known into job intents.
+/// Turns every due group whose credential is known into job intents. With replicas, one at a time
+/// (forming is atomic anyway; the claim keeps two replicas from splitting a group into two jobs).
 pub async fn flush(d: &Inner) {
+    super::claims::with_claim(d, "flush", |_| flush_all(d)).await;
+}
+
+async fn flush_all(d: &Inner) {
     for _ in 0..1000 {
         let now = d.clock.now_ms();
         let groups = match d.queue.groups().await {
@@ -66,7 +76,7 @@ pub async fn flush(d: &Inner) {
 /// Submits due job intents. A job whose create may already have reached the upstream (an attempt
 /// is recorded) is looked up by `displayName` first and only created if it is not there.
 pub async fn submit(d: &Inner) {
-    let intents = match d.queue.jobs(JobState::Intent).await {
+    let intents = match d.queue.due_jobs(JobState::Intent, d.clock.now_ms(), DUE_PER_TICK).await {
         Ok(j) => j,
         Err(e) => return tracing::warn!(error = %e, "job scan failed"),
     };
@@ -78,25 +88,38 @@ pub async fn submit(d: &Inner) {
         let Some(cred) = d.creds.get(&job.scope) else {
             continue;
         };
-        let api = BatchApi { upstream: &d.upstream, cred: &cred, version: &d.cfg.upstream_version, timeout: d.timeout };
-        if let Err(e) = submit_one(d, &api, &job).await {
-            let retry = now + retry_delay_ms(job.attempts + 1, &d.cfg);
-            if e.retryable() {
-                tracing::warn!(job = %job.id, error = %e, "batch submission failed; will reconcile and retry");
-                let _ = d.queue.schedule(&job.id, retry, 0, None).await;
-            } else {
-                tracing::warn!(job = %job.id, error = %e, "batch submission rejected; failing its requests");
-                metrics::counter!(telemetry::DEFER_JOBS, "state" => "rejected").increment(1);
-                if let Ok(n) = d.queue.finish_job(&job.id, "REJECTED", &[], &e.to_result(), now).await {
-                    metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "error").increment(n as u64);
-                }
-                super::results_changed(d);
+        let key = format!("job:{}", job.id);
+        super::claims::with_claim(d, &key, |held| submit_claimed(d, held, &job.id, cred)).await;
+    }
+}
+
+/// Submits one job intent while holding its claim, reading it again first: another replica may
+/// have submitted it (or recorded an attempt) since the scan.
+async fn submit_claimed(d: &Inner, held: Held, id: &str, cred: Credential) {
+    let job = match d.queue.job(id).await {
+        Ok(Some(j)) if j.state == JobState::Intent && j.next_ms <= d.clock.now_ms() => j,
+        Ok(_) => return,
+        Err(e) => return tracing::warn!(job = %id, error = %e, "job read failed"),
+    };
+    let now = d.clock.now_ms();
+    let api = BatchApi { upstream: &d.upstream, cred: &cred, version: &d.cfg.upstream_version, timeout: d.timeout };
+    if let Err(e) = submit_one(d, &api, &job, &held).await {
+        let retry = now + retry_delay_ms(job.attempts + 1, &d.cfg);
+        if e.retryable() {
+            tracing::warn!(job = %job.id, error = %e, "batch submission failed; will reconcile and retry");
+            let _ = d.queue.schedule(&job.id, retry, 0, None).await;
+        } else {
+            tracing::warn!(job = %job.id, error = %e, "batch submission rejected; failing its requests");
+            metrics::counter!(telemetry::DEFER_JOBS, "state" => "rejected").increment(1);
+            if let Ok(n) = d.queue.finish_job(&job.id, "REJECTED", &[], &e.to_result(), now).await {
+                metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "error").increment(n as u64);
             }
+            super::results_changed(d);
         }
     }
 }
 
-async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallError> {
+async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job, held: &Held) -> Result<(), CallError> {
     let now = d.clock.now_ms();
     let first_poll = now + d.cfg.poll_initial.as_millis() as i64;
     if job.attempts > 0 {
@@ -115,6 +138,9 @@ async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), Call
     }
     // The attempt is durable before the call: after a crash the job is reconciled, not resent.
     let retry = now + retry_delay_ms(job.attempts + 1, &d.cfg);
+    if !held.confirm(d).await {
+        return Err(CallError::Transport("lost the job's claim before sending".into()));
+    }
     d.queue.note_attempt(&job.id, retry).await.map_err(|e| CallError::Transport(e.0))?;
     super::failpoint("attempt_noted");
     let batch = api.create(&job.model, &job.id, &inputs, d.cfg.inline_max_bytes).await?;

@@ -132,34 +132,47 @@ pub async fn webhooks(d: &Inner) {
         Err(e) => return tracing::warn!(error = %e, "webhook scan failed"),
     };
     for item in due {
-        let body = serde_json::to_vec(&operation(&item)).unwrap_or_default();
-        let mut req = d
-            .upstream
-            .client()
-            .post(&d.cfg.webhook_url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(OPERATION_HEADER, &item.id)
-            .timeout(std::time::Duration::from_secs(30));
-        if let Some(secret) = &d.webhook_secret {
-            req = req.header("x-gemgate-signature", format!("sha256={}", hmac_sha256_hex(secret, &body)));
+        // With replicas, one of them delivers a given result at a time.
+        let key = format!("webhook:{}", item.id);
+        super::claims::with_claim(d, &key, |_| deliver(d, item, now)).await;
+    }
+}
+
+/// One webhook attempt for `item`, unless another replica attempted it since it was read.
+async fn deliver(d: &Inner, item: Item, now: i64) {
+    if d.queue.shared() {
+        match d.queue.item(&item.id).await {
+            Ok(Some(fresh)) if fresh.webhook_attempts == item.webhook_attempts => {}
+            _ => return,
         }
-        let ok = matches!(req.body(body).send().await, Ok(r) if r.status().is_success());
-        let attempts = item.webhook_attempts + 1;
-        let next = (!ok && attempts < d.cfg.webhook_max_attempts).then(|| {
-            let backoff = d.cfg.webhook_initial_backoff.as_millis() as i64;
-            now + backoff.saturating_mul(1i64 << attempts.min(20))
-        });
-        let outcome = if ok {
-            "delivered"
-        } else if next.is_some() {
-            "retry"
-        } else {
-            "gave_up"
-        };
-        metrics::counter!(telemetry::DEFER_WEBHOOKS, "outcome" => outcome).increment(1);
-        if let Err(e) = d.queue.webhook_attempted(&item.id, ok, next).await {
-            tracing::warn!(error = %e, "recording a webhook attempt failed");
-        }
+    }
+    let body = serde_json::to_vec(&operation(&item)).unwrap_or_default();
+    let mut req = d
+        .upstream
+        .client()
+        .post(&d.cfg.webhook_url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(OPERATION_HEADER, &item.id)
+        .timeout(std::time::Duration::from_secs(30));
+    if let Some(secret) = &d.webhook_secret {
+        req = req.header("x-gemgate-signature", format!("sha256={}", hmac_sha256_hex(secret, &body)));
+    }
+    let ok = matches!(req.body(body).send().await, Ok(r) if r.status().is_success());
+    let attempts = item.webhook_attempts + 1;
+    let next = (!ok && attempts < d.cfg.webhook_max_attempts).then(|| {
+        let backoff = d.cfg.webhook_initial_backoff.as_millis() as i64;
+        now + backoff.saturating_mul(1i64 << attempts.min(20))
+    });
+    let outcome = if ok {
+        "delivered"
+    } else if next.is_some() {
+        "retry"
+    } else {
+        "gave_up"
+    };
+    metrics::counter!(telemetry::DEFER_WEBHOOKS, "outcome" => outcome).increment(1);
+    if let Err(e) = d.queue.webhook_attempted(&item.id, ok, next).await {
+        tracing::warn!(error = %e, "recording a webhook attempt failed");
     }
 }
 

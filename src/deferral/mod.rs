@@ -5,12 +5,15 @@
 mod api;
 mod batch_api;
 mod batcher;
+mod claims;
 mod credentials;
 mod delivery;
 pub mod flex;
 pub mod marking;
 mod poller;
 pub mod queue;
+mod redis_lua;
+mod redis_queue;
 mod sqlite;
 mod worker;
 
@@ -19,6 +22,7 @@ pub use credentials::{Credential, Credentials};
 pub use delivery::hmac_sha256_hex;
 pub use marking::{Marking, Tier};
 pub use queue::{ItemResult, Queue};
+pub use redis_queue::RedisQueue;
 pub use sqlite::SqliteQueue;
 
 use crate::clock::Clock;
@@ -58,7 +62,8 @@ struct Inner {
 pub struct Deferral(Arc<Inner>);
 
 impl Deferral {
-    /// Opens the queue in the configured store (SQLite file, or in memory for `memory`).
+    /// Opens the queue in the configured store: the SQLite file, in memory for `memory`, or the
+    /// shared Redis for `redis` (then every replica's worker claims jobs before working on them).
     pub fn new(
         cfg: DeferralConfig,
         store: &StoreConfig,
@@ -68,10 +73,9 @@ impl Deferral {
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
-        // The queue has a SQLite backend only so far: with the Redis store it stays in the
-        // local SQLite file (one gateway owns its queue).
         let queue: Arc<dyn Queue> = match store.backend.as_str() {
             "memory" => Arc::new(SqliteQueue::in_memory()?),
+            "redis" => Arc::new(RedisQueue::open(&store.redis_url, &store.redis_prefix, store.redis_timeout)?),
             _ => Arc::new(SqliteQueue::open(&store.sqlite_path)?),
         };
         Ok(Self::with_queue(cfg, queue, upstream, timeout, clock, tracker, cancel))
@@ -116,6 +120,14 @@ impl Deferral {
         &self.0.queue
     }
 
+    /// Whether a request that cannot be queued is refused (503) rather than served at standard
+    /// tier: so with a shared (Redis) queue. There an outage hits every replica at once, and
+    /// silently turning all batch traffic into full-price standard calls fleet-wide is a cost
+    /// surprise the client did not ask for; a 503 lets it retry or choose `standard` itself.
+    pub fn refuses_when_unavailable(&self) -> bool {
+        self.0.queue.shared()
+    }
+
     /// Starts the background worker (flush, submit/reconcile, poll, webhooks, purge).
     pub fn start(&self) {
         worker::spawn(self.clone());
@@ -146,8 +158,9 @@ impl Deferral {
     }
 
     /// Puts a request on the durable queue and answers it (held for `wait`, else 202). `Err`
-    /// means nothing was stored and the caller serves the request at standard tier; once the
-    /// item is committed the answer is always the operation or its result.
+    /// means nothing was acknowledged: the caller serves the request at standard tier (SQLite)
+    /// or refuses it with 503 (a shared queue, see `refuses_when_unavailable`); once the item is
+    /// committed the answer is always the operation or its result.
     pub async fn defer(
         &self,
         scope: &str,
@@ -166,7 +179,14 @@ impl Deferral {
             created_ms: self.0.clock.now_ms(),
             webhook: !self.0.cfg.webhook_url.is_empty(),
         };
-        self.0.queue.enqueue(item).await?;
+        if let Err(e) = self.0.queue.enqueue(item).await {
+            // Over the network a timed-out write may still have been applied: if the item is
+            // there, it is acknowledged like any other (else it would run without its client
+            // knowing, and the client's retry would run it again).
+            if !matches!(self.0.queue.item(&id).await, Ok(Some(_))) {
+                return Err(e);
+            }
+        }
         failpoint("enqueued");
         metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "enqueued").increment(1);
         self.0.poke.notify_one();
@@ -180,10 +200,16 @@ impl Deferral {
         Ok(delivery::accepted(&id, item.as_ref()))
     }
 
-    /// Waits up to `bound` (real time) for an item's result.
+    /// Waits up to `bound` (real time) for an item's result. Results stored by this process wake
+    /// the waiter at once; with a shared queue another replica may store it, so the item is also
+    /// read again every tick (at least every second).
     async fn wait_for(&self, id: &str, bound: Duration) -> Option<queue::Item> {
         let mut rx = self.0.results.subscribe();
         let until = tokio::time::Instant::now() + bound;
+        let recheck = match self.0.queue.shared() {
+            true => self.0.clock.real_duration(self.0.cfg.tick.as_millis() as i64).min(Duration::from_secs(1)),
+            false => bound,
+        };
         loop {
             if let Ok(Some(item)) = self.0.queue.item(id).await {
                 if item.result.is_some() {
@@ -193,6 +219,7 @@ impl Deferral {
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return None },
                 _ = tokio::time::sleep_until(until) => return None,
+                _ = tokio::time::sleep(recheck) => {}
                 _ = self.0.cancel.cancelled() => return None,
             }
         }

@@ -5,6 +5,7 @@
 use super::Inner;
 use super::batch_api::{BatchApi, CallError, http_of_grpc};
 use super::batcher::{new_job, retry_delay_ms};
+use super::credentials::Credential;
 use super::queue::{ItemResult, Job, JobState};
 use crate::config::DeferralConfig;
 use crate::telemetry;
@@ -26,7 +27,7 @@ const TERMINAL_FAILURES: [&str; 3] = ["BATCH_STATE_FAILED", "BATCH_STATE_EXPIRED
 
 /// Polls every submitted job that is due.
 pub async fn poll(d: &Inner) {
-    let jobs = match d.queue.jobs(JobState::Submitted).await {
+    let jobs = match d.queue.due_jobs(JobState::Submitted, d.clock.now_ms(), super::batcher::DUE_PER_TICK).await {
         Ok(j) => j,
         Err(e) => return tracing::warn!(error = %e, "job scan failed"),
     };
@@ -37,12 +38,24 @@ pub async fn poll(d: &Inner) {
         let Some(cred) = d.creds.get(&job.scope) else {
             continue;
         };
-        let api = BatchApi { upstream: &d.upstream, cred: &cred, version: &d.cfg.upstream_version, timeout: d.timeout };
-        if let Err(e) = poll_one(d, &api, &job).await {
-            tracing::warn!(job = %job.id, error = %e, "polling failed; will retry");
-            let retry = d.clock.now_ms() + retry_delay_ms(2, &d.cfg);
-            let _ = d.queue.schedule(&job.id, retry, job.poll_interval_ms, None).await;
-        }
+        let key = format!("job:{}", job.id);
+        super::claims::with_claim(d, &key, |_| poll_claimed(d, &job.id, cred)).await;
+    }
+}
+
+/// Polls one job while holding its claim, reading it again first: another replica may have
+/// finished it since the scan.
+async fn poll_claimed(d: &Inner, id: &str, cred: Credential) {
+    let job = match d.queue.job(id).await {
+        Ok(Some(j)) if j.state == JobState::Submitted && j.next_ms <= d.clock.now_ms() => j,
+        Ok(_) => return,
+        Err(e) => return tracing::warn!(job = %id, error = %e, "job read failed"),
+    };
+    let api = BatchApi { upstream: &d.upstream, cred: &cred, version: &d.cfg.upstream_version, timeout: d.timeout };
+    if let Err(e) = poll_one(d, &api, &job).await {
+        tracing::warn!(job = %job.id, error = %e, "polling failed; will retry");
+        let retry = d.clock.now_ms() + retry_delay_ms(2, &d.cfg);
+        let _ = d.queue.schedule(&job.id, retry, job.poll_interval_ms, None).await;
     }
 }
 
@@ -80,8 +93,8 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
         return failed(d, job, &state, &op["error"]).await;
     }
     // Still pending or running. If every request of the job was cancelled, cancel the job.
-    let open = d.queue.job_inputs(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
-    if open.is_empty() {
+    let open = d.queue.open_items(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
+    if open == 0 {
         let _ = api.cancel(batch).await;
         let rest = ItemResult::error(499, "cancelled");
         let _ = d.queue.finish_job(&job.id, "CANCELLED_BY_GATEWAY", &[], &rest, now).await;
@@ -98,8 +111,8 @@ async fn failed(d: &Inner, job: &Job, state: &str, error: &Value) -> Result<(), 
     let now = d.clock.now_ms();
     let label = state.trim_start_matches("BATCH_STATE_").to_ascii_lowercase();
     metrics::counter!(telemetry::DEFER_JOBS, "state" => label).increment(1);
-    let open = d.queue.job_inputs(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
-    if !open.is_empty() && d.cfg.on_job_failure == "resubmit" && job.resubmits < d.cfg.max_resubmits {
+    let open = d.queue.open_items(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
+    if open > 0 && d.cfg.on_job_failure == "resubmit" && job.resubmits < d.cfg.max_resubmits {
         let next = new_job(&job.scope, &job.model, job.resubmits + 1, now);
         tracing::warn!(job = %job.id, state, next = %next.id, "batch job ended without results; resubmitting");
         metrics::counter!(telemetry::DEFER_JOBS, "state" => "resubmitted").increment(1);
@@ -116,7 +129,7 @@ async fn failed(d: &Inner, job: &Job, state: &str, error: &Value) -> Result<(), 
             ItemResult::error(code, format!("gemgate: {msg}"))
         }
     };
-    tracing::warn!(job = %job.id, state, items = open.len(), "batch job ended without results; failing its requests");
+    tracing::warn!(job = %job.id, state, items = open, "batch job ended without results; failing its requests");
     let n = d.queue.finish_job(&job.id, state, &[], &rest, now).await.map_err(|e| CallError::Transport(e.0))?;
     metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "error").increment(n as u64);
     super::results_changed(d);

@@ -1,5 +1,6 @@
 //! The durable queue's contract: deferred requests (items), the batch jobs they go into, and every
-//! state change as one atomic store operation. Backends: SQLite (`sqlite.rs`); Redis later.
+//! state change as one atomic store operation. Backends: SQLite (`sqlite.rs`, one process) and
+//! Redis (`redis_queue.rs`, shared by replicas, which then claim jobs before working on them).
 
 use serde_json::Value;
 
@@ -189,8 +190,23 @@ pub trait Queue: Send + Sync + 'static {
     /// job intent holding them. Returns how many items it took (0: no job made).
     async fn form_job(&self, job: &Job, max_items: usize, max_bytes: u64, now: i64) -> QResult<usize>;
     async fn jobs(&self, state: JobState) -> QResult<Vec<Job>>;
+    /// Up to `limit` jobs in `state` due at `now` (`next_ms <= now`), soonest first: what a worker
+    /// tick looks at, without reading every open job on every tick of every replica.
+    async fn due_jobs(&self, state: JobState, now: i64, limit: usize) -> QResult<Vec<Job>> {
+        let mut jobs = self.jobs(state).await?;
+        jobs.retain(|j| j.next_ms <= now);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+    /// One job as it is now (read again after claiming it: another replica may have moved it).
+    async fn job(&self, id: &str) -> QResult<Option<Job>>;
     /// `(item id, body)` of a job's items that have no result yet.
     async fn job_inputs(&self, job_id: &str) -> QResult<Vec<(String, Vec<u8>)>>;
+    /// How many of a job's items have no result yet (asked on every poll of a running job, so
+    /// a backend over the network answers it without moving the bodies).
+    async fn open_items(&self, job_id: &str) -> QResult<usize> {
+        self.job_inputs(job_id).await.map(|v| v.len())
+    }
     /// Records that a create call is about to be sent (before sending it).
     async fn note_attempt(&self, job_id: &str, next_ms: i64) -> QResult<()>;
     async fn mark_submitted(&self, job_id: &str, batch: &str, next_ms: i64) -> QResult<()>;
@@ -217,4 +233,31 @@ pub trait Queue: Send + Sync + 'static {
     /// Deletes results finished before `before_ms` and finished jobs older than it.
     async fn purge(&self, before_ms: i64) -> QResult<usize>;
     async fn stats(&self) -> QResult<Stats>;
+
+    /// True when several gateway processes share this queue: their workers then claim a job
+    /// before working on it, and a request that cannot be queued is refused (503), not served
+    /// at standard tier.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Cheap liveness check for `/readyz`.
+    async fn ping(&self) -> QResult<()> {
+        Ok(())
+    }
+
+    /// Takes the claim `key` for `ttl`: `Some(token)` when taken, `None` when another holder has
+    /// it. A queue used by one process needs none (its one worker loop already serialises work).
+    async fn claim(&self, _key: &str, _ttl: std::time::Duration) -> QResult<Option<u64>> {
+        Ok(Some(0))
+    }
+
+    /// Extends a claim we hold; false when it lapsed (and may be someone else's now).
+    async fn renew(&self, _key: &str, _token: u64, _ttl: std::time::Duration) -> QResult<bool> {
+        Ok(true)
+    }
+
+    async fn release(&self, _key: &str, _token: u64) -> QResult<()> {
+        Ok(())
+    }
 }

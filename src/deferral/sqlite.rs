@@ -229,6 +229,14 @@ impl Queue for SqliteQueue {
         .await
     }
 
+    async fn job(&self, id: &str) -> QResult<Option<Job>> {
+        let id = id.to_string();
+        self.with(move |c| {
+            c.query_row(&format!("SELECT {JOB_COLS} FROM deferred_jobs WHERE id = ?1"), [id], row_to_job).optional()
+        })
+        .await
+    }
+
     async fn job_inputs(&self, job_id: &str) -> QResult<Vec<(String, Vec<u8>)>> {
         let job_id = job_id.to_string();
         self.with(move |c| {

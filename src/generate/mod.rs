@@ -39,7 +39,8 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
     let api = path::parse(&uri_path).ok_or_else(|| GatewayError::Internal("unparsable generate path".into()))?;
     let query = parts.uri.query();
     // Deferred execution: batch requests are acknowledged from the durable queue and never reach
-    // the code below; flex goes on below with `serviceTier`. Fails open to standard.
+    // the code below; flex goes on below with `serviceTier`. When the queue is down: standard
+    // tier with SQLite, 503 with the shared Redis queue (see `Deferral::refuses_when_unavailable`).
     let mut tier = None;
     if let Some(d) = state.deferral() {
         let scope = d.observe(&parts.headers, query);
@@ -53,6 +54,12 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
                     if let (Some(scope), Some(model)) = (&scope, api.model_name()) {
                         match d.defer(scope, &model, &body, &value, &m).await {
                             Ok(resp) => return Ok(resp),
+                            Err(e) if d.refuses_when_unavailable() => {
+                                tracing::warn!(error = %e, "deferral queue unavailable; request refused");
+                                let msg = "gemgate: the deferral queue is unavailable, so this batch request was \
+                                           not accepted; retry later, or send it with x-gemgate-defer: standard";
+                                return Ok(crate::gemini::GeminiError::new(503, msg).into_response());
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, "deferral queue unavailable; serving at standard tier")
                             }

@@ -1,8 +1,9 @@
-//! Durable state behind one small trait: the cache registry's lower tier (and, later, the
-//! deferred queue). Backends: embedded SQLite (default), in-memory (tests), Redis (replicas).
+//! Durable state behind one small trait: the cache registry's lower tier (the deferred queue has
+//! its own trait, `deferral::Queue`, on the same backend). Backends: embedded SQLite (default),
+//! in-memory (tests), Redis (replicas).
 
 mod memory;
-mod redis;
+pub(crate) mod redis;
 mod sqlite;
 
 pub use memory::MemoryStore;

@@ -30,11 +30,42 @@ redis.call('SET', KEYS[3], ARGV[2], 'PXAT', ARGV[3])
 return 1
 ";
 
+/// The next fencing token of a key. The counter expires a week after the last creation attempt
+/// (so a prefix that went cold leaves nothing behind); no lease holder lives that long.
+static NEXT_TOKEN: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new("local t = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[1]) return t")
+});
+const FENCE_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+
 /// Releases a lease only if we still hold it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
+
+/// Opens a self-reconnecting connection, failing within about `timeout` when Redis is down. The
+/// manager's own first connect retries with backoff for seconds, so a plain connection is tried
+/// first: callers (a request, the worker) learn at once that Redis is away and fail open.
+pub(crate) async fn connect(
+    client: &redis::Client,
+    timeout: Duration,
+    response_timeout: Duration,
+) -> Result<ConnectionManager, String> {
+    let probe = tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| "redis: connect timed out".to_string())?
+        .map_err(|e| format!("redis: {e}"))?;
+    drop(probe);
+    let cfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(response_timeout)
+        .set_number_of_retries(1)
+        .set_max_delay(200);
+    tokio::time::timeout(timeout * 4, ConnectionManager::new_with_config(client.clone(), cfg))
+        .await
+        .map_err(|_| "redis: connect timed out".to_string())?
+        .map_err(|e| format!("redis: {e}"))
+}
 
 impl RedisStore {
     /// Does not connect yet: the gateway starts (and stays up) while Redis is down.
@@ -47,15 +78,7 @@ impl RedisStore {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1)
-            .set_max_delay(200);
-        let c = tokio::time::timeout(self.timeout * 4, ConnectionManager::new_with_config(self.client.clone(), cfg))
-            .await
-            .map_err(|_| err("redis: connect timed out"))?
-            .map_err(err)?;
+        let c = connect(&self.client, self.timeout, self.timeout).await.map_err(err)?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -117,7 +140,13 @@ impl Store for RedisStore {
     }
 
     async fn acquire_lease(&self, key: &str, ttl: Duration) -> StoreResult<Option<u64>> {
-        let token: u64 = self.run(redis::cmd("INCR").arg(self.k("fence", key))).await?;
+        let mut c = self.conn().await?;
+        let mut inv = NEXT_TOKEN.key(self.k("fence", key));
+        inv.arg(FENCE_TTL_MS);
+        let token: u64 = tokio::time::timeout(self.timeout, inv.invoke_async(&mut c))
+            .await
+            .map_err(|_| err("redis: timed out"))?
+            .map_err(err)?;
         let ok: Option<String> = self
             .run(redis::cmd("SET").arg(self.k("lease", key)).arg(token).arg("NX").arg("PX").arg(ttl.as_millis() as u64))
             .await?;

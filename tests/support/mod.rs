@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: serve routers on port 0, start gateways in-process.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod deferred;
+
 use gemgate::config::{CliOverrides, Config};
 use std::net::SocketAddr;
 
@@ -101,11 +103,22 @@ impl RedisServer {
     /// Starts a server on `sock` (a path in a temporary directory the caller owns), so that a
     /// test can stop it and start it again at the same address.
     pub fn start_at(sock: &std::path::Path) -> RedisServer {
+        Self::start_with(sock, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// A server that persists every write before answering (`appendonly yes`, `appendfsync
+    /// always`) into `dir`: started again on the same `dir` it has everything it acknowledged.
+    pub fn start_durable(sock: &std::path::Path, dir: &std::path::Path) -> RedisServer {
+        let dir = dir.to_str().expect("utf-8 path");
+        Self::start_with(sock, &["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir])
+    }
+
+    fn start_with(sock: &std::path::Path, args: &[&str]) -> RedisServer {
         let _ = std::fs::remove_file(sock);
         let child = std::process::Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(sock)
-            .args(["--save", "", "--appendonly", "no"])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server); .ci/run installs it");
@@ -116,6 +129,12 @@ impl RedisServer {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         RedisServer { child, url: format!("redis+unix://{}", sock.display()), sock: sock.to_path_buf() }
+    }
+
+    /// SIGKILL: the server gets no chance to flush anything it has not already written.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
