@@ -45,15 +45,24 @@ pub(super) async fn sweep(c: &Caching, now: i64) {
         if e.cancel.is_cancelled() {
             return;
         }
-        let st = c.state(&hot.key);
+        // A cache warmed from the store may have no policy state in this process yet; judge it
+        // on a temporary one rather than allocating state for every entry on every pass.
+        let st = e.states.get(&hot.key);
         let decision = {
-            let mut st = st.lock().expect("poisoned");
-            st.sync(Some(&hot.snapshot()), now);
-            e.rules.on_tick(&hot.model, &st, now, hot.tokens)
+            let mut temp = super::BoundaryState::default();
+            let mut guard = st.as_ref().map(|s| s.lock().expect("poisoned"));
+            let state = guard.as_deref_mut().unwrap_or(&mut temp);
+            state.sync(Some(&hot.snapshot()), now);
+            e.rules.on_tick(&hot.model, state, now, hot.tokens)
+        };
+        let gone = |st: &Option<std::sync::Arc<std::sync::Mutex<super::BoundaryState>>>| {
+            if let Some(s) = st {
+                s.lock().expect("poisoned").stats.on_gone(now);
+            }
         };
         if hot.expire_ms <= now {
             e.registry.remove(&hot.key).await;
-            st.lock().expect("poisoned").stats.on_gone(now);
+            gone(&st);
             metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "expired").increment(1);
             continue;
         }
@@ -63,7 +72,7 @@ pub(super) async fn sweep(c: &Caching, now: i64) {
                     Ok(()) => {
                         metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "idle").increment(1);
                         e.registry.remove(&hot.key).await;
-                        st.lock().expect("poisoned").stats.on_gone(now);
+                        gone(&st);
                         continue;
                     }
                     Err(err) => tracing::warn!(?err, "idle cache deletion failed"),
