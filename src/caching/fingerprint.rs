@@ -98,19 +98,36 @@ pub fn fingerprint(scope: &str, model: &str, body: &Map<String, Value>) -> Finge
     if has_prefix && !contents.is_empty() {
         boundaries.push(Boundary { contents: 0, key: hex::encode(chain), bytes });
     }
-    for (i, content) in contents.iter().enumerate() {
+    // Boundary i+1 holds contents[..=i]; the last content always stays with the request, so it is
+    // only counted, never hashed (for a single-turn request that is the whole body).
+    let (last, leading) = match contents.split_last() {
+        Some((last, leading)) => (Some(last), leading),
+        None => (None, &[][..]),
+    };
+    for (i, content) in leading.iter().enumerate() {
         let mut h = Sha256::new();
         h.update(chain);
         let mut sink = Counting { hasher: &mut h, n: 0 };
         canonical::write(content, &mut sink);
         bytes += sink.n;
         chain = h.finalize().into();
-        // Boundary i+1 holds contents[..=i]; the last content always stays with the request.
-        if i + 1 < contents.len() {
-            boundaries.push(Boundary { contents: i + 1, key: hex::encode(chain), bytes });
-        }
+        boundaries.push(Boundary { contents: i + 1, key: hex::encode(chain), bytes });
+    }
+    if let Some(last) = last {
+        let mut sink = ByteCount(0);
+        canonical::write(last, &mut sink);
+        bytes += sink.0;
     }
     Fingerprint { boundaries, total_bytes: bytes }
+}
+
+/// Counts canonical bytes without hashing them.
+struct ByteCount(u64);
+
+impl Sink for ByteCount {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len() as u64;
+    }
 }
 
 #[cfg(test)]
@@ -141,7 +158,16 @@ mod tests {
         let ks: Vec<usize> = f.boundaries.iter().map(|b| b.contents).collect();
         assert_eq!(ks, vec![0, 1, 2]);
         assert!(f.boundaries.windows(2).all(|w| w[0].bytes < w[1].bytes));
-        assert!(f.total_bytes > f.boundaries[2].bytes);
+        let last = canonical::to_vec(&chat()["contents"][2]).len() as u64;
+        assert_eq!(f.total_bytes, f.boundaries[2].bytes + last, "the last turn is counted in full");
+    }
+
+    #[test]
+    fn a_lone_turn_is_counted_but_offers_no_boundary() {
+        let body = json!({"contents": [{"role": "user", "parts": [{"text": "just this"}]}]});
+        let f = fp("s", body.clone());
+        assert!(f.boundaries.is_empty());
+        assert_eq!(f.total_bytes, canonical::to_vec(&body["contents"][0]).len() as u64);
     }
 
     #[test]

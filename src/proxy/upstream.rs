@@ -12,6 +12,8 @@ pub struct Upstream {
     client: reqwest::Client,
     /// Base URL without a trailing slash; may carry a path prefix.
     base: String,
+    /// The same, parsed once: request URLs are built from it without re-parsing the host.
+    base_url: url::Url,
     timeout: Duration,
 }
 
@@ -25,7 +27,7 @@ pub struct UpstreamRequest {
 }
 
 impl Upstream {
-    pub fn new(cfg: &UpstreamConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(cfg: &UpstreamConfig) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
@@ -33,7 +35,26 @@ impl Upstream {
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { client, base: cfg.url.trim_end_matches('/').to_string(), timeout: cfg.timeout })
+        let base = cfg.url.trim_end_matches('/').to_string();
+        let base_url = url::Url::parse(&base).map_err(|e| anyhow::anyhow!("upstream.url {base:?}: {e}"))?;
+        Ok(Self { client, base, base_url, timeout: cfg.timeout })
+    }
+
+    /// The URL for a client's path and query on the configured base. Equivalent to parsing
+    /// `base + path_and_query`, but only the path and query are parsed: a full parse (host, IDNA)
+    /// per request was about 5 % of the gateway's CPU on small requests.
+    fn url_for(&self, path_and_query: &str) -> url::Url {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let mut url = self.base_url.clone();
+        match self.base_url.path() {
+            "/" | "" => url.set_path(path),
+            prefix => url.set_path(&format!("{prefix}{path}")),
+        }
+        url.set_query(query);
+        url
     }
 
     pub fn base(&self) -> &str {
@@ -47,8 +68,11 @@ impl Upstream {
     /// Sends a request to `origin` (scheme://host:port[/prefix]) or, by default, to the configured
     /// base, and waits for the response headers within the configured timeout.
     pub async fn send_to(&self, origin: Option<&str>, req: UpstreamRequest) -> Result<reqwest::Response, GatewayError> {
-        let url = format!("{}{}", origin.unwrap_or(&self.base), req.path_and_query);
-        let builder = self.client.request(req.method, url).headers(req.headers).body(req.body);
+        let builder = match origin {
+            Some(origin) => self.client.request(req.method, format!("{origin}{}", req.path_and_query)),
+            None => self.client.request(req.method, self.url_for(&req.path_and_query)),
+        };
+        let builder = builder.headers(req.headers).body(req.body);
         match tokio::time::timeout(self.timeout, builder.send()).await {
             Err(_) => Err(GatewayError::UpstreamTimeout(self.timeout)),
             Ok(Ok(resp)) => Ok(resp),
@@ -76,4 +100,40 @@ fn classify(e: reqwest::Error, timeout: Duration) -> GatewayError {
         source = s.source();
     }
     GatewayError::UpstreamUnreachable(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(url: &str) -> Upstream {
+        Upstream::new(&UpstreamConfig { url: url.into(), ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn built_urls_equal_parsing_the_whole_string() {
+        let bases = ["http://127.0.0.1:8080", "https://generativelanguage.googleapis.com/", "http://h:1/prefix/"];
+        let paths = [
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=abc%20d",
+            "/v1/models?",
+            "/upload/v1beta/files?upload_id=x&upload_protocol=resumable",
+            "/v1beta/cachedContents/a%2Fb/../c",
+            "/v1beta/files/with space/é",
+            "/",
+        ];
+        for base in bases {
+            let u = upstream(base);
+            for pq in paths {
+                let parsed = url::Url::parse(&format!("{}{pq}", base.trim_end_matches('/'))).unwrap();
+                assert_eq!(u.url_for(pq), parsed, "{base} + {pq}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_base_that_is_not_a_url_is_refused() {
+        let err = Upstream::new(&UpstreamConfig { url: "not a url".into(), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("upstream.url"), "{err}");
+    }
 }
