@@ -81,8 +81,29 @@ async fn two_replicas_200_concurrent_requests_5_prefixes_make_exactly_5_caches()
     }
     let ledger: Value = support::get_json(&format!("{emu}/emulator/ledger"), None).await;
     assert_eq!(ledger["total"]["cache_creations"], 5, "{ledger}");
-    assert!(cached >= 150, "most requests used a cache ({cached}/200)");
+    // How many of the burst waited for a creation rather than going uncached depends on timing
+    // (the single-flight wait is bounded), so it is reported, not asserted. Once the caches
+    // exist, every prefix on either replica must be a hit: that is the cross-replica claim.
     println!("two replicas: 200 requests, 5 prefixes, 5 creations, {cached} served from cache");
+    for (i, system) in systems.iter().enumerate() {
+        for replica in [&a, &b] {
+            let body = json!({
+                "systemInstruction": {"parts": [{"text": system}]},
+                "contents": [{"role": "user", "parts": [{"text": format!("follow-up {i}")}]}]
+            });
+            let r = support::client()
+                .post(format!("{}/v1beta/models/gemini-2.5-flash:generateContent", replica.url))
+                .header("x-goog-api-key", "shared-key")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["x-gemgate-cache"], "hit", "prefix {i} via {}", replica.url);
+        }
+    }
+    let ledger: Value = support::get_json(&format!("{emu}/emulator/ledger"), None).await;
+    assert_eq!(ledger["total"]["cache_creations"], 5, "no creation after the burst: {ledger}");
 
     // What the registry leaves in Redis: keys that all expire, and their size per prefix.
     let mut c = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
