@@ -7,65 +7,30 @@
 
 mod support;
 
+use support::deferred::{Replica, spawn_deferring_gateway};
+
 use gemgate::emulator::{EmulatorConfig, EmulatorState};
 use rand::Rng;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "crash-test-key";
 const FAILPOINTS: [&str; 6] = ["enqueued", "formed", "attempt_noted", "created", "fetched", "finished"];
 
-struct Gateway {
-    child: Child,
-    url: Option<String>,
-    _stdout: BufReader<ChildStdout>,
-}
-
-/// No gateway outlives its test, whatever path the test takes.
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_gateway(emu: &str, db: &Path, failpoint: Option<&str>) -> Gateway {
+fn spawn_gateway(emu: &str, db: &Path, failpoint: Option<&str>) -> Replica {
     spawn_gateway_with(emu, db, failpoint, &[])
 }
 
-fn spawn_gateway_with(emu: &str, db: &Path, failpoint: Option<&str>, env: &[(&str, &str)]) -> Gateway {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gemgate"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", emu])
-        .env_remove("GEMGATE_CONFIG")
-        .env_remove("GEMGATE_FAILPOINT")
-        .env("GEMGATE_STORE__BACKEND", "sqlite")
-        .env("GEMGATE_STORE__SQLITE_PATH", db)
-        .env("GEMGATE_CACHING__ENABLED", "false")
-        .env("GEMGATE_DEFERRAL__TICK", "20ms")
-        .env("GEMGATE_DEFERRAL__MAX_AGE", "100ms")
-        .env("GEMGATE_DEFERRAL__MAX_ITEMS_PER_JOB", "5")
-        .env("GEMGATE_DEFERRAL__POLL_INITIAL", "100ms")
-        .env("GEMGATE_DEFERRAL__POLL_MAX", "300ms")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(f) = failpoint {
-        cmd.env("GEMGATE_FAILPOINT", f);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn gemgate");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    // EOF here means a failpoint fired during start-up (leftover work reached it): a crash too.
-    let _ = stdout.read_line(&mut line);
-    let url = line.trim().split_once("listening on ").map(|(_, u)| u.to_string());
-    Gateway { child, url, _stdout: stdout }
+fn spawn_gateway_with(emu: &str, db: &Path, failpoint: Option<&str>, env: &[(&str, &str)]) -> Replica {
+    let db = db.to_str().expect("utf-8 path");
+    let store = [
+        ("GEMGATE_STORE__BACKEND", "sqlite"),
+        ("GEMGATE_STORE__SQLITE_PATH", db),
+        ("GEMGATE_CACHING__ENABLED", "false"),
+    ];
+    spawn_deferring_gateway(emu, &store, failpoint, env)
 }
 
 fn request(i: usize) -> Value {

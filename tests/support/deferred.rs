@@ -44,31 +44,45 @@ pub fn replica(emu: &str, redis: &str, failpoint: Option<&str>) -> Replica {
 }
 
 pub fn replica_with(emu: &str, redis: &str, failpoint: Option<&str>, env: &[(&str, &str)]) -> Replica {
+    let store = [
+        ("GEMGATE_STORE__BACKEND", "redis"),
+        ("GEMGATE_STORE__REDIS_URL", redis),
+        ("GEMGATE_DEFERRAL__CLAIM_TTL", "1s"),
+    ];
+    spawn_deferring_gateway(emu, &store, failpoint, env)
+}
+
+/// The real binary in front of `emu`, with deferral settings fast enough for tests (20 ms ticks,
+/// jobs of at most 5 items flushed after 100 ms, polls from 100 ms), then `store` and `env`.
+/// `url` is `None` when a failpoint fired during start-up (leftover work reached it).
+pub fn spawn_deferring_gateway(
+    emu: &str,
+    store: &[(&str, &str)],
+    failpoint: Option<&str>,
+    env: &[(&str, &str)],
+) -> Replica {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gemgate"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--upstream", emu])
         .env_remove("GEMGATE_CONFIG")
         .env_remove("GEMGATE_FAILPOINT")
-        .env("GEMGATE_STORE__BACKEND", "redis")
-        .env("GEMGATE_STORE__REDIS_URL", redis)
         .env("GEMGATE_DEFERRAL__TICK", "20ms")
         .env("GEMGATE_DEFERRAL__MAX_AGE", "100ms")
         .env("GEMGATE_DEFERRAL__MAX_ITEMS_PER_JOB", "5")
         .env("GEMGATE_DEFERRAL__POLL_INITIAL", "100ms")
         .env("GEMGATE_DEFERRAL__POLL_MAX", "300ms")
-        .env("GEMGATE_DEFERRAL__CLAIM_TTL", "1s")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(f) = failpoint {
         cmd.env("GEMGATE_FAILPOINT", f);
     }
-    for (k, v) in env {
+    for (k, v) in store.iter().chain(env) {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn gemgate");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    // EOF here means a failpoint fired during start-up (leftover work reached it).
+    // EOF here means a failpoint fired during start-up: a crash too.
     let _ = stdout.read_line(&mut line);
     let url = line.trim().split_once("listening on ").map(|(_, u)| u.to_string());
     Replica { child, url, _stdout: stdout }
