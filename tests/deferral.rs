@@ -80,9 +80,7 @@ impl World {
     }
 
     async fn ledger(&self) -> Value {
-        let v: Value =
-            self.http.get(format!("{}/emulator/ledger", self.emu)).send().await.unwrap().json().await.unwrap();
-        v["total"].clone()
+        support::get_json(&format!("{}/emulator/ledger", self.emu), None).await["total"].clone()
     }
 }
 
@@ -143,16 +141,7 @@ async fn hundred_deferred_requests_become_a_few_jobs_billed_at_batch_rates_and_m
     assert_eq!(all["batch_input_tokens"], all["input_tokens"], "same tokens, billed at the batch rate");
     assert_eq!(all["batch_output_tokens"], all["output_tokens"]);
 
-    let listed: Value = w
-        .http
-        .get(format!("{}/gemgate/v1/operations?pageSize=1000", w.gw))
-        .header("x-goog-api-key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = support::get_json(&format!("{}/gemgate/v1/operations?pageSize=1000", w.gw), Some(KEY)).await;
     assert_eq!(listed["operations"].as_array().unwrap().len(), 100);
     let metrics = w.http.get(format!("{}/metrics", w.gw)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("gemgate_deferral_items_total"), "{metrics}");
@@ -214,16 +203,7 @@ async fn cancelling_a_queued_or_submitted_request() {
     w.http.delete(format!("{}/gemgate/v1/operations/{id}", w.gw)).header("x-goog-api-key", KEY).send().await.unwrap();
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let upstream: Value = w
-            .http
-            .get(format!("{}/v1beta/{batch}", w.emu))
-            .header("x-goog-api-key", KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let upstream: Value = support::get_json(&format!("{}/v1beta/{batch}", w.emu), Some(KEY)).await;
         if upstream["metadata"]["state"] == "BATCH_STATE_CANCELLED" {
             break;
         }
@@ -280,16 +260,7 @@ async fn large_jobs_go_as_a_jsonl_file() {
         assert!(w.done(id, Duration::from_secs(20)).await["response"].is_object());
     }
     // The input went through the Files API: an uploaded JSONL named after the gateway's job.
-    let files: Value = w
-        .http
-        .get(format!("{}/v1beta/files?pageSize=100", w.emu))
-        .header("x-goog-api-key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let files: Value = support::get_json(&format!("{}/v1beta/files?pageSize=100", w.emu), Some(KEY)).await;
     let uploaded = files["files"]
         .as_array()
         .unwrap()

@@ -3,6 +3,7 @@
 //! in-memory credential, so polling alone lets a restarted gateway resume the tenant's work.
 
 use super::delivery::operation;
+use super::queue::Item;
 use super::{Deferral, ItemResult};
 use crate::app::AppState;
 use crate::gemini::GeminiError;
@@ -39,6 +40,23 @@ fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) -> Result<
     }
 }
 
+/// The caller's operation `id` (with or without the `operations/` prefix), or the response to
+/// give instead: another scope's operation is "not found", exactly like a missing one.
+async fn own_item(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    id: &str,
+) -> Result<(Deferral, Item), Response> {
+    let (d, scope) = caller(state, headers, query).map_err(IntoResponse::into_response)?;
+    let id = strip(id);
+    match d.queue().item(id).await {
+        Ok(Some(item)) if item.scope == scope => Ok((d, item)),
+        Ok(_) => Err(not_found(id)),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 fn json_ok(v: &serde_json::Value) -> Response {
     let mut r = (http::StatusCode::OK, serde_json::to_vec_pretty(v).unwrap_or_default()).into_response();
     r.headers_mut()
@@ -57,15 +75,9 @@ pub async fn get_operation(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let (d, scope) = match caller(&state, &headers, q.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let id = strip(&id);
-    match d.queue().item(id).await {
-        Ok(Some(item)) if item.scope == scope => json_ok(&operation(&item)),
-        Ok(_) => not_found(id),
-        Err(e) => unavailable(e),
+    match own_item(&state, &headers, q.as_deref(), &id).await {
+        Ok((_, item)) => json_ok(&operation(&item)),
+        Err(r) => r,
     }
 }
 
@@ -77,16 +89,11 @@ pub async fn cancel_operation(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let (d, scope) = match caller(&state, &headers, q.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
+    let (d, item) = match own_item(&state, &headers, q.as_deref(), &id).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
-    let id = strip(&id);
-    match d.queue().item(id).await {
-        Ok(Some(item)) if item.scope == scope => {}
-        Ok(_) => return not_found(id),
-        Err(e) => return unavailable(e),
-    }
+    let id = item.id.as_str();
     let now = d.0.clock.now_ms();
     let cancelled = ItemResult::error(499, "gemgate: the request was cancelled by the client");
     match d.queue().resolve(id, &cancelled, now).await {
