@@ -141,15 +141,16 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         });
         let mut served = r.implicit_cached_tokens;
         let mut explicit = false;
+        // As in the live engine: the used boundary's arrival counts as a return, and its renewal
+        // happens only if no longer cache is created below.
+        let mut renew = None;
         if let Some(u) = used {
             let (key, tokens) = bounds[u];
             let st = stats.get_mut(key.as_str()).expect("used boundary has stats");
             if let Decision::Renew { ttl_ms } = pol.on_request(st, now, *tokens, served) {
-                st.on_renewed(now + ttl_ms);
-                if let Some(c) = w.caches.get_mut(key.as_str()) {
-                    c.expire = now + ttl_ms;
-                }
+                renew = Some((key.as_str(), ttl_ms));
             }
+            pol.note_return(returns.entry(r.model.as_str()).or_default(), st);
             served = *tokens;
             explicit = true;
         }
@@ -175,6 +176,11 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
             stats.get_mut(key).expect("observed").on_created(now, now + ttl_ms);
             served = tokens;
             explicit = true;
+        } else if let Some((key, ttl_ms)) = renew {
+            stats.get_mut(key).expect("used").on_renewed(now + ttl_ms);
+            if let Some(c) = w.caches.get_mut(key) {
+                c.expire = now + ttl_ms;
+            }
         }
         w.serve(ctx, r, served, explicit);
     }

@@ -147,3 +147,22 @@ fn first_sight_caching_pays_when_conversations_continue_quickly() {
     let without = by_name(&simulate(&reqs, &ctx_off), "gemgate").total_usd;
     assert!(with < without * 0.95, "with first-sight caching {with}, without {without}");
 }
+
+#[test]
+fn returns_through_a_speculated_cache_keep_speculation_going() {
+    // 2,000 two-turn conversations: each first turn's own prefix is read by the second turn 30 s
+    // later; the second turn's own prefix never returns. Speculation must keep learning from the
+    // returns it served from its own caches, or it talks itself out of caching.
+    let mut reqs = Vec::new();
+    for c in 0..2_000 {
+        let first = format!("c{c}");
+        reqs.push(req(c * 2_000, &[&first], 12_000));
+        reqs.push(req(c * 2_000 + 30_000, &[&first, &format!("c{c}x")], 22_000));
+    }
+    reqs.sort_by_key(|r| r.t_ms);
+    let rs = simulate(&reqs, &ctx());
+    let gem = by_name(&rs, "gemgate");
+    // Caching every first turn at first sight is optimal here; allow the learning period.
+    let best = by_name(&rs, "clairvoyant").total_usd;
+    assert!(gem.total_usd < 1.05 * best, "gemgate {} vs clairvoyant {best}", gem.total_usd);
+}
