@@ -63,6 +63,9 @@ pub struct Plan {
     pub overhead_usd: f64,
     /// Credential scope (hash), for the trace.
     pub scope: String,
+    /// Estimated tokens of the longest eligible boundary seen before this request: what the
+    /// upstream's implicit caching could serve (learned from the response, see speculate.rs).
+    pub shared_tokens: u64,
 }
 
 impl Plan {
@@ -77,6 +80,7 @@ impl Plan {
             boundaries: Vec::new(),
             overhead_usd: 0.0,
             scope: String::new(),
+            shared_tokens: 0,
         }
     }
 }
@@ -219,6 +223,7 @@ impl Caching {
             let mut st = st.lock().expect("poisoned");
             st.sync(Some(&entry), now);
             let implicit = st.last_implicit;
+            plan.shared_tokens = entry.tokens;
             let d = e.rules.on_request(&model, &mut st, now, entry.tokens, implicit);
             let returns = e.returns.get_with(format!("{scope}:{model}"), Default::default);
             e.rules.note_return(&model, &mut returns.lock().expect("poisoned"), &mut st);
@@ -241,6 +246,9 @@ impl Caching {
             let st = self.state(&b.key);
             let mut st = st.lock().expect("poisoned");
             st.sync(None, now);
+            if st.stats.arrivals > 0 {
+                plan.shared_tokens = *tokens;
+            }
             let implicit = covered.max(st.last_implicit);
             let mut d = e.rules.on_request(&model, &mut st, now, *tokens, implicit);
             let mut rs = returns.lock().expect("poisoned");
@@ -344,6 +352,10 @@ impl Caching {
         if plan.key.is_some() {
             metrics::counter!(telemetry::CACHE_TOKENS_SERVED).increment(cached);
         } else if plan.annotation.outcome != Outcome::Bypass {
+            if plan.shared_tokens > 0 {
+                let returns = e.returns.get_with(format!("{}:{}", plan.scope, plan.model), Default::default);
+                returns.lock().expect("poisoned").note_implicit(plan.shared_tokens, cached);
+            }
             for (key, _) in &plan.boundaries {
                 if let Some(st) = e.states.get(key) {
                     st.lock().expect("poisoned").last_implicit = cached;

@@ -5,9 +5,12 @@
 //! how often a request's own prefix comes back (`p`) and after how long, and creates the cache at
 //! first sight when the expected saving pays for it:
 //!
-//! `p × d ≥ margin × (C − d + S·ttl)`, where `d` is what one hit saves, `C` the creation price
-//! (`C − d` because the creating request reads its own cache at once), `S` storage per ms and
-//! `ttl` a high quantile of the observed return gaps.
+//! `p × d × (1 − q) ≥ margin × (C − d + S·ttl)`, where `d` is what one hit saves, `C` the
+//! creation price (`C − d` because the creating request reads its own cache at once), `S` storage
+//! per ms, `ttl` a high quantile of the observed return gaps, and `q` the share of a returning
+//! prefix that the upstream's implicit caching already serves for this tenant (learned from
+//! `cachedContentTokenCount` on requests sent without a gateway cache): on Gemini 2.5+ a quick
+//! return is often cached for free, and a first-sight cache would then only add its own cost.
 //!
 //! Worst case: a wrong guess costs `C − d + S·ttl` (on Flash about 11 % of the prefix's input
 //! price plus storage for the TTL), and guesses are made only while the measured return rate says
@@ -28,14 +31,37 @@ pub struct ReturnStats {
     pub gap_mean_ms: f64,
     pub gap_dev_ms: f64,
     pub gaps: u64,
+    /// Moving share of a request's previously seen prefix that the upstream's implicit caching
+    /// served anyway, on requests sent without a gateway cache: what a first-sight cache would
+    /// have saved is only the rest.
+    pub implicit_share: f64,
+    pub implicit_seen: u64,
 }
 
 /// Memory of the return rate: each new first sighting discounts the past by this factor.
 const DECAY: f64 = 1.0 / 500.0;
 
+/// Weight of one request in the moving implicit share.
+const IMPLICIT_WEIGHT: f64 = 1.0 / 50.0;
+
 impl ReturnStats {
     pub fn rate(&self) -> f64 {
         if self.firsts <= 0.0 { 0.0 } else { (self.returns / self.firsts).min(1.0) }
+    }
+
+    /// A request sent without a gateway cache shared `shared` tokens of prefix with earlier
+    /// traffic and the upstream reported `cached` of its tokens cached (implicit caching).
+    pub fn note_implicit(&mut self, shared: u64, cached: u64) {
+        if shared == 0 {
+            return;
+        }
+        let share = cached.min(shared) as f64 / shared as f64;
+        self.implicit_share = if self.implicit_seen == 0 {
+            share
+        } else {
+            (1.0 - IMPLICIT_WEIGHT) * self.implicit_share + IMPLICIT_WEIGHT * share
+        };
+        self.implicit_seen += 1;
     }
 }
 
@@ -84,7 +110,8 @@ impl CostPolicy {
         let max = self.cfg.max_ttl.as_millis() as f64;
         let ttl = (rs.gap_mean_ms + 2.0 * rs.gap_dev_ms).clamp(min, max).round() as i64;
         let cost = self.creation_usd(tokens) - d + self.storage_per_ms(tokens) * ttl as f64;
-        if rs.rate() * d >= self.cfg.speculate_margin * cost.max(0.0) {
+        // A return that implicit caching would have served saves nothing more through a cache.
+        if rs.rate() * d * (1.0 - rs.implicit_share) >= self.cfg.speculate_margin * cost.max(0.0) {
             Decision::Create { ttl_ms: ttl }
         } else {
             Decision::Observe
@@ -132,6 +159,26 @@ mod tests {
     #[test]
     fn prefixes_that_never_return_are_never_cached_at_first_sight() {
         assert_eq!(drive(0.0, 500, 30_000), 0);
+    }
+
+    #[test]
+    fn returns_that_implicit_caching_serves_are_not_worth_a_cache() {
+        let p = policy();
+        let mut rs = ReturnStats::default();
+        for _ in 0..200 {
+            rs.note_implicit(8_000, 8_000);
+        }
+        let mut created = 0;
+        for i in 0..200 {
+            let now = i * 1_000;
+            let mut st = PrefixStats::default();
+            p.on_request(&mut st, now, 8_000, 0);
+            created += usize::from(p.on_first_sight(&mut rs, &mut st, now, 8_000, 0) != Decision::Observe);
+            p.on_request(&mut st, now + 30_000, 8_000, 8_000);
+            p.note_return(&mut rs, &mut st);
+        }
+        assert!(rs.rate() > 0.9, "every prefix came back");
+        assert_eq!(created, 0);
     }
 
     #[test]

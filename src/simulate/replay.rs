@@ -141,12 +141,15 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         });
         let mut served = r.implicit_cached_tokens;
         let mut explicit = false;
+        // Tokens of the longest boundary seen before (what implicit caching could serve).
+        let mut shared = 0;
         // As in the live engine: the used boundary's arrival counts as a return, and its renewal
         // happens only if no longer cache is created below.
         let mut renew = None;
         if let Some(u) = used {
             let (key, tokens) = bounds[u];
             let st = stats.get_mut(key.as_str()).expect("used boundary has stats");
+            shared = *tokens;
             if let Decision::Renew { ttl_ms } = pol.on_request(st, now, *tokens, served) {
                 renew = Some((key.as_str(), ttl_ms));
             }
@@ -158,6 +161,9 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         let from = used.map_or(0, |u| u + 1);
         for (j, (key, tokens)) in bounds.iter().enumerate().skip(from) {
             let st = stats.entry(key.as_str()).or_default();
+            if st.arrivals > 0 {
+                shared = *tokens;
+            }
             let mut d = pol.on_request(st, now, *tokens, served.min(*tokens));
             let rs = returns.entry(r.model.as_str()).or_default();
             pol.note_return(rs, st);
@@ -176,6 +182,8 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
             stats.get_mut(key).expect("observed").on_created(now, now + ttl_ms);
             served = tokens;
             explicit = true;
+        } else if !explicit {
+            returns.entry(r.model.as_str()).or_default().note_implicit(shared, r.implicit_cached_tokens);
         } else if let Some((key, ttl_ms)) = renew {
             stats.get_mut(key).expect("used").on_renewed(now + ttl_ms);
             if let Some(c) = w.caches.get_mut(key) {

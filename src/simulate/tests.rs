@@ -166,3 +166,20 @@ fn returns_through_a_speculated_cache_keep_speculation_going() {
     let best = by_name(&rs, "clairvoyant").total_usd;
     assert!(gem.total_usd < 1.05 * best, "gemgate {} vs clairvoyant {best}", gem.total_usd);
 }
+
+#[test]
+fn returns_that_implicit_caching_serves_are_not_speculated_on() {
+    // The same two-turn conversations, but the upstream's implicit caching already serves every
+    // second turn's shared prefix (seen 30 s before): a first-sight cache buys nothing there.
+    let mut reqs = Vec::new();
+    for c in 0..2_000 {
+        let first = format!("c{c}");
+        reqs.push(req(c * 2_000, &[&first], 12_000));
+        reqs.push(req(c * 2_000 + 30_000, &[&first, &format!("c{c}x")], 22_000));
+    }
+    reqs.sort_by_key(|r| r.t_ms);
+    trace::add_implicit(&mut reqs, 60_000, |_| 1_024);
+    let rs = simulate(&reqs, &ctx());
+    let (gem, never) = (by_name(&rs, "gemgate"), by_name(&rs, "never"));
+    assert!(gem.total_usd <= 1.01 * never.total_usd, "gemgate {} vs never {}", gem.total_usd, never.total_usd);
+}
