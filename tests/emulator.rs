@@ -937,3 +937,27 @@ async fn async_batch_embeddings_and_in_process_ledger() {
         404
     );
 }
+
+#[tokio::test]
+async fn implicit_caching_bills_a_recent_prefix_as_cached_when_enabled() {
+    let body = |question: &str| json!({"contents": [user(&doc(3000)), model_turn("Read."), user(question)]});
+    // Off by default: the same prefix twice is billed in full both times.
+    let emu = start(EmulatorConfig::default()).await;
+    for q in ["first?", "second?"] {
+        let r = emu.post(GEN, &body(q)).await.json();
+        assert!(r["usageMetadata"].get("cachedContentTokenCount").is_none(), "{r}");
+    }
+    let mut cfg = EmulatorConfig::default();
+    cfg.caching.implicit_window = std::time::Duration::from_secs(300);
+    let emu = start(cfg).await;
+    let first = emu.post(GEN, &body("first?")).await.json();
+    assert!(first["usageMetadata"].get("cachedContentTokenCount").is_none(), "{first}");
+    let second = emu.post(GEN, &body("second?")).await.json();
+    let cached = second["usageMetadata"]["cachedContentTokenCount"].as_u64().expect("implicitly cached");
+    let prompt = second["usageMetadata"]["promptTokenCount"].as_u64().unwrap();
+    assert!(cached >= 3000 && cached < prompt, "{cached} of {prompt}");
+    let ledger = emu.ledger().await;
+    assert_eq!(ledger["total"]["cached_tokens"].as_u64(), Some(cached), "{ledger}");
+    assert_eq!(ledger["total"]["cache_creations"], 0, "no cache object");
+    assert_eq!(ledger["total"]["cache_storage_token_seconds"], 0.0, "no storage fee");
+}

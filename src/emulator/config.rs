@@ -78,6 +78,10 @@ pub struct CachingConfig {
     pub min_tokens: BTreeMap<String, u64>,
     /// Minimum for models not matched by `min_tokens`.
     pub default_min_tokens: u64,
+    /// Implicit caching: a prompt repeating the leading turns of one the same caller sent this
+    /// recently gets them billed as cached. `0s` (default) turns it off.
+    #[serde(with = "humantime_serde")]
+    pub implicit_window: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -186,7 +190,12 @@ impl Default for CachingConfig {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Self { default_ttl: Duration::from_secs(3600), min_tokens, default_min_tokens: 1024 }
+        Self {
+            default_ttl: Duration::from_secs(3600),
+            min_tokens,
+            default_min_tokens: 1024,
+            implicit_window: Duration::ZERO,
+        }
     }
 }
 

@@ -49,7 +49,14 @@ pub fn generate(call: Call<'_>, body: &Value) -> Result<Response, GeminiError> {
     let now = state.clock().now();
     let p = {
         let mut store = state.store();
-        prompt::build(&mut store, now, call.caller, &call.model, &obj)?
+        let mut p = prompt::build(&mut store, now, call.caller, &call.model, &obj)?;
+        let window = state.config().caching.implicit_window;
+        if !window.is_zero() {
+            let min = state.config().min_cache_tokens(call.model.trim_start_matches("models/"));
+            let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+            store.implicit.apply(&mut p, call.caller, now, window, min);
+        }
+        p
     };
     // Hashing and generating happen outside the store lock so concurrent requests don't queue.
     let out = generate::generate(&state.config().generation, &p);

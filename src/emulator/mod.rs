@@ -14,6 +14,7 @@ mod files;
 mod generate;
 mod generate_api;
 mod http;
+mod implicit;
 pub mod ledger;
 mod models;
 mod prompt;

@@ -20,6 +20,7 @@ pub struct Store {
     pub uploads: HashMap<String, UploadSession>,
     pub batches: HashMap<String, BatchJob>,
     pub ledger: Ledger,
+    pub implicit: super::implicit::ImplicitPrefixes,
 }
 
 #[derive(Debug)]
