@@ -153,13 +153,7 @@ fn returns_through_a_speculated_cache_keep_speculation_going() {
     // 2,000 two-turn conversations: each first turn's own prefix is read by the second turn 30 s
     // later; the second turn's own prefix never returns. Speculation must keep learning from the
     // returns it served from its own caches, or it talks itself out of caching.
-    let mut reqs = Vec::new();
-    for c in 0..2_000 {
-        let first = format!("c{c}");
-        reqs.push(req(c * 2_000, &[&first], 12_000));
-        reqs.push(req(c * 2_000 + 30_000, &[&first, &format!("c{c}x")], 22_000));
-    }
-    reqs.sort_by_key(|r| r.t_ms);
+    let reqs = two_turn_conversations();
     let rs = simulate(&reqs, &ctx());
     let gem = by_name(&rs, "gemgate");
     // Caching every first turn at first sight is optimal here; allow the learning period.
@@ -171,6 +165,16 @@ fn returns_through_a_speculated_cache_keep_speculation_going() {
 fn returns_that_implicit_caching_serves_are_not_speculated_on() {
     // The same two-turn conversations, but the upstream's implicit caching already serves every
     // second turn's shared prefix (seen 30 s before): a first-sight cache buys nothing there.
+    let mut reqs = two_turn_conversations();
+    trace::add_implicit(&mut reqs, 60_000, |_| 1_024);
+    let rs = simulate(&reqs, &ctx());
+    let (gem, never) = (by_name(&rs, "gemgate"), by_name(&rs, "never"));
+    assert!(gem.total_usd <= 1.01 * never.total_usd, "gemgate {} vs never {}", gem.total_usd, never.total_usd);
+}
+
+/// 2,000 conversations of two turns: each first turn's own prefix is read by the second turn 30 s
+/// later; the second turn's own prefix never returns.
+fn two_turn_conversations() -> Vec<SimRequest> {
     let mut reqs = Vec::new();
     for c in 0..2_000 {
         let first = format!("c{c}");
@@ -178,8 +182,5 @@ fn returns_that_implicit_caching_serves_are_not_speculated_on() {
         reqs.push(req(c * 2_000 + 30_000, &[&first, &format!("c{c}x")], 22_000));
     }
     reqs.sort_by_key(|r| r.t_ms);
-    trace::add_implicit(&mut reqs, 60_000, |_| 1_024);
-    let rs = simulate(&reqs, &ctx());
-    let (gem, never) = (by_name(&rs, "gemgate"), by_name(&rs, "never"));
-    assert!(gem.total_usd <= 1.01 * never.total_usd, "gemgate {} vs never {}", gem.total_usd, never.total_usd);
+    reqs
 }
