@@ -91,13 +91,8 @@ async fn two_replicas_200_concurrent_requests_5_prefixes_make_exactly_5_caches()
                 "systemInstruction": {"parts": [{"text": system}]},
                 "contents": [{"role": "user", "parts": [{"text": format!("follow-up {i}")}]}]
             });
-            let r = support::client()
-                .post(format!("{}/v1beta/models/gemini-2.5-flash:generateContent", replica.url))
-                .header("x-goog-api-key", "shared-key")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
+            let url = format!("{}/v1beta/models/gemini-2.5-flash:generateContent", replica.url);
+            let r = support::post(&url, "shared-key", &body).await;
             assert_eq!(r.status(), 200);
             assert_eq!(r.headers()["x-gemgate-cache"], "hit", "prefix {i} via {}", replica.url);
         }

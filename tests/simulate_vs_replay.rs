@@ -114,13 +114,8 @@ async fn the_gateway_records_a_trace_that_simulate_reads_without_any_content() {
             "systemInstruction": {"parts": [{"text": secret_text}]},
             "contents": [{"role": "user", "parts": [{"text": q}]}]
         });
-        let r = support::client()
-            .post(format!("{gw}/v1beta/models/gemini-2.5-flash:generateContent"))
-            .header("x-goog-api-key", "trace-key")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r =
+            support::post(&format!("{gw}/v1beta/models/gemini-2.5-flash:generateContent"), "trace-key", &body).await;
         assert_eq!(r.status(), 200);
     }
     let text = std::fs::read_to_string(&path).unwrap();

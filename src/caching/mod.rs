@@ -177,6 +177,11 @@ impl Caching {
         self.0.registry.entries()
     }
 
+    /// What the first-sight rule learns for one tenant (credential scope) and model.
+    fn returns(&self, scope: &str, model: &str) -> Arc<Mutex<ReturnStats>> {
+        self.0.returns.get_with(format!("{scope}:{model}"), Default::default)
+    }
+
     fn state(&self, key: &str) -> Arc<Mutex<BoundaryState>> {
         self.0.states.get_with(key.to_string(), || Arc::new(Mutex::new(BoundaryState::default())))
     }
@@ -211,6 +216,9 @@ impl Caching {
             e.creds.insert(scope.clone(), c.clone());
         }
 
+        // The tenant's first-sight statistics, shared by steps 1 and 2.
+        let returns = self.returns(&scope, &model);
+
         // 1. The longest boundary with a live cache; the policy sees this use.
         let mut hit: Option<(usize, Arc<registry::Hot>, Decision)> = None;
         for (i, b) in fp.boundaries.iter().enumerate().rev() {
@@ -225,7 +233,6 @@ impl Caching {
             let implicit = st.last_implicit;
             plan.shared_tokens = entry.tokens;
             let d = e.rules.on_request(&model, &mut st, now, entry.tokens, implicit);
-            let returns = e.returns.get_with(format!("{scope}:{model}"), Default::default);
             e.rules.note_return(&model, &mut returns.lock().expect("poisoned"), &mut st);
             hit = Some((i, entry, d));
             break;
@@ -241,7 +248,6 @@ impl Caching {
             .map(|b| (b, e.sizer.estimate_tokens(&model, b.bytes)))
             .filter(|(_, tokens)| *tokens as f64 >= min)
             .collect();
-        let returns = e.returns.get_with(format!("{scope}:{model}"), Default::default);
         for (j, (b, tokens)) in eligible.iter().enumerate() {
             let st = self.state(&b.key);
             let mut st = st.lock().expect("poisoned");
@@ -254,7 +260,8 @@ impl Caching {
             let mut rs = returns.lock().expect("poisoned");
             e.rules.note_return(&model, &mut rs, &mut st);
             if j + 1 == eligible.len() && d == Decision::Observe {
-                // The request's own prefix: cache it at first sight if this tenant's return.
+                // The request's own prefix: cache it at first sight if this tenant's own
+                // prefixes usually come back.
                 d = e.rules.on_first_sight(&model, &mut rs, &mut st, now, *tokens, implicit);
             }
             if let Decision::Create { ttl_ms } = d {
@@ -353,8 +360,10 @@ impl Caching {
             metrics::counter!(telemetry::CACHE_TOKENS_SERVED).increment(cached);
         } else if plan.annotation.outcome != Outcome::Bypass {
             if plan.shared_tokens > 0 {
-                let returns = e.returns.get_with(format!("{}:{}", plan.scope, plan.model), Default::default);
-                returns.lock().expect("poisoned").note_implicit(plan.shared_tokens, cached);
+                self.returns(&plan.scope, &plan.model)
+                    .lock()
+                    .expect("poisoned")
+                    .note_implicit(plan.shared_tokens, cached);
             }
             for (key, _) in &plan.boundaries {
                 if let Some(st) = e.states.get(key) {

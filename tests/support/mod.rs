@@ -165,9 +165,14 @@ pub async fn get_json(url: &str, key: Option<&str>) -> serde_json::Value {
     req.send().await.unwrap().json().await.unwrap()
 }
 
+/// POSTs `body` as JSON with an API key.
+pub async fn post(url: &str, key: &str, body: &serde_json::Value) -> reqwest::Response {
+    client().post(url).header("x-goog-api-key", key).json(body).send().await.unwrap()
+}
+
 /// POSTs `body` as JSON with an API key and parses the JSON answer.
 pub async fn post_json(url: &str, key: &str, body: &serde_json::Value) -> serde_json::Value {
-    client().post(url).header("x-goog-api-key", key).json(body).send().await.unwrap().json().await.unwrap()
+    post(url, key, body).await.json().await.unwrap()
 }
 
 /// Storage (token-seconds) still committed until each cache in a `/gemgate/v1/caches` listing
