@@ -64,6 +64,10 @@ pub struct SimulateArgs {
     /// absent for Mooncake, as recorded for gemgate traces).
     #[arg(long)]
     pub implicit_window: Option<humantime::Duration>,
+    /// How cache creation is billed, overriding the price table's `cache_creation` (Google does not
+    /// document it; see config/pricing.toml).
+    #[arg(long, value_enum)]
+    pub creation_billing: Option<crate::accounting::CreationBilling>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

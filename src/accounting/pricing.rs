@@ -14,8 +14,9 @@ const BUILTIN: &str = include_str!("../../config/pricing.toml");
 pub const DEFAULT_MODEL: &str = "default";
 
 /// How creating an explicit cache is billed (Google does not say; see the comment in the file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum CreationBilling {
     /// The cached tokens once, at the input price (the default assumption).
     #[default]
@@ -24,6 +25,17 @@ pub enum CreationBilling {
     CachedPrice,
     /// Nothing: only storage and reads cost.
     Free,
+}
+
+impl CreationBilling {
+    /// How reports name the assumption.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CreationBilling::InputPrice => "at the input price",
+            CreationBilling::CachedPrice => "at the cached-read price",
+            CreationBilling::Free => "as free",
+        }
+    }
 }
 
 /// USD per 1M tokens for one prompt-size tier.

@@ -8,7 +8,7 @@ pub mod trace;
 
 pub use trace::{SimRequest, TraceBoundary, TraceFormat, TraceRecord, TraceWriter};
 
-use crate::accounting::{ModelPrice, PriceTable};
+use crate::accounting::{CreationBilling, ModelPrice, PriceTable};
 use crate::caching::Sizer;
 use crate::caching::cost_policy::{CostPolicy, CostPolicyConfig};
 use crate::cli::SimulateArgs;
@@ -115,6 +115,8 @@ pub struct Report {
     pub span_minutes: f64,
     pub model: String,
     pub prices_as_of: String,
+    /// How cache creation was billed (an assumption: see config/pricing.toml).
+    pub creation_billing: CreationBilling,
     /// The model was not in the price table; the `default` row was used.
     pub price_fell_back: bool,
     pub implicit_caching: String,
@@ -125,10 +127,13 @@ pub struct Report {
 /// The `simulate` subcommand.
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let prices = match &args.pricing {
+    let mut prices = match &args.pricing {
         Some(p) => PriceTable::load(p)?,
         None => PriceTable::builtin(),
     };
+    if let Some(b) = args.creation_billing {
+        prices.cache_creation = b;
+    }
     let cfg: CostPolicyConfig = match &args.policy {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -157,6 +162,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         requests: reqs.len(),
         span_minutes: span as f64 / 60_000.0,
         prices_as_of: row.as_of.clone(),
+        creation_billing: ctx.prices.cache_creation,
         price_fell_back: fell_back,
         model,
         implicit_caching: implicit,
@@ -174,7 +180,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
 /// The human-readable table.
 pub fn render(r: &Report) -> String {
     let mut s = format!(
-        "trace {} ({:?}, {} requests over {:.1} min), model {} (prices as of {}{}), implicit caching {}\n\n",
+        "trace {} ({:?}, {} requests over {:.1} min), model {} (prices as of {}{}), cache creation billed {}, implicit caching {}\n\n",
         r.trace,
         r.format,
         r.requests,
@@ -182,6 +188,7 @@ pub fn render(r: &Report) -> String {
         r.model,
         r.prices_as_of,
         if r.price_fell_back { ", DEFAULT ROW: model not in the table" } else { "" },
+        r.creation_billing.describe(),
         r.implicit_caching,
     );
     s += &format!(

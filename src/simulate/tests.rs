@@ -66,6 +66,7 @@ fn renders_a_table_and_json_fields() {
         span_minutes: 0.1,
         model: "gemini-2.5-flash".into(),
         prices_as_of: "2025-10".into(),
+        creation_billing: CreationBilling::InputPrice,
         price_fell_back: false,
         implicit_caching: "as recorded".into(),
         results: simulate(&reqs, &ctx()),
@@ -94,6 +95,7 @@ fn subcommand_reads_a_trace_file_and_reports_bad_inputs() {
         pricing,
         policy: None,
         implicit_window: None,
+        creation_billing: Some(CreationBilling::Free),
         json: true,
     };
     assert!(run(&args(None)).is_ok());

@@ -1,0 +1,57 @@
+//! The simulator on the real production trace (`testdata/traces/mooncake-conversation.jsonl`,
+//! gemini-2.5-flash prices): what the cost engine must show there, under each reading of how
+//! Google bills cache creation (it does not say; `config/pricing.toml` defaults to the input price).
+//!
+//! Under the default reading gemgate must beat both baselines but does not reach 80 % of the
+//! oracle's savings: most of those savings need a cache made at a prefix's first sighting, and
+//! whether a first sighting comes back is not predictable online on this trace
+//! (`scripts/first-sight-predictability`, docs/cost-policy.md). The test pins the share it does
+//! reach from below so that a regression shows, and checks the 80 % where creation is cheap.
+
+use gemgate::accounting::{CreationBilling, PriceTable};
+use gemgate::caching::cost_policy::CostPolicyConfig;
+use gemgate::config::CachingConfig;
+use gemgate::simulate::{Ctx, DEFAULT_MODEL, StrategyResult, simulate, trace};
+use std::path::Path;
+
+const TRACE: &str = "testdata/traces/mooncake-conversation.jsonl";
+
+fn run(billing: CreationBilling) -> Vec<StrategyResult> {
+    let mut prices = PriceTable::builtin();
+    prices.cache_creation = billing;
+    let ctx = Ctx::new(prices, CostPolicyConfig::default(), CachingConfig::default().min_tokens);
+    let (_, reqs) = trace::load(Path::new(TRACE), None, DEFAULT_MODEL).expect("vendored trace loads");
+    assert_eq!(reqs.len(), 12_031);
+    simulate(&reqs, &ctx)
+}
+
+fn usd(rs: &[StrategyResult], name: &str) -> f64 {
+    rs.iter().find(|r| r.strategy.starts_with(name)).unwrap().total_usd
+}
+
+/// Share of the oracle's savings over never-cache that `name` captures.
+fn share(rs: &[StrategyResult], name: &str) -> f64 {
+    let never = usd(rs, "never");
+    (never - usd(rs, name)) / (never - usd(rs, "oracle"))
+}
+
+#[test]
+fn default_creation_billing_beats_both_baselines() {
+    let rs = run(CreationBilling::InputPrice);
+    let (never, always, gem) = (usd(&rs, "never"), usd(&rs, "always"), usd(&rs, "gemgate"));
+    assert!(gem < never && gem < always, "gemgate {gem} vs never {never}, always {always}");
+    assert!(usd(&rs, "oracle") <= usd(&rs, "clairvoyant"), "the lower bound is above a feasible schedule");
+    let captured = share(&rs, "gemgate");
+    // 14.2 % on the day this was written; the clairvoyant greedy schedule itself gets 83 %.
+    assert!(captured > 0.12, "gemgate captures {:.1} % of the oracle's savings", 100.0 * captured);
+}
+
+#[test]
+fn cheap_creation_readings_capture_most_of_the_oracles_savings() {
+    for billing in [CreationBilling::CachedPrice, CreationBilling::Free] {
+        let rs = run(billing);
+        let captured = share(&rs, "gemgate");
+        assert!(captured >= 0.8, "{billing:?}: gemgate captures {:.1} %", 100.0 * captured);
+        assert!(usd(&rs, "gemgate") < usd(&rs, "always"), "{billing:?}");
+    }
+}
