@@ -27,6 +27,8 @@ fn replica(upstream: &str, redis: &str) -> Replica {
         .env("GEMGATE_STORE__BACKEND", "redis")
         .env("GEMGATE_STORE__REDIS_URL", redis)
         .env("GEMGATE_CACHING__MIN_HITS", "2")
+        // The emulator does not cache implicitly: nothing to measure before caching.
+        .env("GEMGATE_CACHING__COST__IMPLICIT_PROBES", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()

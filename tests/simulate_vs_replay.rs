@@ -42,16 +42,28 @@ fn synthetic_trace() -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simulate_and_live_replay_agree() {
+/// What the simulator and a live compressed replay of the same trace made and paid.
+struct Compared {
+    sim_creations: f64,
+    live_creations: f64,
+    sim_input_usd: f64,
+    live_input_usd: f64,
+}
+
+/// Replays `trace` through the simulator and live (gateway in front of the emulator, both clocks
+/// at 60×), with implicit caching modelled alike on both sides when `implicit_window` is set.
+async fn simulate_and_replay(trace: &str, implicit_window: Option<Duration>) -> Compared {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trace.jsonl");
-    std::fs::write(&path, synthetic_trace()).unwrap();
-    let (_, reqs) = trace::load(&path, None, "gemini-2.5-flash").unwrap();
+    std::fs::write(&path, trace).unwrap();
+    let (_, mut reqs) = trace::load(&path, None, "gemini-2.5-flash").unwrap();
 
     // What the simulator predicts.
     let prices = PriceTable::builtin();
     let ctx = Ctx::new(prices.clone(), CostPolicyConfig::default(), CachingConfig::default().min_tokens);
+    if let Some(w) = implicit_window {
+        trace::add_implicit(&mut reqs, w.as_millis() as i64, |m| ctx.min_tokens(m));
+    }
     let sim = gemgate::simulate::replay::policy(&reqs, &ctx, SWEEP_MS);
     let price = ctx.price("gemini-2.5-flash");
     let output_usd: f64 = reqs.iter().map(|r| r.output_tokens as f64 * price.standard.output * 1e-6).sum();
@@ -60,8 +72,10 @@ async fn simulate_and_live_replay_agree() {
     // The same trace, live and compressed.
     let mut ecfg = gemgate::emulator::EmulatorConfig::default();
     ecfg.clock.speed = SPEED;
+    ecfg.caching.implicit_window = implicit_window.unwrap_or(Duration::ZERO);
     let emu = support::emulator_with(ecfg).await;
     let mut cfg = support::config(&emu);
+    cfg.caching.cost = CostPolicyConfig::default(); // the simulator's policy, implicit probes included
     cfg.clock.speed = SPEED;
     cfg.caching.sweep_interval = Duration::from_millis(SWEEP_MS as u64);
     let gw = support::gateway(cfg).await;
@@ -81,23 +95,59 @@ async fn simulate_and_live_replay_agree() {
         + n("cache_creation_tokens") * r.input
         + (n("cache_storage_token_seconds") + committed) / 3600.0 * price.storage_per_hour)
         * 1e-6;
-    let live_creations = n("cache_creations");
+    let out = Compared {
+        sim_creations: sim.creations as f64,
+        live_creations: n("cache_creations"),
+        sim_input_usd,
+        live_input_usd,
+    };
     println!(
         "simulate: {} creations, input-side ${:.5}; live replay at {SPEED}x: {} creations, input-side ${:.5}; never-cache ${:.5}",
-        sim.creations,
-        sim_input_usd,
-        live_creations,
-        live_input_usd,
+        out.sim_creations,
+        out.sim_input_usd,
+        out.live_creations,
+        out.live_input_usd,
         gemgate::simulate::replay::never(&reqs, &ctx).total_usd - output_usd
     );
-    let creations_gap = (live_creations - sim.creations as f64).abs();
+    out
+}
+
+fn assert_agree(c: &Compared) {
+    let creations_gap = (c.live_creations - c.sim_creations).abs();
     assert!(
-        creations_gap <= 2.0 + 0.2 * sim.creations as f64,
-        "creations differ: live {live_creations}, sim {}",
-        sim.creations
+        creations_gap <= 2.0 + 0.2 * c.sim_creations,
+        "creations differ: live {}, sim {}",
+        c.live_creations,
+        c.sim_creations
     );
-    let cost_gap = (live_input_usd - sim_input_usd).abs() / sim_input_usd;
+    let cost_gap = (c.live_input_usd - c.sim_input_usd).abs() / c.sim_input_usd;
     assert!(cost_gap <= 0.10, "input-side cost differs by {:.1} %", cost_gap * 100.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_and_live_replay_agree() {
+    assert_agree(&simulate_and_replay(&synthetic_trace(), None).await);
+}
+
+/// Eight 8-block prefixes, each sent every 40 s for 12 minutes: with a 3-minute implicit window
+/// every return is served implicitly, which the live engine learns only from responses.
+fn implicitly_served_trace() -> String {
+    let mut out = String::new();
+    for (i, t) in (0..720_000u64).step_by(5_000).enumerate() {
+        let p = (t / 5_000) % 8;
+        let mut ids: Vec<u64> = (0..8).map(|b| p * 100 + b).collect();
+        ids.push(10_000 + i as u64); // the request's own turn
+        let len = 8 * 512 + 300;
+        writeln!(out, "{{\"timestamp\": {t}, \"input_length\": {len}, \"output_length\": 20, \"hash_ids\": {ids:?}}}")
+            .unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_and_live_replay_agree_when_implicit_caching_serves_returns() {
+    let c = simulate_and_replay(&implicitly_served_trace(), Some(Duration::from_secs(180))).await;
+    assert_agree(&c);
 }
 
 #[tokio::test]

@@ -64,6 +64,10 @@ pub struct CostPolicyConfig {
     pub speculate_margin: f64,
     /// First sightings observed before the return rate is trusted.
     pub speculate_min_evidence: u64,
+    /// Returns (requests repeating a prefix seen before) sent without a gateway cache before
+    /// anything is created for a tenant and model: until then nothing says whether the
+    /// upstream's implicit caching already serves them for free.
+    pub implicit_probes: u64,
 }
 
 impl Default for CostPolicyConfig {
@@ -84,6 +88,7 @@ impl Default for CostPolicyConfig {
             speculate: true,
             speculate_margin: 1.2,
             speculate_min_evidence: 20,
+            implicit_probes: 5,
         }
     }
 }

@@ -230,10 +230,8 @@ impl Caching {
             let st = self.state(&b.key);
             let mut st = st.lock().expect("poisoned");
             st.sync(Some(&entry), now);
-            let implicit = st.last_implicit;
             plan.shared_tokens = entry.tokens;
-            let d = e.rules.on_request(&model, &mut st, now, entry.tokens, implicit);
-            e.rules.note_return(&model, &mut returns.lock().expect("poisoned"), &mut st);
+            let d = e.rules.on_request(&model, &mut returns.lock().expect("poisoned"), &mut st, now, entry.tokens, 0);
             hit = Some((i, entry, d));
             break;
         }
@@ -255,14 +253,12 @@ impl Caching {
             if st.stats.arrivals > 0 {
                 plan.shared_tokens = *tokens;
             }
-            let implicit = covered.max(st.last_implicit);
-            let mut d = e.rules.on_request(&model, &mut st, now, *tokens, implicit);
             let mut rs = returns.lock().expect("poisoned");
-            e.rules.note_return(&model, &mut rs, &mut st);
+            let mut d = e.rules.on_request(&model, &mut rs, &mut st, now, *tokens, covered);
             if j + 1 == eligible.len() && d == Decision::Observe {
                 // The request's own prefix: cache it at first sight if this tenant's own
                 // prefixes usually come back.
-                d = e.rules.on_first_sight(&model, &mut rs, &mut st, now, *tokens, implicit);
+                d = e.rules.on_first_sight(&model, &mut rs, &mut st, now, *tokens, covered);
             }
             if let Decision::Create { ttl_ms } = d {
                 chosen = Some((b, ttl_ms, *tokens));

@@ -73,12 +73,21 @@ impl Rules {
         Some(p.clone())
     }
 
-    /// A request whose prompt includes this boundary (`tokens` long) arrives.
-    pub fn on_request(&self, model: &str, st: &mut BoundaryState, now: i64, tokens: u64, implicit: u64) -> Decision {
+    /// A request whose prompt includes this boundary (`tokens` long) arrives; `covered` tokens
+    /// of it are served by a shorter gateway cache in use (see `CostPolicy::on_arrival`).
+    pub fn on_request(
+        &self,
+        model: &str,
+        rs: &mut ReturnStats,
+        st: &mut BoundaryState,
+        now: i64,
+        tokens: u64,
+        covered: u64,
+    ) -> Decision {
         match self {
             Rules::Cost { .. } => {
                 let p = self.cost_policy(model).expect("cost rules");
-                p.on_request(&mut st.stats, now, tokens, implicit)
+                p.on_arrival(rs, &mut st.stats, now, tokens, covered, st.last_implicit)
             }
             Rules::Hits { rule, ttl_ms, renew_before_ms, .. } => {
                 st.recent.record(now, rule);
@@ -101,13 +110,6 @@ impl Rules {
                     policy::Decision::Observe => Decision::Observe,
                 }
             }
-        }
-    }
-
-    /// Records a return of a tenant's own prefix (cost rules only).
-    pub fn note_return(&self, model: &str, rs: &mut ReturnStats, st: &mut BoundaryState) {
-        if let Some(p) = self.cost_policy(model) {
-            p.note_return(rs, &mut st.stats);
         }
     }
 
@@ -153,26 +155,39 @@ mod tests {
     #[test]
     fn simple_rule_creates_on_the_kth_arrival_then_uses_and_renews() {
         let r = hits(2);
-        let mut st = BoundaryState::default();
-        assert_eq!(r.on_request("models/m", &mut st, 0, 5000, 0), Decision::Observe);
+        let (mut rs, mut st) = (ReturnStats::default(), BoundaryState::default());
+        assert_eq!(r.on_request("models/m", &mut rs, &mut st, 0, 5000, 0), Decision::Observe);
         let ttl = CachingConfig::default().ttl.as_millis() as i64;
-        assert_eq!(r.on_request("models/m", &mut st, 10, 5000, 0), Decision::Create { ttl_ms: ttl });
+        assert_eq!(r.on_request("models/m", &mut rs, &mut st, 10, 5000, 0), Decision::Create { ttl_ms: ttl });
         st.stats.on_created(10, 10 + ttl);
-        assert_eq!(r.on_request("models/m", &mut st, 20, 5000, 0), Decision::Use);
-        assert_eq!(r.on_request("models/m", &mut st, ttl - 1_000, 5000, 0), Decision::Observe, "too close to expiry");
+        assert_eq!(r.on_request("models/m", &mut rs, &mut st, 20, 5000, 0), Decision::Use);
+        assert_eq!(
+            r.on_request("models/m", &mut rs, &mut st, ttl - 1_000, 5000, 0),
+            Decision::Observe,
+            "too close to expiry"
+        );
         st.stats.on_created(ttl, 2 * ttl);
-        assert!(matches!(r.on_request("models/m", &mut st, 2 * ttl - 60_000, 5000, 0), Decision::Renew { .. }));
+        assert!(matches!(
+            r.on_request("models/m", &mut rs, &mut st, 2 * ttl - 60_000, 5000, 0),
+            Decision::Renew { .. }
+        ));
     }
 
     #[test]
     fn cost_rule_waits_for_evidence_and_sync_follows_the_registry() {
         let r = Rules::from_config(&CachingConfig::default(), Arc::new(PriceTable::builtin()));
         let mut st = BoundaryState::default();
-        assert_eq!(r.on_request("models/gemini-2.5-flash", &mut st, 0, 8000, 0), Decision::Observe);
-        assert!(matches!(r.on_request("models/gemini-2.5-flash", &mut st, 1_000, 8000, 0), Decision::Create { .. }));
+        // A tenant whose returns were measured without gateway caches: none served implicitly.
+        let mut rs = ReturnStats::default();
+        (0..10).for_each(|_| rs.note_implicit(8000, 0));
+        assert_eq!(r.on_request("models/gemini-2.5-flash", &mut rs, &mut st, 0, 8000, 0), Decision::Observe);
+        assert!(matches!(
+            r.on_request("models/gemini-2.5-flash", &mut rs, &mut st, 1_000, 8000, 0),
+            Decision::Create { .. }
+        ));
         let e = CacheEntry::new("k", "cachedContents/x", "models/gemini-2.5-flash", "s", 8000, 0, 1_000, 400_000);
         st.sync(Some(&e), 1_000);
-        assert_eq!(r.on_request("models/gemini-2.5-flash", &mut st, 2_000, 8000, 0), Decision::Use);
+        assert_eq!(r.on_request("models/gemini-2.5-flash", &mut rs, &mut st, 2_000, 8000, 0), Decision::Use);
         st.sync(None, 3_000);
         assert!(st.stats.cache.is_none());
     }

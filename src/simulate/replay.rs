@@ -118,6 +118,9 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
     let mut stats: HashMap<&str, PrefixStats> = HashMap::new();
     let mut policies: HashMap<&str, CostPolicy> = HashMap::new();
     let mut returns: HashMap<&str, ReturnStats> = HashMap::new();
+    // What the upstream served implicitly on the last request through each boundary sent without
+    // a gateway cache: the live engine learns it from responses, so decisions see it one late.
+    let mut last_implicit: HashMap<&str, u64> = HashMap::new();
     let mut next_tick = reqs.first().map_or(0, |r| r.t_ms);
     let last = reqs.last().map_or(0, |r| r.t_ms);
     let end = last + ctx.cfg.max_ttl.as_millis() as i64 + sweep_ms;
@@ -146,15 +149,17 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         // As in the live engine: the used boundary's arrival counts as a return, and its renewal
         // happens only if no longer cache is created below.
         let mut renew = None;
+        let rs = returns.entry(r.model.as_str()).or_default();
+        let mut covered = 0;
         if let Some(u) = used {
             let (key, tokens) = bounds[u];
             let st = stats.get_mut(key.as_str()).expect("used boundary has stats");
             shared = *tokens;
-            if let Decision::Renew { ttl_ms } = pol.on_request(st, now, *tokens, served) {
+            let last = last_implicit.get(key.as_str()).copied().unwrap_or(0);
+            if let Decision::Renew { ttl_ms } = pol.on_arrival(rs, st, now, *tokens, 0, last) {
                 renew = Some((key.as_str(), ttl_ms));
             }
-            pol.note_return(returns.entry(r.model.as_str()).or_default(), st);
-            served = *tokens;
+            covered = *tokens;
             explicit = true;
         }
         let mut create = None;
@@ -164,11 +169,10 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
             if st.arrivals > 0 {
                 shared = *tokens;
             }
-            let mut d = pol.on_request(st, now, *tokens, served.min(*tokens));
-            let rs = returns.entry(r.model.as_str()).or_default();
-            pol.note_return(rs, st);
+            let last = last_implicit.get(key.as_str()).copied().unwrap_or(0);
+            let mut d = pol.on_arrival(rs, st, now, *tokens, covered, last);
             if j + 1 == bounds.len() && d == Decision::Observe {
-                d = pol.on_first_sight(rs, st, now, *tokens, served.min(*tokens));
+                d = pol.on_first_sight(rs, st, now, *tokens, covered);
             }
             if st.cache.is_none() && w.caches.contains_key(key.as_str()) {
                 w.end(ctx, key); // lapsed in the policy's eyes
@@ -177,13 +181,19 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
                 create = Some((key.as_str(), *tokens, ttl_ms));
             }
         }
+        if explicit {
+            served = covered;
+        }
         if let Some((key, tokens, ttl_ms)) = create {
             w.create(ctx, key, tokens, &r.model, now, ttl_ms);
             stats.get_mut(key).expect("observed").on_created(now, now + ttl_ms);
             served = tokens;
             explicit = true;
         } else if !explicit {
-            returns.entry(r.model.as_str()).or_default().note_implicit(shared, r.implicit_cached_tokens);
+            rs.note_implicit(shared, r.implicit_cached_tokens);
+            for (key, _) in &bounds {
+                last_implicit.insert(key.as_str(), r.implicit_cached_tokens);
+            }
         } else if let Some((key, ttl_ms)) = renew {
             stats.get_mut(key).expect("used").on_renewed(now + ttl_ms);
             if let Some(c) = w.caches.get_mut(key) {

@@ -71,7 +71,7 @@ class Proc:
                 self.popen.wait(timeout=10)
 
 
-def spawn(name: str, argv: list[str], announce_prefix: str, workdir: Path) -> Proc:
+def spawn(name: str, argv: list[str], announce_prefix: str, workdir: Path, env: dict | None = None) -> Proc:
     """Starts argv and waits for the stdout line `<announce_prefix> http://HOST:PORT`."""
     if not Path(argv[0]).is_file():
         pytest.exit(
@@ -87,7 +87,7 @@ def spawn(name: str, argv: list[str], announce_prefix: str, workdir: Path) -> Pr
         stdout=subprocess.PIPE,
         stderr=stderr_file,
         text=True,
-        env={**os.environ, "NO_COLOR": "1"},  # plain logs in failure reports
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},  # plain logs in failure reports
     )
     stderr_file.close()
     lines: "queue.Queue[str | None]" = queue.Queue()
@@ -148,7 +148,9 @@ def gateway(emulator, workdir):
         yield emulator
         return
     argv = [str(BIN), "serve", "--listen", "127.0.0.1:0", "--upstream", emulator.url]
-    proc = spawn("gateway", argv, "gateway listening on", workdir)
+    # The emulator caches implicitly only when configured to, so the gateway need not first
+    # measure how much implicit caching serves (caching.cost.implicit_probes) before caching.
+    proc = spawn("gateway", argv, "gateway listening on", workdir, env={"GEMGATE_CACHING__COST__IMPLICIT_PROBES": "0"})
     yield proc
     proc.stop()
 

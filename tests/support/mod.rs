@@ -21,6 +21,9 @@ pub fn config(upstream: &str) -> Config {
     let vars = [
         ("GEMGATE_STORE__BACKEND".to_string(), "memory".to_string()),
         ("GEMGATE_UPSTREAM__URL".to_string(), upstream.to_string()),
+        // The emulator caches implicitly only when told to, so there is nothing to measure before
+        // making caches; the tests that exercise that measurement set their own value.
+        ("GEMGATE_CACHING__COST__IMPLICIT_PROBES".to_string(), "0".to_string()),
     ];
     Config::load(None, vars, &CliOverrides::default()).expect("valid test config")
 }
