@@ -74,7 +74,8 @@ impl CostPolicy {
     /// nothing before the second arrival). At least the tenant's implicit share `q` of the
     /// boundary is expected to be served implicitly. (Using `q` only on second arrivals cost
     /// more on Mooncake with implicit caching modelled: 46.28 against 45.57 USD at 3 minutes.)
-    /// `Create` waits until `implicit_probes` returns were measured without a gateway cache.
+    /// On a return, `Create` waits until `implicit_probes` returns were measured without a
+    /// gateway cache (a first arrival cannot be served implicitly, so it does not wait).
     pub fn on_arrival(
         &self,
         rs: &mut ReturnStats,
@@ -89,7 +90,8 @@ impl CostPolicy {
         let d = self.on_request(st, now_ms, tokens, implicit);
         self.note_return(rs, st);
         match d {
-            Decision::Create { .. } if self.measuring_implicit(rs) => Decision::Observe,
+            // Only a return can be served implicitly, so only returns wait (and are the probes).
+            Decision::Create { .. } if st.arrivals >= 2 && self.measuring_implicit(rs) => Decision::Observe,
             d => d,
         }
     }
@@ -131,7 +133,6 @@ impl CostPolicy {
         rs.seen += 1;
         if !self.cfg.speculate
             || rs.seen < self.cfg.speculate_min_evidence
-            || self.measuring_implicit(rs)
             || rs.gaps == 0
             || now_ms < st.cooldown_until_ms
         {
