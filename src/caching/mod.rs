@@ -25,7 +25,7 @@ pub use fingerprint::{Boundary, Fingerprint, fingerprint, scope_of};
 pub use ops::Credential;
 pub use rules::{BoundaryState, Rules};
 pub use sizing::{Sizer, parse_too_small};
-pub use speculate::ReturnStats;
+pub use speculate::{Arrival, ReturnStats};
 
 use crate::accounting::{self, PriceTable};
 use crate::clock::Clock;
@@ -231,7 +231,12 @@ impl Caching {
             let mut st = st.lock().expect("poisoned");
             st.sync(Some(&entry), now);
             plan.shared_tokens = entry.tokens;
-            let d = e.rules.on_request(&model, &mut returns.lock().expect("poisoned"), &mut st, now, entry.tokens, 0);
+            let d = e.rules.on_request(
+                &model,
+                &mut returns.lock().expect("poisoned"),
+                &mut st,
+                Arrival::new(now, entry.tokens, 0),
+            );
             hit = Some((i, entry, d));
             break;
         }
@@ -253,13 +258,9 @@ impl Caching {
             if st.stats.arrivals > 0 {
                 plan.shared_tokens = *tokens;
             }
-            let mut rs = returns.lock().expect("poisoned");
-            let mut d = e.rules.on_request(&model, &mut rs, &mut st, now, *tokens, covered);
-            if j + 1 == eligible.len() && d == Decision::Observe {
-                // The request's own prefix: cache it at first sight if this tenant's own
-                // prefixes usually come back.
-                d = e.rules.on_first_sight(&model, &mut rs, &mut st, now, *tokens, covered);
-            }
+            // The request's own prefix may be cached at first sight (speculate.rs).
+            let a = Arrival { own_prefix: j + 1 == eligible.len(), ..Arrival::new(now, *tokens, covered) };
+            let d = e.rules.on_request(&model, &mut returns.lock().expect("poisoned"), &mut st, a);
             if let Decision::Create { ttl_ms } = d {
                 chosen = Some((b, ttl_ms, *tokens));
             }

@@ -5,7 +5,7 @@
 
 use super::cost_policy::{CacheState, CostPolicy, CostPolicyConfig, Decision, PrefixStats};
 use super::policy::{self, Observed, Rule};
-use super::speculate::ReturnStats;
+use super::speculate::{Arrival, ReturnStats};
 use crate::accounting::PriceTable;
 use crate::config::CachingConfig;
 use crate::store::CacheEntry;
@@ -73,21 +73,14 @@ impl Rules {
         Some(p.clone())
     }
 
-    /// A request whose prompt includes this boundary (`tokens` long) arrives; `covered` tokens
-    /// of it are served by a shorter gateway cache in use (see `CostPolicy::on_arrival`).
-    pub fn on_request(
-        &self,
-        model: &str,
-        rs: &mut ReturnStats,
-        st: &mut BoundaryState,
-        now: i64,
-        tokens: u64,
-        covered: u64,
-    ) -> Decision {
+    /// A request arrives on this boundary (see `CostPolicy::on_arrival`; the boundary's last
+    /// implicit coverage is filled in from `st`).
+    pub fn on_request(&self, model: &str, rs: &mut ReturnStats, st: &mut BoundaryState, a: Arrival) -> Decision {
+        let now = a.now_ms;
         match self {
             Rules::Cost { .. } => {
                 let p = self.cost_policy(model).expect("cost rules");
-                p.on_arrival(rs, &mut st.stats, now, tokens, covered, st.last_implicit)
+                p.on_arrival(rs, &mut st.stats, Arrival { last_implicit: st.last_implicit, ..a })
             }
             Rules::Hits { rule, ttl_ms, renew_before_ms, .. } => {
                 st.recent.record(now, rule);
@@ -110,22 +103,6 @@ impl Rules {
                     policy::Decision::Observe => Decision::Observe,
                 }
             }
-        }
-    }
-
-    /// First-sight creation of a request's own prefix (cost rules only; see speculate.rs).
-    pub fn on_first_sight(
-        &self,
-        model: &str,
-        rs: &mut ReturnStats,
-        st: &mut BoundaryState,
-        now: i64,
-        tokens: u64,
-        covered: u64,
-    ) -> Decision {
-        match self.cost_policy(model) {
-            Some(p) => p.on_first_sight(rs, &mut st.stats, now, tokens, covered),
-            None => Decision::Observe,
         }
     }
 
@@ -156,19 +133,22 @@ mod tests {
     fn simple_rule_creates_on_the_kth_arrival_then_uses_and_renews() {
         let r = hits(2);
         let (mut rs, mut st) = (ReturnStats::default(), BoundaryState::default());
-        assert_eq!(r.on_request("models/m", &mut rs, &mut st, 0, 5000, 0), Decision::Observe);
+        assert_eq!(r.on_request("models/m", &mut rs, &mut st, Arrival::new(0, 5000, 0)), Decision::Observe);
         let ttl = CachingConfig::default().ttl.as_millis() as i64;
-        assert_eq!(r.on_request("models/m", &mut rs, &mut st, 10, 5000, 0), Decision::Create { ttl_ms: ttl });
-        st.stats.on_created(10, 10 + ttl);
-        assert_eq!(r.on_request("models/m", &mut rs, &mut st, 20, 5000, 0), Decision::Use);
         assert_eq!(
-            r.on_request("models/m", &mut rs, &mut st, ttl - 1_000, 5000, 0),
+            r.on_request("models/m", &mut rs, &mut st, Arrival::new(10, 5000, 0)),
+            Decision::Create { ttl_ms: ttl }
+        );
+        st.stats.on_created(10, 10 + ttl);
+        assert_eq!(r.on_request("models/m", &mut rs, &mut st, Arrival::new(20, 5000, 0)), Decision::Use);
+        assert_eq!(
+            r.on_request("models/m", &mut rs, &mut st, Arrival::new(ttl - 1_000, 5000, 0)),
             Decision::Observe,
             "too close to expiry"
         );
         st.stats.on_created(ttl, 2 * ttl);
         assert!(matches!(
-            r.on_request("models/m", &mut rs, &mut st, 2 * ttl - 60_000, 5000, 0),
+            r.on_request("models/m", &mut rs, &mut st, Arrival::new(2 * ttl - 60_000, 5000, 0)),
             Decision::Renew { .. }
         ));
     }
@@ -180,14 +160,20 @@ mod tests {
         // A tenant whose returns were measured without gateway caches: none served implicitly.
         let mut rs = ReturnStats::default();
         (0..10).for_each(|_| rs.note_implicit(8000, 0));
-        assert_eq!(r.on_request("models/gemini-2.5-flash", &mut rs, &mut st, 0, 8000, 0), Decision::Observe);
+        assert_eq!(
+            r.on_request("models/gemini-2.5-flash", &mut rs, &mut st, Arrival::new(0, 8000, 0)),
+            Decision::Observe
+        );
         assert!(matches!(
-            r.on_request("models/gemini-2.5-flash", &mut rs, &mut st, 1_000, 8000, 0),
+            r.on_request("models/gemini-2.5-flash", &mut rs, &mut st, Arrival::new(1_000, 8000, 0)),
             Decision::Create { .. }
         ));
         let e = CacheEntry::new("k", "cachedContents/x", "models/gemini-2.5-flash", "s", 8000, 0, 1_000, 400_000);
         st.sync(Some(&e), 1_000);
-        assert_eq!(r.on_request("models/gemini-2.5-flash", &mut rs, &mut st, 2_000, 8000, 0), Decision::Use);
+        assert_eq!(
+            r.on_request("models/gemini-2.5-flash", &mut rs, &mut st, Arrival::new(2_000, 8000, 0)),
+            Decision::Use
+        );
         st.sync(None, 3_000);
         assert!(st.stats.cache.is_none());
     }

@@ -19,6 +19,26 @@
 
 use super::cost_policy::{CostPolicy, Decision, PrefixStats, learn_gap};
 
+/// One request arriving on a boundary of `tokens`, as `CostPolicy::on_arrival` needs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Arrival {
+    pub now_ms: i64,
+    pub tokens: u64,
+    /// Tokens a shorter gateway cache in use serves.
+    pub covered: u64,
+    /// What the upstream served implicitly on the last request through the boundary sent
+    /// without a gateway cache.
+    pub last_implicit: u64,
+    /// The boundary is the request's own (longest eligible) prefix.
+    pub own_prefix: bool,
+}
+
+impl Arrival {
+    pub fn new(now_ms: i64, tokens: u64, covered: u64) -> Self {
+        Arrival { now_ms, tokens, covered, ..Arrival::default() }
+    }
+}
+
 /// What the rule learns per (tenant, model).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReturnStats {
@@ -75,23 +95,17 @@ impl CostPolicy {
     /// boundary is expected to be served implicitly. (Using `q` only on second arrivals cost
     /// more on Mooncake with implicit caching modelled: 46.28 against 45.57 USD at 3 minutes.)
     /// On a return, `Create` waits until `implicit_probes` returns were measured without a
-    /// gateway cache (a first arrival cannot be served implicitly, so it does not wait).
-    pub fn on_arrival(
-        &self,
-        rs: &mut ReturnStats,
-        st: &mut PrefixStats,
-        now_ms: i64,
-        tokens: u64,
-        covered: u64,
-        last_implicit: u64,
-    ) -> Decision {
-        let expected = (rs.implicit_share * tokens as f64) as u64;
-        let implicit = covered.max(last_implicit).max(expected);
-        let d = self.on_request(st, now_ms, tokens, implicit);
+    /// gateway cache (a first arrival cannot be served implicitly, so it does not wait). For the
+    /// request's own (longest) boundary, an `Observe` is handed to `on_first_sight`.
+    pub fn on_arrival(&self, rs: &mut ReturnStats, st: &mut PrefixStats, a: Arrival) -> Decision {
+        let expected = (rs.implicit_share * a.tokens as f64) as u64;
+        let implicit = a.covered.max(a.last_implicit).max(expected);
+        let d = self.on_request(st, a.now_ms, a.tokens, implicit);
         self.note_return(rs, st);
         match d {
             // Only a return can be served implicitly, so only returns wait (and are the probes).
             Decision::Create { .. } if st.arrivals >= 2 && self.measuring_implicit(rs) => Decision::Observe,
+            Decision::Observe if a.own_prefix => self.on_first_sight(rs, st, a.now_ms, a.tokens, a.covered),
             d => d,
         }
     }
@@ -182,7 +196,7 @@ mod tests {
             if (i as f64 * returning).fract() + returning >= 1.0 {
                 // Sent without a gateway cache (the test drops the ones it made); the upstream
                 // served none of it implicitly.
-                p.on_arrival(&mut rs, &mut st, now + gap_ms, 8_000, 0, 0);
+                p.on_arrival(&mut rs, &mut st, Arrival::new(now + gap_ms, 8_000, 0));
                 rs.note_implicit(8_000, 0);
             }
         }
@@ -240,7 +254,7 @@ mod tests {
         let p = policy();
         let arrive = |rs: &mut ReturnStats| {
             let mut st = PrefixStats::default();
-            [0, 10_000].map(|t| p.on_arrival(rs, &mut st, t, 50_000, 0, 0))[1]
+            [0, 10_000].map(|t| p.on_arrival(rs, &mut st, Arrival::new(t, 50_000, 0)))[1]
         };
         let mut rs = ReturnStats::default();
         assert_eq!(arrive(&mut rs), Decision::Observe, "a prefix back after 10 s, nothing measured yet");
@@ -254,7 +268,11 @@ mod tests {
         let mut st = PrefixStats::default();
         // Back every 30 s for an hour: each return already came back cached from the upstream.
         for i in 0..120 {
-            assert_eq!(p.on_arrival(&mut rs, &mut st, i * 30_000, 50_000, 0, 0), Decision::Observe, "arrival {i}");
+            assert_eq!(
+                p.on_arrival(&mut rs, &mut st, Arrival::new(i * 30_000, 50_000, 0)),
+                Decision::Observe,
+                "arrival {i}"
+            );
         }
     }
 }

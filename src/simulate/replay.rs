@@ -5,8 +5,8 @@
 use super::trace::SimRequest;
 use super::{Ctx, Tally};
 use crate::accounting::{Service, Usage, actual_usd};
-use crate::caching::ReturnStats;
 use crate::caching::cost_policy::{CostPolicy, Decision, PrefixStats};
+use crate::caching::{Arrival, ReturnStats};
 use std::collections::HashMap;
 
 /// A live simulated cache.
@@ -156,7 +156,8 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
             let st = stats.get_mut(key.as_str()).expect("used boundary has stats");
             shared = *tokens;
             let last = last_implicit.get(key.as_str()).copied().unwrap_or(0);
-            if let Decision::Renew { ttl_ms } = pol.on_arrival(rs, st, now, *tokens, 0, last) {
+            let a = Arrival { last_implicit: last, ..Arrival::new(now, *tokens, 0) };
+            if let Decision::Renew { ttl_ms } = pol.on_arrival(rs, st, a) {
                 renew = Some((key.as_str(), ttl_ms));
             }
             covered = *tokens;
@@ -170,10 +171,12 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
                 shared = *tokens;
             }
             let last = last_implicit.get(key.as_str()).copied().unwrap_or(0);
-            let mut d = pol.on_arrival(rs, st, now, *tokens, covered, last);
-            if j + 1 == bounds.len() && d == Decision::Observe {
-                d = pol.on_first_sight(rs, st, now, *tokens, covered);
-            }
+            let own_prefix = j + 1 == bounds.len();
+            let d = pol.on_arrival(
+                rs,
+                st,
+                Arrival { last_implicit: last, own_prefix, ..Arrival::new(now, *tokens, covered) },
+            );
             if st.cache.is_none() && w.caches.contains_key(key.as_str()) {
                 w.end(ctx, key); // lapsed in the policy's eyes
             }
