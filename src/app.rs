@@ -1,6 +1,7 @@
 //! Application state, the route table and the layer stack: the two places structure is declared.
 
 use crate::caching::Caching;
+use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::deferral::Deferral;
@@ -36,6 +37,7 @@ struct Inner {
     store: Arc<dyn Store>,
     caching: Option<Caching>,
     deferral: Option<Deferral>,
+    catalog: Catalog,
     clock: Clock,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -62,6 +64,14 @@ impl AppState {
         let uploads = UploadRoutes::new(&config.server.public_url);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let catalog = Catalog::new(
+            config.catalog.clone(),
+            config.price_table()?,
+            config.caching.min_tokens.clone(),
+            upstream.clone(),
+            config.upstream.timeout,
+            tracker.clone(),
+        );
         let caching = if config.caching.enabled {
             let deps = crate::caching::Deps {
                 store: store.clone(),
@@ -70,6 +80,7 @@ impl AppState {
                 clock: clock.clone(),
                 tracker: tracker.clone(),
                 cancel: cancel.clone(),
+                catalog: catalog.clone(),
             };
             Some(Caching::new(config.caching.clone(), deps)?)
         } else {
@@ -95,6 +106,7 @@ impl AppState {
             store,
             caching,
             deferral,
+            catalog,
             clock,
             cancel,
             tracker,
@@ -104,6 +116,9 @@ impl AppState {
 
     /// Starts background work (registry warm-up, sweeper). Call once after building.
     pub async fn start(&self) {
+        if let Some(warning) = self.price_staleness() {
+            tracing::warn!("{warning}");
+        }
         if let Some(c) = &self.0.caching {
             c.start().await;
         }
@@ -126,6 +141,15 @@ impl AppState {
     }
     pub fn deferral(&self) -> Option<&Deferral> {
         self.0.deferral.as_ref()
+    }
+    /// Prices, minimum cache sizes and model capabilities.
+    pub fn catalog(&self) -> &Catalog {
+        &self.0.catalog
+    }
+    /// A warning when the price table is older than `pricing.stale_after`.
+    pub fn price_staleness(&self) -> Option<String> {
+        let today = crate::accounting::day_of_ms(self.0.clock.now_ms());
+        self.0.catalog.prices().staleness(today, self.0.config.pricing.stale_after)
     }
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.0.store
@@ -197,7 +221,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
         None => "disabled".to_string(),
     };
     let status = if store == "ok" && matches!(queue.as_str(), "ok" | "disabled") { "ready" } else { "degraded" };
-    let body = serde_json::json!({"status": status, "store": store, "deferral_queue": queue});
+    // A stale price table makes every reported cost doubtful, not the gateway unready.
+    let pricing = state.price_staleness().map_or_else(|| "ok".to_string(), |w| format!("stale: {w}"));
+    let body = serde_json::json!({"status": status, "store": store, "deferral_queue": queue, "pricing": pricing});
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 

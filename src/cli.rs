@@ -51,9 +51,12 @@ pub struct SimulateArgs {
     /// Trace file: Mooncake JSONL or gemgate's own trace format (detected).
     #[arg(long)]
     pub trace: PathBuf,
-    /// Model to price (default: the trace's own, or gemini-2.5-flash for Mooncake).
+    /// Model to price (default: the trace's own, or gemini-3.8-flash for Mooncake).
     #[arg(long)]
     pub model: Option<String>,
+    /// Price at the rows in force on this day, YYYY-MM-DD (default: today, UTC).
+    #[arg(long)]
+    pub at: Option<chrono::NaiveDate>,
     /// Price table (default: the built-in config/pricing.toml).
     #[arg(long)]
     pub pricing: Option<PathBuf>,
@@ -89,7 +92,7 @@ pub struct ReplayArgs {
     /// API key to send.
     #[arg(long, default_value = "replay-key")]
     pub key: String,
-    /// Model (default: the trace's own, or gemini-2.5-flash for Mooncake).
+    /// Model (default: the trace's own, or gemini-3.8-flash for Mooncake).
     #[arg(long)]
     pub model: Option<String>,
     /// Only the first N requests.

@@ -6,6 +6,7 @@ pub mod accounting;
 pub mod admin;
 pub mod app;
 pub mod caching;
+pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -38,22 +38,53 @@ impl Usage {
     }
 }
 
-/// How the request was served.
+/// The service tier that served a request; the price table's `[tiers]` say what each costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Standard,
-    /// Batch API or Flex tier: 50 % off input and output; cached reads are not discounted.
-    Discounted,
+    /// The Batch API.
+    Batch,
+    /// `serviceTier: flex`.
+    Flex,
+    /// `serviceTier: priority`.
+    Priority,
+}
+
+impl Service {
+    /// The tier as the wire (`serviceTier`, `usageMetadata.serviceTier`) names it; `None` for
+    /// a value gemgate does not know.
+    pub fn from_wire(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().trim_start_matches("service_tier_") {
+            "standard" | "unspecified" => Some(Service::Standard),
+            "flex" => Some(Service::Flex),
+            "priority" => Some(Service::Priority),
+            "batch" => Some(Service::Batch),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Standard => "standard",
+            Service::Batch => "batch",
+            Service::Flex => "flex",
+            Service::Priority => "priority",
+        }
+    }
 }
 
 const PER_TOKEN: f64 = 1e-6;
 
-fn rates_for(p: &ModelPrice, u: &Usage, svc: Service) -> (f64, f64, f64) {
+/// Input, output and cached-read rates for this usage's prompt size at the tier `svc`.
+pub fn rates_for(p: &ModelPrice, u: &Usage, svc: Service) -> (f64, f64, f64) {
     let r = p.rates(u.prompt_tokens);
-    match svc {
-        Service::Standard => (r.input, r.output, r.cached_read),
-        Service::Discounted => (r.batch_input, r.batch_output, r.cached_read),
-    }
+    let m = match svc {
+        Service::Standard => return (r.input, r.output, r.cached_read),
+        Service::Batch => p.tiers.batch,
+        Service::Flex => p.tiers.flex,
+        Service::Priority => p.tiers.priority,
+    };
+    (r.input * m.input, r.output * m.output, r.cached_read * m.cached_read)
 }
 
 /// What the response cost as served: fresh prompt and tool-use tokens at the input rate, cached
@@ -142,9 +173,11 @@ mod tests {
         close(actual_usd(&p, &u, Service::Standard), 0.00259);
         close(as_sent_usd(&p, &u, Service::Standard), 0.00475);
         close(net_saving_usd(&p, &u, Service::Standard, 0.0005), 0.00166);
-        // Batch: input and output halve, the cached part does not.
-        close(actual_usd(&p, &u, Service::Discounted), 0.001415);
-        close(as_sent_usd(&p, &u, Service::Discounted), 0.002375);
+        // Batch and flex halve every rate; priority multiplies them by 1.8.
+        close(actual_usd(&p, &u, Service::Batch), 0.001295);
+        close(actual_usd(&p, &u, Service::Flex), 0.001295);
+        close(as_sent_usd(&p, &u, Service::Batch), 0.002375);
+        close(actual_usd(&p, &u, Service::Priority), 0.00259 * 1.8);
     }
 
     #[test]
@@ -157,6 +190,14 @@ mod tests {
         close(as_sent_usd(p, &u, Service::Standard), 0.64);
         let small = Usage { prompt_tokens: 1_000, tool_use_prompt_tokens: 100, ..Usage::default() };
         close(actual_usd(p, &small, Service::Standard), 1_100.0 * 1.25e-6);
+    }
+
+    #[test]
+    fn wire_names_of_the_tiers() {
+        assert_eq!(Service::from_wire("flex"), Some(Service::Flex));
+        assert_eq!(Service::from_wire("SERVICE_TIER_PRIORITY"), Some(Service::Priority));
+        assert_eq!(Service::from_wire("unspecified"), Some(Service::Standard));
+        assert_eq!(Service::from_wire("gold"), None);
     }
 
     #[test]

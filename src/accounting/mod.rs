@@ -4,5 +4,5 @@
 pub mod cost;
 pub mod pricing;
 
-pub use cost::{Service, Usage, actual_usd, as_sent_usd, creation_usd, net_saving_usd, storage_usd};
-pub use pricing::{CreationBilling, ModelPrice, PriceTable, Rates};
+pub use cost::{Service, Usage, actual_usd, as_sent_usd, creation_usd, net_saving_usd, rates_for, storage_usd};
+pub use pricing::{CreationBilling, ModelPrice, PriceSource, PriceTable, Priced, Rates, Tiers, day_of_ms, today};

@@ -1,17 +1,18 @@
-//! The dated price table (`config/pricing.toml`): per-model USD rates per 1M tokens, the >200k
-//! prompt tier, batch rates, cache storage per token-hour, and how cache creation is billed.
-//! `PriceTable::builtin()` compiles the shipped file in, so a gateway without the file still prices.
+//! The dated price schedule (`config/pricing.toml`): per model, one row per price period (USD per
+//! 1M tokens, the >200k prompt tier, cache storage per token-hour), tier multipliers (batch, flex,
+//! priority), aliases, family patterns and the named default row; plus how cache creation is
+//! billed. `PriceTable::builtin()` compiles the shipped file in, so a gateway without it still
+//! prices. Model ids are matched by `catalog::ids` (the same rule every model table uses).
 
+use crate::catalog::ids::{self, Matched};
 use anyhow::{Context, bail};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The shipped table, compiled in.
 const BUILTIN: &str = include_str!("../../config/pricing.toml");
-
-/// The model row used when a model is not in the table.
-pub const DEFAULT_MODEL: &str = "default";
 
 /// How creating an explicit cache is billed (Google does not say; see the comment in the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, clap::ValueEnum)]
@@ -38,26 +39,56 @@ impl CreationBilling {
     }
 }
 
-/// USD per 1M tokens for one prompt-size tier.
+/// USD per 1M tokens for one prompt-size tier, at the Standard service tier.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rates {
     pub input: f64,
     /// Visible output and thinking tokens.
     pub output: f64,
-    /// Tokens served from a cache (explicit or implicit), standard and batch alike.
+    /// Tokens served from a cache (explicit or implicit).
     pub cached_read: f64,
-    pub batch_input: f64,
-    pub batch_output: f64,
 }
 
-/// One model's prices.
+/// Multipliers on the Standard rates for one service tier.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Multipliers {
+    pub input: f64,
+    pub output: f64,
+    pub cached_read: f64,
+}
+
+impl Multipliers {
+    const fn all(x: f64) -> Self {
+        Multipliers { input: x, output: x, cached_read: x }
+    }
+}
+
+/// The tier multipliers (`[tiers]`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tiers {
+    pub batch: Multipliers,
+    pub flex: Multipliers,
+    pub priority: Multipliers,
+}
+
+impl Default for Tiers {
+    fn default() -> Self {
+        Tiers { batch: Multipliers::all(0.5), flex: Multipliers::all(0.5), priority: Multipliers::all(1.8) }
+    }
+}
+
+/// One model's prices for one period.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrice {
-    /// When these prices were read off the pricing page (`YYYY-MM` or a full date).
+    /// First day these prices apply (UTC).
+    pub effective_from: NaiveDate,
+    /// When the row was last checked against the pricing page (`YYYY-MM` or a full date).
     pub as_of: String,
-    /// Cache storage, USD per 1M tokens per hour.
+    /// Cache storage, USD per 1M tokens per hour (0 for models without explicit caching).
     pub storage_per_hour: f64,
     pub standard: Rates,
     /// Prompts larger than this many tokens use `long_context`.
@@ -65,10 +96,13 @@ pub struct ModelPrice {
     pub long_context_above: Option<u64>,
     #[serde(default)]
     pub long_context: Option<Rates>,
+    /// The table's tier multipliers, copied in when the table is read.
+    #[serde(skip)]
+    pub tiers: Tiers,
 }
 
 impl ModelPrice {
-    /// The rates for a prompt of `prompt_tokens` tokens (cached tokens included).
+    /// The Standard rates for a prompt of `prompt_tokens` tokens (cached tokens included).
     pub fn rates(&self, prompt_tokens: u64) -> &Rates {
         match (self.long_context_above, &self.long_context) {
             (Some(above), Some(long)) if prompt_tokens > above => long,
@@ -80,15 +114,84 @@ impl ModelPrice {
     pub fn storage_per_token_ms(&self) -> f64 {
         self.storage_per_hour / 1e6 / 3_600_000.0
     }
+
+    /// The cached-read price as a share of the input price (0.10 on 2.x/3.x, 0.05 on Gemini 4).
+    pub fn cached_share(&self) -> f64 {
+        if self.standard.input > 0.0 { self.standard.cached_read / self.standard.input } else { 0.0 }
+    }
 }
 
-/// All model rows plus the billing assumptions.
+/// Where a price came from, as responses and metrics say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceSource {
+    /// The model (or an alias of it) has its own row.
+    Table,
+    /// A versioned id of a listed model, or a family pattern.
+    Family,
+    /// Nothing matched: the named default row.
+    Default,
+}
+
+impl PriceSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PriceSource::Table => "table",
+            PriceSource::Family => "family",
+            PriceSource::Default => "default",
+        }
+    }
+}
+
+/// A resolved price: the row in force, the model key it belongs to, and how it was found.
+#[derive(Debug, Clone, Copy)]
+pub struct Priced<'a> {
+    pub row: &'a ModelPrice,
+    pub key: &'a str,
+    pub source: PriceSource,
+}
+
+impl Priced<'_> {
+    /// `gemini-3.8-flash@2026-09-01`: the model key and the row's first day.
+    pub fn row_name(&self) -> String {
+        format!("{}@{}", self.key, self.row.effective_from)
+    }
+}
+
+/// The whole schedule.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceTable {
     #[serde(default)]
     pub cache_creation: CreationBilling,
-    pub models: BTreeMap<String, ModelPrice>,
+    /// The model key used when nothing else matches.
+    pub default: String,
+    #[serde(default)]
+    pub tiers: Tiers,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Pattern (with `*`) → model key.
+    #[serde(default)]
+    pub families: BTreeMap<String, String>,
+    /// Model key → its rows, sorted by `effective_from`.
+    pub models: BTreeMap<String, Vec<ModelPrice>>,
+}
+
+/// Today, UTC.
+pub fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+/// The UTC day of a millisecond timestamp.
+pub fn day_of_ms(ms: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(today, |t| t.date_naive())
+}
+
+/// The first day of an `as_of` value (`YYYY-MM` or `YYYY-MM-DD`).
+fn as_of_day(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .or_else(|| NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").ok())
 }
 
 impl PriceTable {
@@ -105,124 +208,126 @@ impl PriceTable {
 
     /// Parses and validates a table from TOML text.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let table: PriceTable = toml::from_str(text)?;
+        let mut table: PriceTable = toml::from_str(text)?;
         table.validate()?;
+        let tiers = table.tiers;
+        for rows in table.models.values_mut() {
+            rows.sort_by_key(|r| r.effective_from);
+            for r in rows {
+                r.tiers = tiers;
+            }
+        }
         Ok(table)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
-        if !self.models.contains_key(DEFAULT_MODEL) {
-            problems.push(format!("models.{DEFAULT_MODEL}: missing (used for unknown models)"));
+        let known = |k: &str| self.models.get(k).is_some_and(|rows| !rows.is_empty());
+        if !known(&self.default) {
+            problems.push(format!("default: {:?} is not a model of the table", self.default));
         }
-        for (name, m) in &self.models {
-            let mut rates = vec![("standard", &m.standard)];
-            match (&m.long_context_above, &m.long_context) {
-                (Some(_), Some(long)) => rates.push(("long_context", long)),
-                (None, None) => {}
-                _ => problems.push(format!("models.{name}: long_context_above and long_context go together")),
-            }
-            let mut values = vec![("storage_per_hour", m.storage_per_hour)];
-            for (tier, r) in rates {
-                for (k, v) in [
-                    ("input", r.input),
-                    ("output", r.output),
-                    ("cached_read", r.cached_read),
-                    ("batch_input", r.batch_input),
-                    ("batch_output", r.batch_output),
-                ] {
-                    if !(v.is_finite() && v >= 0.0) {
-                        problems.push(format!("models.{name}.{tier}.{k}: must be >= 0, got {v}"));
-                    }
+        for (kind, map) in [("aliases", &self.aliases), ("families", &self.families)] {
+            for (k, target) in map {
+                if !known(target) {
+                    problems.push(format!("{kind}.{k}: {target:?} is not a model of the table"));
                 }
             }
-            values.retain(|(_, v)| !(v.is_finite() && *v >= 0.0));
-            for (k, v) in values {
-                problems.push(format!("models.{name}.{k}: must be >= 0, got {v}"));
+        }
+        for (tier, m) in [("batch", self.tiers.batch), ("flex", self.tiers.flex), ("priority", self.tiers.priority)] {
+            for (k, v) in [("input", m.input), ("output", m.output), ("cached_read", m.cached_read)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    problems.push(format!("tiers.{tier}.{k}: must be >= 0, got {v}"));
+                }
+            }
+        }
+        for (name, rows) in &self.models {
+            if name.contains('*') {
+                problems.push(format!("models.{name}: patterns belong in [families]"));
+            }
+            if rows.is_empty() {
+                problems.push(format!("models.{name}: no rows"));
+            }
+            let mut days: Vec<NaiveDate> = rows.iter().map(|r| r.effective_from).collect();
+            days.sort();
+            if days.windows(2).any(|w| w[0] == w[1]) {
+                problems.push(format!("models.{name}: two rows with the same effective_from"));
+            }
+            for m in rows {
+                let at = format!("models.{name}@{}", m.effective_from);
+                if as_of_day(&m.as_of).is_none() {
+                    problems.push(format!("{at}.as_of: YYYY-MM or YYYY-MM-DD, got {:?}", m.as_of));
+                }
+                let mut tiers = vec![("standard", &m.standard)];
+                match (&m.long_context_above, &m.long_context) {
+                    (Some(_), Some(long)) => tiers.push(("long_context", long)),
+                    (None, None) => {}
+                    _ => problems.push(format!("{at}: long_context_above and long_context go together")),
+                }
+                let mut values = vec![("storage_per_hour".to_string(), m.storage_per_hour)];
+                for (tier, r) in tiers {
+                    for (k, v) in [("input", r.input), ("output", r.output), ("cached_read", r.cached_read)] {
+                        values.push((format!("{tier}.{k}"), v));
+                    }
+                }
+                for (k, v) in values.into_iter().filter(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+                    problems.push(format!("{at}.{k}: must be >= 0, got {v}"));
+                }
             }
         }
         if problems.is_empty() { Ok(()) } else { bail!("{}", problems.join("; ")) }
     }
 
-    /// The row for `model` (`models/` prefix optional): an exact name, else the longest listed
-    /// name the model starts with (`gemini-2.5-flash-001` → `gemini-2.5-flash`), else the
-    /// `default` row, in which case `fell_back` is true.
+    /// The model key `model` is priced under, and how it was found: an alias or an own row
+    /// (`table`), a versioned id or a family pattern (`family`), else the default.
+    pub fn key_for(&self, model: &str) -> (&str, PriceSource) {
+        let id = ids::bare(model);
+        if let Some(target) = self.aliases.get(id) {
+            return (target.as_str(), PriceSource::Table);
+        }
+        if let Some((k, _, how)) = ids::lookup(&self.models, id) {
+            let source = if how == Matched::Exact { PriceSource::Table } else { PriceSource::Family };
+            return (k, source);
+        }
+        if let Some((_, target, _)) = ids::lookup(&self.families, id) {
+            return (target.as_str(), PriceSource::Family);
+        }
+        (self.default.as_str(), PriceSource::Default)
+    }
+
+    /// The price of `model` in force on `day`: the row with the latest `effective_from` on or
+    /// before it (a day before a model's first row gets its first row).
+    pub fn price_at(&self, model: &str, day: NaiveDate) -> Priced<'_> {
+        let (key, source) = self.key_for(model);
+        let (key, rows) = self.models.get_key_value(key).expect("validated: every key resolves to rows");
+        let row = rows.iter().rev().find(|r| r.effective_from <= day).unwrap_or(&rows[0]);
+        Priced { row, key, source }
+    }
+
+    /// The price in force today, and whether it fell back to the default row.
     pub fn price_for(&self, model: &str) -> (&ModelPrice, bool) {
-        let id = model.strip_prefix("models/").unwrap_or(model);
-        if let Some(p) = self.models.get(id) {
-            return (p, id == DEFAULT_MODEL);
-        }
-        let best = self
-            .models
-            .iter()
-            .filter(|(k, _)| k.as_str() != DEFAULT_MODEL && id.starts_with(k.as_str()))
-            .max_by_key(|(k, _)| k.len());
-        match best {
-            Some((_, p)) => (p, false),
-            None => (&self.models[DEFAULT_MODEL], true),
-        }
+        let p = self.price_at(model, today());
+        (p.row, p.source == PriceSource::Default)
+    }
+
+    /// The newest `as_of` of any row.
+    pub fn newest_as_of(&self) -> Option<NaiveDate> {
+        self.models.values().flatten().filter_map(|r| as_of_day(&r.as_of)).max()
+    }
+
+    /// A warning when the newest `as_of` is more than `stale_after` before `today`.
+    pub fn staleness(&self, today: NaiveDate, stale_after: std::time::Duration) -> Option<String> {
+        let newest = self.newest_as_of()?;
+        let age = (today - newest).num_days();
+        let limit = (stale_after.as_secs() / 86_400) as i64;
+        (age > limit).then(|| {
+            format!(
+                "price table is {age} days old (newest as_of {newest}, pricing.stale_after {limit} days): check \
+                 Google's pricing page and update it"
+            )
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn builtin_table_has_the_documented_rows() {
-        let t = PriceTable::builtin();
-        assert_eq!(t.cache_creation, CreationBilling::InputPrice);
-        let (pro, fb) = t.price_for("models/gemini-2.5-pro");
-        assert!(!fb);
-        assert_eq!(pro.standard.input, 1.25);
-        assert_eq!(pro.rates(200_000).input, 1.25);
-        assert_eq!(pro.rates(200_001).input, 2.50);
-        assert_eq!(pro.rates(200_001).cached_read, 0.25);
-        let (flash, _) = t.price_for("gemini-2.5-flash");
-        assert_eq!(flash.standard.cached_read, 0.03);
-        assert_eq!(flash.rates(1_000_000).input, 0.30, "flash has one tier");
-        assert_eq!(t.price_for("gemini-3-pro-preview").0.storage_per_hour, 4.50);
-    }
-
-    #[test]
-    fn longest_prefix_then_default_with_fallback_flag() {
-        let t = PriceTable::builtin();
-        let (lite, fb) = t.price_for("models/gemini-2.5-flash-lite-preview-09-2025");
-        assert!(!fb);
-        assert_eq!(lite.standard.input, 0.10);
-        let (v, fb) = t.price_for("gemini-2.5-flash-001");
-        assert!(!fb);
-        assert_eq!(v.standard.input, 0.30);
-        let (d, fb) = t.price_for("models/some-future-model");
-        assert!(fb);
-        assert_eq!(d, &t.models[DEFAULT_MODEL]);
-    }
-
-    #[test]
-    fn rejects_unknown_keys_missing_default_and_bad_tiers() {
-        let row = r#"as_of = "2025-10"
-storage_per_hour = 1.0
-standard = { input = 0.3, output = 2.5, cached_read = 0.03, batch_input = 0.15, batch_output = 1.25 }"#;
-        let ok = format!("[models.default]\n{row}\n");
-        assert!(PriceTable::parse(&ok).is_ok());
-        let typo = format!("[models.default]\n{row}\nstorage_per_hr = 2.0\n");
-        assert!(PriceTable::parse(&typo).is_err());
-        let no_default = format!("[models.x]\n{row}\n");
-        let err = PriceTable::parse(&no_default).unwrap_err().to_string();
-        assert!(err.contains("models.default"), "{err}");
-        let half_tier = format!("[models.default]\n{row}\nlong_context_above = 10\n");
-        assert!(PriceTable::parse(&half_tier).is_err());
-        let negative = ok.replace("storage_per_hour = 1.0", "storage_per_hour = -1.0");
-        assert!(PriceTable::parse(&negative).is_err());
-    }
-
-    #[test]
-    fn load_reads_a_file_and_names_it_in_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("p.toml");
-        std::fs::write(&p, BUILTIN).unwrap();
-        assert_eq!(PriceTable::load(&p).unwrap(), PriceTable::builtin());
-        let err = PriceTable::load(&dir.path().join("missing.toml")).unwrap_err();
-        assert!(format!("{err:#}").contains("missing.toml"));
-    }
-}
+#[path = "pricing_tests.rs"]
+mod tests;

@@ -1,8 +1,10 @@
 //! What the gateway did, told to the client: `x-gemgate-*` headers and a `gemgate` object inside
 //! `usageMetadata` (on the final event of a stream). The official SDKs ignore the extra field.
 
+use crate::accounting::{PriceSource, Service};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 /// What happened to a request, as the `x-gemgate-cache` header says it.
@@ -43,6 +45,19 @@ pub struct Costs {
     pub net_saving_usd: f64,
 }
 
+/// Which prices a response's costs were computed with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pricing {
+    /// The price table's model key (`gemini-3.8-flash`).
+    pub key: String,
+    /// The row in force: `key@effective_from`.
+    pub row: String,
+    /// `table`, `family` or `default` (a guess: the model is not in the table).
+    pub source: PriceSource,
+    /// The service tier priced (the one the upstream says served the request, if it says).
+    pub service: Service,
+}
+
 /// The annotation for one response.
 #[derive(Debug, Clone)]
 pub struct Annotation {
@@ -50,6 +65,7 @@ pub struct Annotation {
     pub cache_name: Option<String>,
     pub prefix_tokens: u64,
     pub costs: Option<Costs>,
+    pub pricing: Option<Pricing>,
     /// The tier that served a deferred (flex) request, and its discount.
     pub tier: Option<(&'static str, f64)>,
 }
@@ -61,7 +77,7 @@ fn usd(v: f64) -> Value {
 
 impl Annotation {
     pub fn new(outcome: Outcome) -> Self {
-        Annotation { outcome, cache_name: None, prefix_tokens: 0, costs: None, tier: None }
+        Annotation { outcome, cache_name: None, prefix_tokens: 0, costs: None, pricing: None, tier: None }
     }
 
     pub fn to_json(&self) -> Value {
@@ -77,11 +93,40 @@ impl Annotation {
             v["costAsSentUsd"] = usd(c.as_sent_usd);
             v["netSavingUsd"] = usd(c.net_saving_usd);
         }
+        if let Some(p) = &self.pricing {
+            v["priceSource"] = json!(p.source.as_str());
+            v["priceRow"] = json!(p.row);
+            v["pricedTier"] = json!(p.service.as_str());
+        }
         if let Some((tier, discount)) = self.tier {
             v["tier"] = json!(tier);
             v["discount"] = json!(discount);
         }
         v
+    }
+
+    /// The `x-gemgate-*` headers of a response: what happened to the cache, the tokens served
+    /// from it, and (once the usage is known) the costs and where their prices came from.
+    pub fn set_headers(&self, h: &mut HeaderMap, cached_tokens: u64) {
+        h.insert("x-gemgate-cache", HeaderValue::from_static(self.outcome.as_str()));
+        h.insert("x-gemgate-cached-tokens", HeaderValue::from(cached_tokens));
+        if let Some(c) = &self.costs {
+            for (name, v) in [
+                ("x-gemgate-cost-usd", c.actual_usd),
+                ("x-gemgate-cost-as-sent-usd", c.as_sent_usd),
+                ("x-gemgate-net-saving-usd", c.net_saving_usd),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&format!("{v:.8}")) {
+                    h.insert(name, v);
+                }
+            }
+        }
+        if let Some(p) = &self.pricing {
+            h.insert("x-gemgate-price-source", HeaderValue::from_static(p.source.as_str()));
+            if let Ok(v) = HeaderValue::from_str(&p.row) {
+                h.insert("x-gemgate-price-row", v);
+            }
+        }
     }
 
     /// Inserts the annotation into a parsed response that has `usageMetadata`.

@@ -193,11 +193,17 @@ pub struct CostPolicy {
 }
 
 impl CostPolicy {
-    /// The policy for `model`; `fell_back` is true when the table had no row for it.
+    /// The policy for `model` at today's prices; `fell_back` is true when the table had no row
+    /// for it.
     pub fn new(cfg: CostPolicyConfig, prices: &PriceTable, model: &str) -> (Self, bool) {
-        let (price, fell_back) = prices.price_for(model);
-        let policy = CostPolicy { cfg, price: price.clone(), creation: prices.cache_creation };
-        (policy, fell_back)
+        Self::at(cfg, prices, model, crate::accounting::today())
+    }
+
+    /// The policy for `model` at the prices in force on `day`.
+    pub fn at(cfg: CostPolicyConfig, prices: &PriceTable, model: &str, day: chrono::NaiveDate) -> (Self, bool) {
+        let p = prices.price_at(model, day);
+        let policy = CostPolicy { cfg, price: p.row.clone(), creation: prices.cache_creation };
+        (policy, p.source == crate::accounting::PriceSource::Default)
     }
 
     /// What one hit saves on a `tokens` prefix of which `covered` are served cached anyway.

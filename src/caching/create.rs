@@ -145,8 +145,12 @@ impl Caching {
                 let kind = match &err {
                     ops::OpError::TooSmall { min, total } => {
                         tracing::info!(model = %job.model, total, min, "upstream minimum learned");
-                        e.sizer.learn_min(&job.model, *min);
+                        e.catalog.learn_min(&job.model, *min);
                         "too_small"
+                    }
+                    ops::OpError::Status(s, m) if crate::catalog::is_no_explicit_caching(*s, m) => {
+                        e.catalog.learn_no_explicit(&job.scope, &job.model);
+                        "unsupported"
                     }
                     ops::OpError::Status(s, m) => {
                         tracing::warn!(status = s, message = %m, "cache creation failed");

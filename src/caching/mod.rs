@@ -11,7 +11,7 @@ pub mod cost_policy;
 mod create;
 mod fingerprint;
 mod lifecycle;
-mod ops;
+pub(crate) mod ops;
 mod policy;
 pub mod registry;
 mod rewrite;
@@ -19,7 +19,9 @@ mod rules;
 mod sizing;
 mod speculate;
 
-pub use annotate::{Annotation, Costs, Outcome, annotate_body, encode_event, is_final_event, parse_event, sse_events};
+pub use annotate::{
+    Annotation, Costs, Outcome, Pricing, annotate_body, encode_event, is_final_event, parse_event, sse_events,
+};
 pub use cost_policy::Decision;
 pub use fingerprint::{Boundary, Fingerprint, fingerprint, scope_of};
 pub use ops::Credential;
@@ -27,7 +29,8 @@ pub use rules::{BoundaryState, Rules};
 pub use sizing::{Sizer, parse_too_small};
 pub use speculate::{Arrival, ReturnStats};
 
-use crate::accounting::{self, PriceTable};
+use crate::accounting::{self, Service};
+use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::CachingConfig;
 use crate::gemini::canonical;
@@ -94,7 +97,7 @@ struct Engine {
     registry: Registry,
     sizer: Sizer,
     rules: Rules,
-    prices: Arc<PriceTable>,
+    catalog: Catalog,
     states: moka::sync::Cache<String, Arc<Mutex<BoundaryState>>>,
     /// Per (scope, model): how often a request's own prefix comes back (see speculate.rs).
     returns: moka::sync::Cache<String, Arc<Mutex<ReturnStats>>>,
@@ -124,15 +127,12 @@ pub struct Deps {
     pub clock: Clock,
     pub tracker: TaskTracker,
     pub cancel: CancellationToken,
+    /// Prices, minimum sizes and which models can have explicit caches.
+    pub catalog: Catalog,
 }
 
 impl Caching {
     pub fn new(cfg: CachingConfig, deps: Deps) -> anyhow::Result<Self> {
-        let prices = Arc::new(if cfg.pricing_file.as_os_str().is_empty() {
-            PriceTable::builtin()
-        } else {
-            PriceTable::load(&cfg.pricing_file)?
-        });
         let trace =
             if cfg.trace_file.as_os_str().is_empty() { None } else { Some(TraceWriter::open(&cfg.trace_file)?) };
         let states = moka::sync::Cache::builder()
@@ -143,9 +143,9 @@ impl Caching {
             moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(24 * 3600)).build();
         Ok(Caching(Arc::new(Engine {
             registry: Registry::new(deps.store, cfg.registry_capacity),
-            sizer: Sizer::new(cfg.min_tokens.clone(), cfg.initial_bytes_per_token),
-            rules: Rules::from_config(&cfg, prices.clone()),
-            prices,
+            sizer: Sizer::new(cfg.initial_bytes_per_token),
+            rules: Rules::from_config(&cfg, deps.catalog.prices().clone()),
+            catalog: deps.catalog,
             cfg,
             clock: deps.clock,
             states,
@@ -242,7 +242,12 @@ impl Caching {
         }
 
         // 2. Every longer eligible boundary is observed; the longest that should be a cache wins.
-        let min = e.sizer.min_tokens(&model) as f64 * e.cfg.size_margin;
+        // Models without explicit caching (known from the catalog) have no eligible boundary.
+        let min = if e.catalog.explicit_caching(&scope, &model, path.version, cred.as_ref()) {
+            e.catalog.min_tokens(&model) as f64 * e.cfg.size_margin
+        } else {
+            f64::INFINITY
+        };
         let covered = hit.as_ref().map_or(0, |(_, entry, _)| entry.tokens);
         let start = hit.as_ref().map_or(0, |(i, _, _)| i + 1);
         let mut chosen: Option<(&Boundary, i64, u64)> = None;
@@ -318,8 +323,8 @@ impl Caching {
     }
 
     fn creation_overhead(&self, model: &str, tokens: u64, ttl_ms: i64) -> f64 {
-        let (price, _) = self.0.prices.price_for(model);
-        let creation = accounting::creation_usd(price, self.0.prices.cache_creation, tokens);
+        let price = self.0.catalog.price(model, self.0.clock.now_ms()).row;
+        let creation = accounting::creation_usd(price, self.0.catalog.prices().cache_creation, tokens);
         let storage = accounting::storage_usd(price, tokens, ttl_ms);
         let id = model.to_string();
         metrics::counter!(telemetry::CACHE_CREATION_MICRO_USD, "model" => id.clone())
@@ -329,7 +334,7 @@ impl Caching {
     }
 
     fn storage_usd(&self, model: &str, tokens: u64, ms: i64) -> f64 {
-        let (price, _) = self.0.prices.price_for(model);
+        let price = self.0.catalog.price(model, self.0.clock.now_ms()).row;
         let storage = accounting::storage_usd(price, tokens, ms);
         metrics::counter!(telemetry::CACHE_STORAGE_MICRO_USD, "model" => model.to_string())
             .increment((storage * 1e6) as u64);
@@ -397,26 +402,22 @@ impl Caching {
     }
 
     /// What a response cost, what it would have cost as it came, and the net saving after the
-    /// cache creation and storage this request committed (USD, from the upstream's own usage).
-    pub fn account(&self, plan: &Plan, usage: &Value) -> Option<Costs> {
-        if plan.model.is_empty() {
-            return None;
-        }
-        let (price, _) = self.0.prices.price_for(&plan.model);
-        let u = accounting::Usage::from_usage_metadata(usage);
-        let discounted = plan.annotation.tier.is_some_and(|(t, _)| t != "standard");
-        let svc = if discounted { accounting::Service::Discounted } else { accounting::Service::Standard };
-        let costs = Costs {
-            actual_usd: accounting::actual_usd(price, &u, svc),
-            as_sent_usd: accounting::as_sent_usd(price, &u, svc),
-            net_saving_usd: accounting::net_saving_usd(price, &u, svc, plan.overhead_usd),
-        };
+    /// cache creation and storage this request committed (USD, from the upstream's own usage),
+    /// priced at the tier `requested` unless the usage names the tier that served it.
+    pub fn account(&self, plan: &Plan, usage: &Value, requested: Service) -> Option<(Costs, Pricing)> {
+        let (costs, pricing) =
+            self.0.catalog.costs(&plan.model, usage, requested, plan.overhead_usd, self.0.clock.now_ms())?;
         let gross = costs.as_sent_usd - costs.actual_usd;
         if plan.key.is_some() && gross > 0.0 {
-            metrics::counter!(telemetry::CACHE_SAVED_MICRO_USD, "model" => plan.model.clone())
+            metrics::counter!(telemetry::CACHE_SAVED_MICRO_USD, "model" => pricing.key.clone())
                 .increment((gross * 1e6) as u64);
         }
-        Some(costs)
+        Some((costs, pricing))
+    }
+
+    /// The catalog the engine decides with.
+    pub fn catalog(&self) -> &Catalog {
+        &self.0.catalog
     }
 }
 

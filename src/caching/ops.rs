@@ -121,6 +121,17 @@ pub async fn renew(
     Ok(parse_created(&v)?.expire_ms)
 }
 
+/// `GET /{version}/models/{id}`: the model resource (`supportedGenerationMethods`, limits).
+pub async fn get_model(
+    upstream: &Upstream,
+    version: &str,
+    id: &str,
+    cred: &Credential,
+    timeout: Duration,
+) -> Result<Value, OpError> {
+    call(upstream, http::Method::GET, &format!("/{version}/models/{id}"), cred, None, timeout).await
+}
+
 /// `DELETE /{version}/cachedContents/{id}`.
 pub async fn delete(upstream: &Upstream, name: &str, cred: &Credential, timeout: Duration) -> Result<(), OpError> {
     call(upstream, http::Method::DELETE, &format!("/v1beta/{name}"), cred, None, timeout).await.map(|_| ())

@@ -62,8 +62,11 @@ impl Rules {
 
     fn cost_policy(&self, model: &str) -> Option<Arc<CostPolicy>> {
         let Rules::Cost { cfg, prices, per_model } = self else { return None };
+        // Keyed by the price row in force, not by the model string a client sent: the map stays
+        // as small as the price table, and a new row takes effect on its day.
+        let row = prices.price_at(model, crate::accounting::today()).row_name();
         let mut map = per_model.lock().expect("poisoned");
-        let p = map.entry(model.to_string()).or_insert_with(|| {
+        let p = map.entry(row).or_insert_with(|| {
             let (p, fell_back) = CostPolicy::new(cfg.clone(), prices, model);
             if fell_back {
                 tracing::warn!(model, "no price for this model; caching decisions use the default row");

@@ -1,20 +1,21 @@
-//! How big a prefix is in tokens, and how big it must be.
+//! How big a prefix is in tokens.
 //!
 //! Sizes are estimated from canonical bytes with a bytes-per-token ratio learned per model from
 //! the upstream's own `usageMetadata.promptTokenCount` (free: every response carries it), rather
 //! than by calling countTokens (an extra round trip and quota per new prefix on the request path).
-//! A cache's exact size comes back from its creation. Minimums start from the config table and
-//! are overridden by what the upstream reports in "Cached content is too small" errors.
+//! A cache's exact size comes back from its creation. Minimum sizes are the catalog's
+//! (`crate::catalog::Minimums`). Ratios are kept for a bounded number of model strings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 pub struct Sizer {
-    table: BTreeMap<String, u32>,
     initial_ratio: f64,
     ratios: Mutex<HashMap<String, f64>>,
-    learned_min: Mutex<HashMap<String, u32>>,
 }
+
+/// Model strings whose ratio is kept at most; beyond it a new model keeps the initial ratio.
+const MAX_MODELS: usize = 1_000;
 
 /// Weight of a new observation in the moving average of the ratio.
 const ALPHA: f64 = 0.2;
@@ -24,8 +25,8 @@ fn model_id(model: &str) -> &str {
 }
 
 impl Sizer {
-    pub fn new(table: BTreeMap<String, u32>, initial_ratio: f64) -> Self {
-        Self { table, initial_ratio, ratios: Mutex::default(), learned_min: Mutex::default() }
+    pub fn new(initial_ratio: f64) -> Self {
+        Self { initial_ratio, ratios: Mutex::default() }
     }
 
     pub fn bytes_per_token(&self, model: &str) -> f64 {
@@ -45,28 +46,11 @@ impl Sizer {
         }
         let sample = bytes as f64 / prompt_tokens as f64;
         let mut ratios = self.ratios.lock().expect("poisoned");
+        if ratios.len() >= MAX_MODELS && !ratios.contains_key(model_id(model)) {
+            return;
+        }
         let r = ratios.entry(model_id(model).to_string()).or_insert(sample);
         *r = (1.0 - ALPHA) * *r + ALPHA * sample;
-    }
-
-    /// The minimum cache size for a model: learned, else the longest matching table prefix, else
-    /// the table's `default`.
-    pub fn min_tokens(&self, model: &str) -> u32 {
-        let id = model_id(model);
-        if let Some(m) = self.learned_min.lock().expect("poisoned").get(id) {
-            return *m;
-        }
-        self.table
-            .iter()
-            .filter(|(k, _)| k.as_str() != "default" && id.starts_with(k.as_str()))
-            .max_by_key(|(k, _)| k.len())
-            .or_else(|| self.table.get_key_value("default"))
-            .map(|(_, v)| *v)
-            .unwrap_or(1024)
-    }
-
-    pub fn learn_min(&self, model: &str, min: u32) {
-        self.learned_min.lock().expect("poisoned").insert(model_id(model).to_string(), min);
     }
 }
 
@@ -87,23 +71,7 @@ mod tests {
     use super::*;
 
     fn sizer() -> Sizer {
-        let table =
-            [("default", 1024), ("gemini-2.5-flash", 1024), ("gemini-2.5-pro", 4096), ("gemini-2.5-flash-lite", 2048)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
-        Sizer::new(table, 4.0)
-    }
-
-    #[test]
-    fn longest_table_prefix_wins_and_learning_overrides() {
-        let s = sizer();
-        assert_eq!(s.min_tokens("models/gemini-2.5-pro"), 4096);
-        assert_eq!(s.min_tokens("models/gemini-2.5-flash-lite"), 2048);
-        assert_eq!(s.min_tokens("models/gemini-2.5-flash-001"), 1024);
-        assert_eq!(s.min_tokens("models/unknown"), 1024);
-        s.learn_min("models/gemini-2.5-flash", 2048);
-        assert_eq!(s.min_tokens("models/gemini-2.5-flash"), 2048);
+        Sizer::new(4.0)
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl Default for DeferralConfig {
     }
 }
 
-const DEFERS: [&str; 4] = ["batch", "flex", "auto", "standard"];
+const DEFERS: [&str; 5] = ["batch", "flex", "auto", "priority", "standard"];
 
 impl DeferralConfig {
     pub(super) fn validate(&self, errors: &mut ConfigErrors) {
@@ -177,7 +177,7 @@ impl DeferralConfig {
         }
         for (i, r) in self.rules.iter().enumerate() {
             if !DEFERS.contains(&r.defer.as_str()) {
-                bad(&format!("rules[{i}].defer"), "must be batch, flex, auto or standard");
+                bad(&format!("rules[{i}].defer"), "must be batch, flex, auto, priority or standard");
             }
             if !r.deadline.is_empty() && humantime::parse_duration(&r.deadline).is_err() {
                 bad(&format!("rules[{i}].deadline"), "not a duration");

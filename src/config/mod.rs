@@ -1,6 +1,7 @@
 //! Gateway configuration: TOML file, then `GEMGATE_SECTION__KEY` environment overrides, then
 //! command-line overrides, then one `validate()` that reports every problem at once.
 
+mod catalog;
 mod deferral;
 mod env;
 mod validate;
@@ -10,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use catalog::{CatalogConfig, PricingConfig};
 pub use deferral::{DeferralConfig, DeferralRule};
 pub use validate::ConfigErrors;
 
@@ -25,6 +27,8 @@ pub struct Config {
     pub caching: CachingConfig,
     pub deferral: DeferralConfig,
     pub clock: ClockConfig,
+    pub pricing: PricingConfig,
+    pub catalog: CatalogConfig,
 }
 
 /// Time scale. Only compressed trace replays change it, and then the emulator must run at the
@@ -156,7 +160,7 @@ pub struct CachingConfig {
     /// `cost` (decide from prices and observed arrivals; the default) or `hits` (create once a
     /// prefix has been seen `min_hits` times within `window`, keep it `ttl`).
     pub policy: String,
-    /// Price table file; empty: the built-in table (the same as config/pricing.toml).
+    /// Older spelling of `pricing.file` (used when that is empty).
     pub pricing_file: PathBuf,
     /// Append a gemgate trace (hashes and token counts, never content) of every generate request
     /// to this file, for `gemgate simulate`; empty: off.
@@ -187,8 +191,9 @@ pub struct CachingConfig {
     pub size_margin: f64,
     /// Add a `gemgate` object inside `usageMetadata` of responses.
     pub annotate_usage_metadata: bool,
-    /// Minimum cacheable tokens per model (longest matching prefix of the model id wins;
-    /// `default` applies otherwise). Learned live minimums override these.
+    /// Minimum cacheable tokens per model: an id, an id without version suffixes, or a `*`
+    /// pattern (the most specific wins); `default` applies otherwise. Minimums the upstream
+    /// states in "too small" answers override these.
     pub min_tokens: std::collections::BTreeMap<String, u32>,
     /// Entries kept in the in-process registry tier.
     pub registry_capacity: u64,
@@ -202,11 +207,14 @@ pub struct CachingConfig {
 impl Default for CachingConfig {
     fn default() -> Self {
         let min_tokens = [
-            ("default", 1024),
+            ("default", 4096),
+            ("gemini-2.0-flash*", 1024),
             ("gemini-2.5-flash", 1024),
-            ("gemini-2.5-flash-lite", 1024),
-            ("gemini-2.5-pro", 4096),
-            ("gemini-3-pro-preview", 4096),
+            ("gemini-2.5-flash*", 1024),
+            ("gemini-2.5-flash-lite", 2048),
+            ("gemini-2.5-pro", 2048),
+            ("gemini-3*", 4096),
+            ("gemini-4-*", 4096),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -242,6 +250,21 @@ pub struct CliOverrides {
 }
 
 impl Config {
+    /// The price schedule file in use (`pricing.file`, else `caching.pricing_file`); empty: built in.
+    pub fn pricing_file(&self) -> &Path {
+        if self.pricing.file.as_os_str().is_empty() { &self.caching.pricing_file } else { &self.pricing.file }
+    }
+
+    /// The price schedule in use.
+    pub fn price_table(&self) -> anyhow::Result<crate::accounting::PriceTable> {
+        let file = self.pricing_file();
+        if file.as_os_str().is_empty() {
+            Ok(crate::accounting::PriceTable::builtin())
+        } else {
+            crate::accounting::PriceTable::load(file)
+        }
+    }
+
     /// Loads the file (if any), applies environment overrides from `vars`, then CLI overrides,
     /// then validates. All problems are reported together.
     pub fn load(

@@ -72,10 +72,15 @@ impl Config {
         if !matches!(c.policy.as_str(), "cost" | "hits") {
             errors.push("caching.policy", "must be `cost` or `hits`".into());
         }
-        if !c.pricing_file.as_os_str().is_empty() {
-            if let Err(e) = crate::accounting::PriceTable::load(&c.pricing_file) {
-                errors.push("caching.pricing_file", format!("{e:#}"));
-            }
+        if let Err(e) = self.price_table() {
+            let key = if self.pricing.file.as_os_str().is_empty() { "caching.pricing_file" } else { "pricing.file" };
+            errors.push(key, format!("{e:#}"));
+        }
+        if self.catalog.max_entries == 0 {
+            errors.push("catalog.max_entries", "must be greater than 0".into());
+        }
+        if self.catalog.ttl.is_zero() {
+            errors.push("catalog.ttl", "must be greater than 0".into());
         }
         if c.cost.min_ttl > c.cost.max_ttl {
             errors.push("caching.cost.min_ttl", "must not exceed caching.cost.max_ttl".into());

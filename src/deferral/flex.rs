@@ -8,18 +8,22 @@ use crate::error::GatewayError;
 use crate::gemini::canonical;
 use crate::proxy::{Upstream, UpstreamRequest};
 use crate::telemetry;
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 
-/// The body with `serviceTier: "flex"` set (either spelling of an existing field replaced).
-/// `None` if the body is not a JSON object.
-pub fn with_flex(body: &[u8]) -> Option<Vec<u8>> {
+/// The body with the top-level `serviceTier` set to `tier` (lowercase, as the API spells it;
+/// either spelling of an existing field replaced). `None` if the body is not a JSON object.
+pub fn with_tier(body: &[u8], tier: Tier) -> Option<Vec<u8>> {
     let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let obj = v.as_object_mut()?;
     canonical::take(obj, "serviceTier");
-    obj.insert("serviceTier".into(), "flex".into());
+    obj.insert("serviceTier".into(), tier.as_str().into());
     serde_json::to_vec(&v).ok()
+}
+
+/// [`with_tier`] for flex.
+pub fn with_flex(body: &[u8]) -> Option<Vec<u8>> {
+    with_tier(body, Tier::Flex)
 }
 
 /// Whether an answer to a flex request is a shed (capacity) answer.
@@ -70,39 +74,6 @@ pub async fn send(
         attempt += 1;
         tokio::time::sleep(cfg.flex_retry_delay).await;
     }
-}
-
-/// Relays a non-streaming response with `usageMetadata.gemgate = {tier, discount}` added (used when
-/// caching, which normally writes the annotation, is disabled). Errors pass through untouched.
-pub async fn annotate(resp: reqwest::Response, (tier, discount): (&str, f64)) -> Response {
-    if !resp.status().is_success() {
-        return crate::proxy::relay_response(resp);
-    }
-    let status = resp.status();
-    let mut headers = HeaderMap::new();
-    crate::proxy::copy_response_headers(resp.headers(), &mut headers);
-    headers.remove(http::header::CONTENT_LENGTH);
-    let body = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            return GatewayError::UpstreamUnreachable(e.without_url().to_string()).into_response();
-        }
-    };
-    let body = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(mut v) => match v.get_mut("usageMetadata").and_then(|u| u.as_object_mut()) {
-            Some(u) => {
-                u.insert("gemgate".into(), serde_json::json!({"tier": tier, "discount": discount}));
-                Bytes::from(serde_json::to_vec_pretty(&v).unwrap_or_default())
-            }
-            None => body,
-        },
-        Err(_) => body,
-    };
-    crate::proxy::BodyMeter::RESPONSE.add(body.len());
-    let mut out = axum::body::Body::from(body).into_response();
-    *out.status_mut() = status;
-    *out.headers_mut() = headers;
-    out
 }
 
 fn tag(mut resp: reqwest::Response, tier: Tier) -> Result<reqwest::Response, GatewayError> {

@@ -19,6 +19,9 @@ pub enum Tier {
     Standard,
     Flex,
     Batch,
+    /// `serviceTier: priority`: dearer, faster; the upstream serves it standard when the account
+    /// is over its priority limit (and says so in `usageMetadata.serviceTier`).
+    Priority,
 }
 
 impl Tier {
@@ -27,13 +30,26 @@ impl Tier {
             Tier::Standard => "standard",
             Tier::Flex => "flex",
             Tier::Batch => "batch",
+            Tier::Priority => "priority",
         }
     }
-    /// Price discount against standard (the upstream's published 50 % for batch and flex).
+    /// Price discount against standard (the upstream's published 50 % for batch and flex;
+    /// negative for priority's surcharge, 80 % by the default price table).
     pub fn discount(self) -> f64 {
         match self {
             Tier::Standard => 0.0,
             Tier::Flex | Tier::Batch => 0.5,
+            Tier::Priority => -0.8,
+        }
+    }
+
+    /// The service tier the request is priced at.
+    pub fn service(self) -> crate::accounting::Service {
+        match self {
+            Tier::Standard => crate::accounting::Service::Standard,
+            Tier::Flex => crate::accounting::Service::Flex,
+            Tier::Batch => crate::accounting::Service::Batch,
+            Tier::Priority => crate::accounting::Service::Priority,
         }
     }
 }
@@ -114,6 +130,7 @@ pub fn decide(cfg: &DeferralConfig, req: &Request<'_>) -> Result<Option<Marking>
     let tier = match mode.as_str() {
         "batch" => Tier::Batch,
         "flex" => Tier::Flex,
+        "priority" => Tier::Priority,
         "standard" | "none" | "off" => Tier::Standard,
         "auto" => match deadline {
             Some(d) if d >= cfg.auto_batch_min_deadline => Tier::Batch,
@@ -123,7 +140,7 @@ pub fn decide(cfg: &DeferralConfig, req: &Request<'_>) -> Result<Option<Marking>
         },
         other => {
             return Err(GeminiError::invalid_argument(format!(
-                "gemgate: {DEFER_HEADER} must be batch, flex, auto or standard, not {other:?}"
+                "gemgate: {DEFER_HEADER} must be batch, flex, priority, auto or standard, not {other:?}"
             )));
         }
     };
@@ -168,6 +185,7 @@ mod tests {
         assert_eq!(t(&[], false), None);
         assert_eq!(t(&[("x-gemgate-defer", "batch")], false), Some(Tier::Batch));
         assert_eq!(t(&[("x-gemgate-defer", "FLEX")], false), Some(Tier::Flex));
+        assert_eq!(t(&[("x-gemgate-defer", "priority")], true), Some(Tier::Priority));
         let auto = |d| [("x-gemgate-defer", "auto"), ("x-gemgate-deadline", d)];
         assert_eq!(t(&auto("2days"), false), Some(Tier::Batch));
         assert_eq!(t(&auto("1h"), false), Some(Tier::Flex));

@@ -18,7 +18,16 @@ pub struct EmulatorConfig {
     pub batch: BatchConfig,
     pub files: FilesConfig,
     pub flex: FlexConfig,
+    pub priority: PriorityConfig,
     pub faults: FaultConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriorityConfig {
+    /// Fraction of `serviceTier: priority` requests served at the standard tier instead (as an
+    /// account over its priority limit is); `usageMetadata.serviceTier` says `standard` then.
+    pub downgrade_rate: f64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -155,6 +164,7 @@ impl Default for EmulatorConfig {
             batch: BatchConfig::default(),
             files: FilesConfig::default(),
             flex: FlexConfig::default(),
+            priority: PriorityConfig::default(),
             faults: FaultConfig::default(),
         }
     }
@@ -183,9 +193,11 @@ impl Default for CachingConfig {
     fn default() -> Self {
         let min_tokens = [
             ("gemini-2.5-flash*", 1024),
-            ("gemini-2.5-flash-lite", 1024),
+            ("gemini-2.5-flash-lite*", 2048),
             ("gemini-2.5-pro", 4096),
-            ("gemini-3-pro-preview", 4096),
+            ("gemini-3*", 4096),
+            ("gemini-4*", 4096),
+            ("gemini-flash-latest", 4096),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -233,7 +245,10 @@ impl Default for FaultConfig {
     }
 }
 
-/// The built-in model list.
+/// Methods of the Gemini 4 models: implicit caching only, so no `createCachedContent`.
+const IMPLICIT_ONLY: [&str; 3] = ["generateContent", "countTokens", "batchGenerateContent"];
+
+/// The built-in model list: the late-2026 lineup plus a few older models.
 pub fn default_models() -> Vec<ModelConfig> {
     let m = |id: &str, name: &str, input: u64, output: u64| ModelConfig {
         id: id.to_string(),
@@ -242,11 +257,27 @@ pub fn default_models() -> Vec<ModelConfig> {
         output_token_limit: output,
         methods: None,
     };
+    let implicit_only = |id: &str, name: &str| ModelConfig {
+        methods: Some(IMPLICIT_ONLY.iter().map(|s| s.to_string()).collect()),
+        ..m(id, name, 1_048_576, 65_536)
+    };
     vec![
         m("gemini-2.5-flash", "Gemini 2.5 Flash", 1_048_576, 65_536),
         m("gemini-2.5-pro", "Gemini 2.5 Pro", 1_048_576, 65_536),
         m("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", 1_048_576, 65_536),
         m("gemini-3-pro-preview", "Gemini 3 Pro Preview", 1_048_576, 65_536),
+        m("gemini-3.1-pro-preview", "Gemini 3.1 Pro Preview", 1_048_576, 65_536),
+        m("gemini-3.5-flash", "Gemini 3.5 Flash", 1_048_576, 65_536),
+        m("gemini-3.6-flash", "Gemini 3.6 Flash", 1_048_576, 65_536),
+        m("gemini-3.7-flash", "Gemini 3.7 Flash", 1_048_576, 65_536),
+        m("gemini-3.8-flash", "Gemini 3.8 Flash", 1_048_576, 65_536),
+        m("gemini-3.5-flash-lite", "Gemini 3.5 Flash-Lite", 1_048_576, 65_536),
+        m("gemini-3.1-flash-lite", "Gemini 3.1 Flash-Lite", 1_048_576, 65_536),
+        m("gemini-flash-latest", "Gemini Flash Latest", 1_048_576, 65_536),
+        implicit_only("gemini-4-argon", "Gemini 4 Argon"),
+        implicit_only("gemini-4-carbon", "Gemini 4 Carbon"),
+        implicit_only("gemini-4-neon", "Gemini 4 Neon"),
+        implicit_only("gemini-4-hydrogen", "Gemini 4 Hydrogen"),
         m("gemini-2.0-flash", "Gemini 2.0 Flash", 1_048_576, 8_192),
         m("gemini-embedding-001", "Gemini Embedding 001", 2_048, 1),
     ]
@@ -275,6 +306,7 @@ impl EmulatorConfig {
         let rates = [
             ("batch.item_error_rate", self.batch.item_error_rate),
             ("flex.shed_rate", self.flex.shed_rate),
+            ("priority.downgrade_rate", self.priority.downgrade_rate),
             ("faults.rate_429", self.faults.rate_429),
             ("faults.rate_500", self.faults.rate_500),
             ("faults.rate_503", self.faults.rate_503),

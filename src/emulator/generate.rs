@@ -45,6 +45,8 @@ pub struct Output {
     pub thoughts: u64,
     /// Thought summary shown when `includeThoughts` is set.
     pub thought_text: Option<String>,
+    /// The tier that served the request, as `usageMetadata.serviceTier` reports it.
+    pub service_tier: &'static str,
 }
 
 /// The function the model calls, if the tool-calling rule applies: tools declare functions, the
@@ -142,7 +144,16 @@ pub fn generate(cfg: &GenerationConfig, p: &Prompt) -> Output {
     };
     let include = thinking.and_then(|t| get(t, "includeThoughts")).and_then(Value::as_bool).unwrap_or(false);
     let thought_text = (thoughts > 0 && include).then(|| textgen::text(&seed, 0x7417, 6, 12));
-    Output { response_id, model_version, candidates, prompt: p.counts, cached: p.cached, thoughts, thought_text }
+    Output {
+        response_id,
+        model_version,
+        candidates,
+        prompt: p.counts,
+        cached: p.cached,
+        thoughts,
+        thought_text,
+        service_tier: "standard",
+    }
 }
 
 impl Output {
@@ -160,9 +171,11 @@ impl Output {
     }
 
     fn envelope(&self, candidates: Vec<Value>, candidate_tokens: u64) -> Value {
+        let mut usage = tokens::usage_json(&self.prompt, &self.cached, candidate_tokens, self.thoughts);
+        usage["serviceTier"] = json!(self.service_tier);
         json!({
             "candidates": candidates,
-            "usageMetadata": tokens::usage_json(&self.prompt, &self.cached, candidate_tokens, self.thoughts),
+            "usageMetadata": usage,
             "modelVersion": self.model_version,
             "responseId": self.response_id,
         })

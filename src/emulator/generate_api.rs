@@ -19,11 +19,14 @@ use std::collections::HashMap;
 
 pub const CHUNKS_HEADER: &str = "x-emulator-stream-chunks";
 
-/// True when the body asks for the flex tier (`serviceTier` / `service_tier`: `flex`).
-pub fn is_flex(body: &Map<String, Value>) -> bool {
-    get(body, "serviceTier")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("flex") || t.eq_ignore_ascii_case("service_tier_flex"))
+/// The tier a body asks for (`serviceTier` / `service_tier`, lowercase or the enum spelling).
+pub fn asked_tier(body: &Map<String, Value>) -> Tier {
+    let t = get(body, "serviceTier").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+    match t.trim_start_matches("service_tier_") {
+        "flex" => Tier::Flex,
+        "priority" => Tier::Priority,
+        _ => Tier::Standard,
+    }
 }
 
 /// Everything a generate call needs besides the body.
@@ -41,7 +44,11 @@ pub struct Call<'a> {
 pub fn generate(call: Call<'_>, body: &Value) -> Result<Response, GeminiError> {
     let state = call.state;
     let obj = body.as_object().cloned().unwrap_or_default();
-    let flex = is_flex(&obj);
+    let mut tier = asked_tier(&obj);
+    let flex = tier == Tier::Flex;
+    if tier == Tier::Priority && state.chance(state.config().priority.downgrade_rate) {
+        tier = Tier::Standard;
+    }
     if flex && state.chance(state.config().flex.shed_rate) {
         state.store().ledger.account(&call.caller.0).flex_shed += 1;
         return Err(faults::error_for(state.config().flex.shed_status, state.config().faults.retry_delay));
@@ -59,7 +66,8 @@ pub fn generate(call: Call<'_>, body: &Value) -> Result<Response, GeminiError> {
         p
     };
     // Hashing and generating happen outside the store lock so concurrent requests don't queue.
-    let out = generate::generate(&state.config().generation, &p);
+    let mut out = generate::generate(&state.config().generation, &p);
+    out.service_tier = tier.as_str();
     let method = if call.stream { "streamGenerateContent" } else { "generateContent" };
     let faulted = call.plan.drop || (call.stream && call.plan.midstream_error);
     {
@@ -67,7 +75,8 @@ pub fn generate(call: Call<'_>, body: &Value) -> Result<Response, GeminiError> {
         let acct = store.ledger.account(&call.caller.0);
         acct.call(method);
         if !faulted {
-            acct.bill(if flex { Tier::Flex } else { Tier::Standard }, out.usage());
+            acct.bill(tier, out.usage());
+            acct.generation_usd += super::ledger::list_price_usd(&call.model, tier, out.usage(), now);
         }
     }
     if !call.stream {

@@ -10,6 +10,43 @@ pub enum Tier {
     Standard,
     Flex,
     Batch,
+    Priority,
+}
+
+impl Tier {
+    /// As `serviceTier` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Standard => "standard",
+            Tier::Flex => "flex",
+            Tier::Batch => "batch",
+            Tier::Priority => "priority",
+        }
+    }
+}
+
+/// What one generation bills at the list price in force on `now`'s day (the built-in price
+/// schedule, `config/pricing.toml`): fresh input, cached reads at the model's cached-read price
+/// (implicit hits included) and output, at the tier that served it.
+pub fn list_price_usd(model: &str, tier: Tier, u: Usage, now: chrono::DateTime<chrono::Utc>) -> f64 {
+    use crate::accounting::{PriceTable, Service, actual_usd};
+    static PRICES: std::sync::OnceLock<PriceTable> = std::sync::OnceLock::new();
+    let prices = PRICES.get_or_init(PriceTable::builtin);
+    let row = prices.price_at(model, now.date_naive()).row;
+    let usage = crate::accounting::Usage {
+        prompt_tokens: u.prompt,
+        cached_tokens: u.cached,
+        output_tokens: u.candidates,
+        thoughts_tokens: u.thoughts,
+        tool_use_prompt_tokens: 0,
+    };
+    let service = match tier {
+        Tier::Standard => Service::Standard,
+        Tier::Flex => Service::Flex,
+        Tier::Batch => Service::Batch,
+        Tier::Priority => Service::Priority,
+    };
+    actual_usd(row, &usage, service)
 }
 
 /// Billed quantities for one API key. Output categories include thinking tokens (billed at the
@@ -28,6 +65,10 @@ pub struct Account {
     pub flex_input_tokens: u64,
     pub flex_output_tokens: u64,
     pub flex_shed: u64,
+    pub priority_input_tokens: u64,
+    pub priority_output_tokens: u64,
+    /// Generations at the list price in force on the emulator's day (see `list_price_usd`).
+    pub generation_usd: f64,
     pub cache_storage_token_seconds: f64,
     pub cache_creations: u64,
     pub cache_creation_tokens: u64,
@@ -67,6 +108,10 @@ impl Account {
                 self.batch_output_tokens += out;
                 self.batch_requests += 1;
             }
+            Tier::Priority => {
+                self.priority_input_tokens += fresh;
+                self.priority_output_tokens += out;
+            }
         }
     }
 
@@ -90,6 +135,9 @@ impl Account {
         self.flex_input_tokens += o.flex_input_tokens;
         self.flex_output_tokens += o.flex_output_tokens;
         self.flex_shed += o.flex_shed;
+        self.priority_input_tokens += o.priority_input_tokens;
+        self.priority_output_tokens += o.priority_output_tokens;
+        self.generation_usd += o.generation_usd;
         self.cache_storage_token_seconds += o.cache_storage_token_seconds;
         self.cache_creations += o.cache_creations;
         self.cache_creation_tokens += o.cache_creation_tokens;

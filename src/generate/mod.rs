@@ -73,6 +73,15 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
         (Some(c), Some(obj)) => c.plan(&api, &parts.headers, query, obj).await,
         _ => Plan::bypass(),
     };
+    if plan.model.is_empty() {
+        // Every response is priced, the ones caching does not apply to included.
+        plan.model = api.model_name().unwrap_or_default();
+    }
+    // Priority is asked for on the wire; the upstream says in the usage which tier served it.
+    let (body, mut plan) = match tier {
+        Some(Tier::Priority) => (with_tier(body, Tier::Priority), with_tier_plan(plan, Tier::Priority)),
+        _ => (body, plan),
+    };
     let mut headers = proxy::copy_request_headers(&parts.headers);
     headers.remove(header::CONTENT_LENGTH);
     for h in crate::deferral::marking::REQUEST_HEADERS {
@@ -113,18 +122,30 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
             }
         }
     };
-    let served = tier.map(|t| match resp.headers().get(TIER_HEADER) {
+    let served = tier.filter(|t| *t != Tier::Priority).map(|t| match resp.headers().get(TIER_HEADER) {
         Some(v) if v == "flex" => Tier::Flex,
         Some(_) => Tier::Standard,
         None => t,
     });
     plan.annotation.tier = served.map(|t| (t.as_str(), t.discount()));
+    let requested = served.or(tier).map_or(crate::accounting::Service::Standard, Tier::service);
     let sse = api.is_stream() && query.is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
-    let mut out = respond::respond(state, resp, &plan, api.is_stream(), sse).await;
+    let mut out = respond::respond(state, resp, &plan, requested, api.is_stream(), sse).await;
     if let Some(t) = served {
         out.headers_mut().insert(TIER_HEADER, http::HeaderValue::from_static(t.as_str()));
     }
     Ok(out)
+}
+
+/// `body` with `serviceTier` set to `tier` (unchanged if it is not a JSON object).
+fn with_tier(body: Bytes, tier: Tier) -> Bytes {
+    crate::deferral::flex::with_tier(&body, tier).map_or(body, Bytes::from)
+}
+
+/// The plan with `serviceTier` set on the cache-rewritten body too, when there is one.
+fn with_tier_plan(mut plan: Plan, tier: Tier) -> Plan {
+    plan.rewritten = plan.rewritten.map(|r| crate::deferral::flex::with_tier(&r, tier).unwrap_or(r));
+    plan
 }
 
 async fn send(

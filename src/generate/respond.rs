@@ -1,36 +1,21 @@
 //! Building the client's response to a generate call: the `x-gemgate-*` headers, the
 //! `usageMetadata.gemgate` annotation (on the final SSE event for streams), cost accounting, and
-//! learning from usage.
+//! learning from usage. [`settle`] is the one place a response's annotation is completed.
 
+use crate::accounting::Service;
 use crate::app::AppState;
-use crate::caching::{self, Annotation, Caching, Plan};
+use crate::caching::{self, Annotation, Plan};
 use crate::proxy::{self, BodyMeter};
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
-
-fn set_headers(h: &mut HeaderMap, ann: &Annotation, cached_tokens: u64) {
-    h.insert("x-gemgate-cache", HeaderValue::from_static(ann.outcome.as_str()));
-    h.insert("x-gemgate-cached-tokens", HeaderValue::from(cached_tokens));
-    if let Some(c) = &ann.costs {
-        for (name, v) in [
-            ("x-gemgate-cost-usd", c.actual_usd),
-            ("x-gemgate-cost-as-sent-usd", c.as_sent_usd),
-            ("x-gemgate-net-saving-usd", c.net_saving_usd),
-        ] {
-            if let Ok(v) = HeaderValue::from_str(&format!("{v:.8}")) {
-                h.insert(name, v);
-            }
-        }
-    }
-}
 
 /// A response whose body has already been read.
 pub fn buffered(status: u16, mut headers: HeaderMap, body: Bytes, ann: &Annotation) -> Response {
     headers.remove(header::CONTENT_LENGTH);
-    set_headers(&mut headers, ann, 0);
+    ann.set_headers(&mut headers, 0);
     BodyMeter::RESPONSE.add(body.len());
     let mut out = Body::from(body).into_response();
     *out.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -38,28 +23,37 @@ pub fn buffered(status: u16, mut headers: HeaderMap, body: Bytes, ann: &Annotati
     out
 }
 
-/// Learns from a final usage and returns the annotation with its costs.
-fn settle(caching: &Caching, plan: &Plan, usage: &Value) -> Annotation {
-    caching.learn(plan, usage);
-    Annotation { costs: caching.account(plan, usage), ..plan.annotation.clone() }
+/// Learns from a final usage (when caching is on) and completes the annotation with the costs
+/// and the prices they used. `requested` is the tier the request was sent at.
+fn settle(state: &AppState, plan: &Plan, usage: &Value, requested: Service) -> Annotation {
+    let priced = match state.caching() {
+        Some(c) => {
+            c.learn(plan, usage);
+            c.account(plan, usage, requested)
+        }
+        None => state.catalog().costs(&plan.model, usage, requested, plan.overhead_usd, state.clock().now_ms()),
+    };
+    let (costs, pricing) = priced.map_or((None, None), |(c, p)| (Some(c), Some(p)));
+    Annotation { costs, pricing, ..plan.annotation.clone() }
 }
 
-pub async fn respond(state: &AppState, resp: reqwest::Response, plan: &Plan, stream: bool, sse: bool) -> Response {
-    let Some(caching) = state.caching().cloned() else {
-        if let (Some(tier), false) = (plan.annotation.tier, stream) {
-            // Caching is off but a deferred (flex) response still says which tier served it.
-            return crate::deferral::flex::annotate(resp, tier).await;
-        }
-        return proxy::relay_response(resp);
-    };
-    let annotate = caching.config().annotate_usage_metadata;
+pub async fn respond(
+    state: &AppState,
+    resp: reqwest::Response,
+    plan: &Plan,
+    requested: Service,
+    stream: bool,
+    sse: bool,
+) -> Response {
+    let annotate = state.config().caching.annotate_usage_metadata;
     let status = resp.status();
+    // A request gemgate did nothing to keeps its body byte for byte; its cost goes in headers.
     let untouched = plan.annotation.outcome == caching::Outcome::Bypass && plan.annotation.tier.is_none();
-    if !status.is_success() || (stream && !sse) || untouched {
-        // Errors pass through untouched; JSON-array streams are relayed as they are; so are the
-        // responses to requests caching does not apply to (the header says `bypass`).
+    if !status.is_success() || (stream && !sse) || (stream && untouched) {
+        // Errors pass through untouched; JSON-array streams are relayed as they are; so are
+        // untouched streams (their headers leave before the usage arrives).
         let mut out = proxy::relay_response(resp);
-        set_headers(out.headers_mut(), &plan.annotation, 0);
+        plan.annotation.set_headers(out.headers_mut(), 0);
         return out;
     }
     let mut headers = HeaderMap::new();
@@ -79,15 +73,15 @@ pub async fn respond(state: &AppState, resp: reqwest::Response, plan: &Plan, str
         let Some(usage) = parsed.get("usageMetadata").cloned() else {
             return buffered(status.as_u16(), headers, body, &plan.annotation);
         };
-        let ann = settle(&caching, plan, &usage);
+        let ann = settle(state, plan, &usage, requested);
         let cached = usage.get("cachedContentTokenCount").and_then(Value::as_u64).unwrap_or(0);
-        let body = if annotate && ann.apply(&mut parsed) {
+        let body = if annotate && !untouched && ann.apply(&mut parsed) {
             Bytes::from(serde_json::to_vec_pretty(&parsed).unwrap_or_default())
         } else {
             body
         };
         let mut out = buffered(status.as_u16(), headers, body, &ann);
-        set_headers(out.headers_mut(), &ann, cached);
+        ann.set_headers(out.headers_mut(), cached);
         return out;
     }
 
@@ -95,12 +89,13 @@ pub async fn respond(state: &AppState, resp: reqwest::Response, plan: &Plan, str
     // when configured, annotated. No event is held back.
     let head = plan.annotation.clone();
     let plan = plan.clone();
+    let state = state.clone();
     let events = caching::sse_events(resp.bytes_stream()).map(move |r| {
         r.map(|event| {
             let out = match caching::is_final_event(&event).then(|| caching::parse_event(&event)).flatten() {
                 Some(mut v) => match v.get("usageMetadata").cloned() {
                     Some(usage) => {
-                        let ann = settle(&caching, &plan, &usage);
+                        let ann = settle(&state, &plan, &usage, requested);
                         if annotate && ann.apply(&mut v) { caching::encode_event(&v) } else { event }
                     }
                     None => event,
@@ -114,6 +109,6 @@ pub async fn respond(state: &AppState, resp: reqwest::Response, plan: &Plan, str
     let mut out = Body::from_stream(events).into_response();
     *out.status_mut() = status;
     *out.headers_mut() = headers;
-    set_headers(out.headers_mut(), &head, head.prefix_tokens);
+    head.set_headers(out.headers_mut(), head.prefix_tokens);
     out
 }

@@ -8,46 +8,56 @@ pub mod trace;
 
 pub use trace::{SimRequest, TraceBoundary, TraceFormat, TraceRecord, TraceWriter};
 
-use crate::accounting::{CreationBilling, ModelPrice, PriceTable};
-use crate::caching::Sizer;
+use crate::accounting::{CreationBilling, ModelPrice, PriceSource, PriceTable};
 use crate::caching::cost_policy::{CostPolicy, CostPolicyConfig};
+use crate::catalog::Minimums;
 use crate::cli::SimulateArgs;
 use crate::config::CachingConfig;
 use anyhow::Context;
+use chrono::NaiveDate;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Model given to Mooncake requests unless `--model` says otherwise.
-pub const DEFAULT_MODEL: &str = "gemini-2.5-flash";
+pub const DEFAULT_MODEL: &str = "gemini-3.8-flash";
 /// Virtual time between two sweeper passes.
 pub const SWEEP_MS: i64 = 10_000;
 /// TTL of the always-cache baseline (Gemini's default).
 pub const ALWAYS_TTL_MS: i64 = 3_600_000;
 
-/// Prices, minimum cache sizes and policy tuning shared by every strategy.
+/// Prices (at one day), minimum cache sizes and policy tuning shared by every strategy.
 pub struct Ctx {
     pub prices: PriceTable,
     pub cfg: CostPolicyConfig,
-    sizer: Sizer,
+    /// The day whose prices apply (`--at`).
+    pub at: NaiveDate,
+    minimums: Minimums,
 }
 
 impl Ctx {
-    /// `min_tokens` is the same table (and lookup) the gateway's `[caching].min_tokens` uses.
+    /// Prices in force today. `min_tokens` is the same table (and lookup) the gateway's
+    /// `[caching].min_tokens` uses.
     pub fn new(prices: PriceTable, cfg: CostPolicyConfig, min_tokens: BTreeMap<String, u32>) -> Self {
-        Ctx { prices, cfg, sizer: Sizer::new(min_tokens, 4.0) }
+        let minimums = Minimums::new(min_tokens, prices.aliases.clone());
+        Ctx { prices, cfg, at: crate::accounting::today(), minimums }
+    }
+
+    /// The same context priced at the rows in force on `day`.
+    pub fn at(self, day: NaiveDate) -> Self {
+        Ctx { at: day, ..self }
     }
 
     pub fn price(&self, model: &str) -> &ModelPrice {
-        self.prices.price_for(model).0
+        self.prices.price_at(model, self.at).row
     }
 
     pub fn min_tokens(&self, model: &str) -> u64 {
-        u64::from(self.sizer.min_tokens(model))
+        u64::from(self.minimums.min_tokens(model))
     }
 
     pub fn policy(&self, model: &str) -> CostPolicy {
-        CostPolicy::new(self.cfg.clone(), &self.prices, model).0
+        CostPolicy::at(self.cfg.clone(), &self.prices, model, self.at).0
     }
 }
 
@@ -114,11 +124,17 @@ pub struct Report {
     pub requests: usize,
     pub span_minutes: f64,
     pub model: String,
+    /// The day whose prices were used (`--at`).
+    pub priced_at: NaiveDate,
+    /// The price rows used: `model@effective_from`, with the Standard input/output rates.
+    pub price_row: String,
+    pub input_usd_per_m: f64,
+    pub output_usd_per_m: f64,
     pub prices_as_of: String,
     /// How cache creation was billed (an assumption: see config/pricing.toml).
     pub creation_billing: CreationBilling,
-    /// The model was not in the price table; the `default` row was used.
-    pub price_fell_back: bool,
+    /// `table`, `family` or `default` (the model is not in the table: a guess).
+    pub price_source: PriceSource,
     pub implicit_caching: String,
     pub results: Vec<StrategyResult>,
     pub elapsed_ms: u128,
@@ -141,7 +157,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         }
         None => CostPolicyConfig::default(),
     };
-    let ctx = Ctx::new(prices, cfg, CachingConfig::default().min_tokens);
+    let at = args.at.unwrap_or_else(crate::accounting::today);
+    let ctx = Ctx::new(prices, cfg, CachingConfig::default().min_tokens).at(at);
     let (format, mut reqs) = trace::load(&args.trace, args.model.as_deref(), DEFAULT_MODEL)?;
     let implicit = match (args.implicit_window, format) {
         (Some(w), _) => {
@@ -154,16 +171,21 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     };
     let model =
         args.model.clone().or_else(|| reqs.first().map(|r| r.model.clone())).unwrap_or_else(|| DEFAULT_MODEL.into());
-    let (row, fell_back) = ctx.prices.price_for(&model);
+    let priced = ctx.prices.price_at(&model, at);
+    let row = priced.row;
     let span = reqs.last().map_or(0, |r| r.t_ms) - reqs.first().map_or(0, |r| r.t_ms);
     let report = Report {
         trace: args.trace.display().to_string(),
         format,
         requests: reqs.len(),
         span_minutes: span as f64 / 60_000.0,
+        priced_at: at,
+        price_row: priced.row_name(),
+        input_usd_per_m: row.standard.input,
+        output_usd_per_m: row.standard.output,
         prices_as_of: row.as_of.clone(),
         creation_billing: ctx.prices.cache_creation,
-        price_fell_back: fell_back,
+        price_source: priced.source,
         model,
         implicit_caching: implicit,
         results: simulate(&reqs, &ctx),
@@ -180,16 +202,22 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
 /// The human-readable table.
 pub fn render(r: &Report) -> String {
     let mut s = format!(
-        "trace {} ({:?}, {} requests over {:.1} min), model {} (prices as of {}{}), cache creation billed {}, implicit caching {}\n\n",
+        "trace {} ({:?}, {} requests over {:.1} min), model {}, cache creation billed {}, implicit caching {}\n\
+         prices on {}: row {} ({}{}): input {} / output {} USD per 1M tokens, checked {}\n\n",
         r.trace,
         r.format,
         r.requests,
         r.span_minutes,
         r.model,
-        r.prices_as_of,
-        if r.price_fell_back { ", DEFAULT ROW: model not in the table" } else { "" },
         r.creation_billing.describe(),
         r.implicit_caching,
+        r.priced_at,
+        r.price_row,
+        r.price_source.as_str(),
+        if r.price_source == PriceSource::Default { ": MODEL NOT IN THE TABLE, a guess" } else { "" },
+        r.input_usd_per_m,
+        r.output_usd_per_m,
+        r.prices_as_of,
     );
     s += &format!(
         "{:<22} {:>12} {:>10} {:>12} {:>16} {:>12} {:>9} {:>13}\n",

@@ -65,15 +65,20 @@ fn renders_a_table_and_json_fields() {
         requests: reqs.len(),
         span_minutes: 0.1,
         model: "gemini-2.5-flash".into(),
-        prices_as_of: "2025-10".into(),
+        priced_at: NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+        price_row: "gemini-2.5-flash@2025-06-17".into(),
+        input_usd_per_m: 0.30,
+        output_usd_per_m: 2.50,
+        prices_as_of: "2026-11".into(),
         creation_billing: CreationBilling::InputPrice,
-        price_fell_back: false,
+        price_source: PriceSource::Table,
         implicit_caching: "as recorded".into(),
         results: simulate(&reqs, &ctx()),
         elapsed_ms: 1,
     };
     let table = render(&report);
     assert!(table.contains("never-cache") && table.contains("oracle (lower bound)"));
+    assert!(table.contains("prices on 2026-11-27: row gemini-2.5-flash@2025-06-17 (table)"), "{table}");
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["results"].as_array().unwrap().len(), 5);
     assert_eq!(json["format"], "gemgate");
@@ -92,6 +97,7 @@ fn subcommand_reads_a_trace_file_and_reports_bad_inputs() {
     let args = |pricing: Option<std::path::PathBuf>| SimulateArgs {
         trace: trace.clone(),
         model: None,
+        at: None,
         pricing,
         policy: None,
         implicit_window: None,
@@ -185,4 +191,18 @@ fn two_turn_conversations() -> Vec<SimRequest> {
     }
     reqs.sort_by_key(|r| r.t_ms);
     reqs
+}
+
+#[test]
+fn the_day_picks_the_rows_and_the_policy_prices() {
+    // 3.8 Flash doubles on 2027-01-01: the same trace costs twice as much never cached.
+    let reqs: Vec<SimRequest> =
+        (0..5).map(|i| SimRequest { model: "gemini-3.8-flash".into(), ..req(i * 1_000, &["a"], 20_000) }).collect();
+    let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+    let never = |d: &str| by_name(&simulate(&reqs, &ctx().at(day(d))), "never").total_usd;
+    // 5 × (20k × 0.75 + 100 × 3.75) per 1M, then double.
+    assert!((never("2026-12-31") - 5.0 * 0.015375).abs() < 1e-9);
+    assert!((never("2027-01-01") - 2.0 * 5.0 * 0.015375).abs() < 1e-9);
+    assert_eq!(ctx().at(day("2026-12-31")).policy("gemini-3.8-flash").price.storage_per_hour, 0.50);
+    assert_eq!(ctx().at(day("2027-01-01")).policy("gemini-3.8-flash").price.storage_per_hour, 1.00);
 }

@@ -34,6 +34,7 @@ pub const DEFER_JOBS: &str = "gemgate_deferral_jobs_total";
 pub const DEFER_ITEMS: &str = "gemgate_deferral_items_total";
 pub const DEFER_FLEX: &str = "gemgate_deferral_flex_total";
 pub const DEFER_WEBHOOKS: &str = "gemgate_deferral_webhooks_total";
+pub const PRICE_SOURCE: &str = "gemgate_price_source_total";
 
 /// Installs the global tracing subscriber. `RUST_LOG` wins over the configured level.
 pub fn init_tracing(cfg: &TelemetryConfig) {
@@ -107,4 +108,8 @@ fn describe() {
     describe_counter!(DEFER_ITEMS, "Deferred requests by outcome: enqueued, response, error, cancelled");
     describe_counter!(DEFER_FLEX, "Flex attempts by outcome: served, shed, fallback_standard");
     describe_counter!(DEFER_WEBHOOKS, "Webhook deliveries by outcome");
+    describe_counter!(
+        PRICE_SOURCE,
+        "Priced responses by model and where the price came from: table, family or default (a guess)"
+    );
 }

@@ -243,6 +243,7 @@ impl Store {
             for it in &job.items {
                 if let Outcome::Ok { usage, .. } = it.outcome {
                     acct.bill(Tier::Batch, usage);
+                    acct.generation_usd += super::ledger::list_price_usd(&job.model, Tier::Batch, usage, now);
                 }
             }
             if job.input_file.is_some() {
