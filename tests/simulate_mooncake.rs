@@ -11,16 +11,18 @@
 use gemgate::accounting::{CreationBilling, PriceTable};
 use gemgate::caching::cost_policy::CostPolicyConfig;
 use gemgate::config::CachingConfig;
-use gemgate::simulate::{Ctx, DEFAULT_MODEL, StrategyResult, simulate, trace};
+use gemgate::simulate::{Ctx, StrategyResult, simulate, trace};
 use std::path::Path;
 
 const TRACE: &str = "testdata/traces/mooncake-conversation.jsonl";
+/// The figures below are at 2.5 Flash prices (the simulator's default model is now 3.8 Flash).
+const MODEL: &str = "gemini-2.5-flash";
 
 fn run(billing: CreationBilling) -> Vec<StrategyResult> {
     let mut prices = PriceTable::builtin();
     prices.cache_creation = billing;
     let ctx = Ctx::new(prices, CostPolicyConfig::default(), CachingConfig::default().min_tokens);
-    let (_, reqs) = trace::load(Path::new(TRACE), None, DEFAULT_MODEL).expect("vendored trace loads");
+    let (_, reqs) = trace::load(Path::new(TRACE), Some(MODEL), MODEL).expect("vendored trace loads");
     assert_eq!(reqs.len(), 12_031);
     simulate(&reqs, &ctx)
 }

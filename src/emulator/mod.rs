@@ -25,7 +25,7 @@ mod textgen;
 pub mod tokens;
 
 pub use clock::Clock;
-pub use config::EmulatorConfig;
+pub use config::{EmulatorConfig, ModelConfig};
 pub use faults::FAULT_HEADER;
 pub use generate_api::CHUNKS_HEADER;
 pub use state::EmulatorState;

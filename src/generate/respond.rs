@@ -48,7 +48,9 @@ pub async fn respond(
     let annotate = state.config().caching.annotate_usage_metadata;
     let status = resp.status();
     // A request gemgate did nothing to keeps its body byte for byte; its cost goes in headers.
-    let untouched = plan.annotation.outcome == caching::Outcome::Bypass && plan.annotation.tier.is_none();
+    let untouched = plan.annotation.outcome == caching::Outcome::Bypass
+        && plan.annotation.tier.is_none()
+        && requested == Service::Standard;
     if !status.is_success() || (stream && !sse) || (stream && untouched) {
         // Errors pass through untouched; JSON-array streams are relayed as they are; so are
         // untouched streams (their headers leave before the usage arrives).
