@@ -57,3 +57,43 @@ fn cheap_creation_readings_capture_most_of_the_oracles_savings() {
         assert!(usd(&rs, "gemgate") < usd(&rs, "always"), "{billing:?}");
     }
 }
+
+/// `gemgate simulate` as a user runs it: 3.8 Flash on a pinned day, the rows it used named.
+fn simulate_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gemgate"))
+        .args(["simulate", "--trace", TRACE])
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn simulate_prices_3_8_flash_by_the_schedule_and_names_the_rows() {
+    // Never caching costs every input token at the input price and every output token at the
+    // output price: computed here from the trace itself.
+    let (mut input, mut output) = (0u64, 0u64);
+    for line in std::fs::read_to_string(TRACE).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        input += v["input_length"].as_u64().unwrap();
+        output += v["output_length"].as_u64().unwrap();
+    }
+    for (day, rates, row) in [
+        ("2026-11-27", (0.75, 3.75), "gemini-3.8-flash@2026-09-01"),
+        ("2027-01-01", (1.50, 7.50), "gemini-3.8-flash@2027-01-01"),
+    ] {
+        let text = simulate_cli(&["--model", "gemini-3.8-flash", "--at", day]);
+        let stated = format!("prices on {day}: row {row} (table): input {} / output {}", rates.0, rates.1);
+        assert!(text.contains(&stated), "{text}");
+        let json: serde_json::Value =
+            serde_json::from_str(&simulate_cli(&["--model", "gemini-3.8-flash", "--at", day, "--json"])).unwrap();
+        assert_eq!(json["price_row"], row);
+        let never = json["results"][0]["total_usd"].as_f64().unwrap();
+        let expected = (input as f64 * rates.0 + output as f64 * rates.1) * 1e-6;
+        assert!((never - expected).abs() < 1e-6, "{day}: never-cache {never} vs {expected}");
+        println!("{day}: never-cache {never:.4} USD at {row}");
+    }
+    // Without --model a Mooncake trace is priced as 3.8 Flash.
+    assert!(simulate_cli(&["--at", "2026-11-27"]).contains("model gemini-3.8-flash,"));
+}
