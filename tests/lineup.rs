@@ -143,11 +143,15 @@ async fn every_response_carries_its_cost_at_todays_list_price() {
         assert_eq!(via.header("x-gemgate-cache"), outcome);
         let u = &via.json()["usageMetadata"];
         let n = |f: &str| u[f].as_f64().unwrap_or(0.0);
-        let list = (n("promptTokenCount") * input + (n("candidatesTokenCount") + n("thoughtsTokenCount")) * output) * 1e-6;
+        let list =
+            (n("promptTokenCount") * input + (n("candidatesTokenCount") + n("thoughtsTokenCount")) * output) * 1e-6;
         let cost: f64 = via.header("x-gemgate-cost-usd").parse().unwrap();
         assert!((cost - list).abs() <= 0.02 * list, "{outcome}: header {cost} vs list {list}");
         assert_eq!(via.header("x-gemgate-price-source"), "table");
-        println!("{outcome}: x-gemgate-cost-usd {cost:.8} vs list price {list:.8} ({:+.3} %)", 100.0 * (cost / list - 1.0));
+        println!(
+            "{outcome}: x-gemgate-cost-usd {cost:.8} vs list price {list:.8} ({:+.3} %)",
+            100.0 * (cost / list - 1.0)
+        );
         if outcome == "bypass" {
             let direct = generate(&w.emu, "gemini-3.8-flash", "kc", &body, &[]).await;
             assert_eq!(via.raw, direct.raw, "a bypass body is the upstream's, byte for byte");

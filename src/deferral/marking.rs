@@ -228,5 +228,11 @@ mod tests {
         let mut other = req(&empty, false);
         other.scope = Some("zzz");
         assert_eq!(decide(&cfg, &other).unwrap(), None);
+        // The rule form of priority.
+        let cfg = DeferralConfig {
+            rules: vec![DeferralRule { model: "gemini-2.5".into(), defer: "priority".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        assert_eq!(decide(&cfg, &req(&empty, false)).unwrap().map(|m| m.tier), Some(Tier::Priority));
     }
 }

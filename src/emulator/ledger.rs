@@ -194,6 +194,22 @@ mod tests {
     }
 
     #[test]
+    fn implicit_hits_are_billed_at_each_models_cached_read_share() {
+        let day = chrono::DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z").unwrap().to_utc();
+        let hit = Usage { prompt: 1_000_000, cached: 1_000_000, candidates: 0, thoughts: 0 };
+        let fresh = Usage { cached: 0, ..hit };
+        for (model, share) in [("gemini-4-carbon", 0.05), ("gemini-3.8-flash", 0.10), ("gemini-2.5-flash", 0.10)] {
+            let ratio =
+                list_price_usd(model, Tier::Standard, hit, day) / list_price_usd(model, Tier::Standard, fresh, day);
+            assert!((ratio - share).abs() < 1e-9, "{model}: {ratio}");
+        }
+        // 1M fresh tokens of Carbon: $2 until 2026-12-01, $4 from then.
+        let dec = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").unwrap().to_utc();
+        assert!((list_price_usd("gemini-4-carbon", Tier::Standard, fresh, day) - 2.0).abs() < 1e-9);
+        assert!((list_price_usd("gemini-4-carbon", Tier::Standard, fresh, dec) - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn total_sums_keys_and_live_storage() {
         let mut l = Ledger::default();
         l.account("a").cache_storage_token_seconds = 10.0;
