@@ -211,3 +211,45 @@ async fn priority_is_asked_on_the_wire_and_priced_as_served() {
         assert!((ledger["generation_usd"].as_f64().unwrap() - cost).abs() < 1e-8, "{ledger}");
     }
 }
+
+/// The simple rule at a threshold of one (create at first sight): every eligible prefix tries.
+fn first_sight(c: &mut Config) {
+    c.caching.policy = "hits".into();
+    c.caching.min_hits = 1;
+}
+
+#[tokio::test]
+async fn a_404_for_create_is_learned_once_per_tenant_and_model() {
+    // No static rule and no models.get: only the create's 404 can teach the gateway.
+    let w = world(
+        |_| {},
+        |c| {
+            first_sight(c);
+            c.catalog.implicit_only = vec![];
+            c.catalog.discover = false;
+        },
+    )
+    .await;
+    for i in 0..5 {
+        let body = request(&text(&format!("doc{i}"), 6_000), "Which section?");
+        let via = generate(&w.gw, "gemini-4-neon", "k404", &body, &[]).await;
+        let direct = generate(&w.emu, "gemini-4-neon", "k404-direct", &body, &[]).await;
+        assert_eq!(via.json()["candidates"], direct.json()["candidates"], "fails open: request {i}");
+    }
+    assert_eq!(creates(&w), 1, "one create taught the gateway that gemini-4-neon has no explicit caching");
+}
+
+#[tokio::test]
+async fn a_stated_minimum_is_learned_once_per_model() {
+    // The upstream's minimum (8,000) is above the gateway's table (4,096 for 3.x).
+    let w = world(|e| _ = e.caching.min_tokens.insert("gemini-3.7-flash".into(), 8_000), first_sight).await;
+    for i in 0..5 {
+        let body = request(&text(&format!("doc{i}"), 6_000), "Which section?");
+        let r = generate(&w.gw, "gemini-3.7-flash", "kmin", &body, &[]).await;
+        assert_ne!(r.header("x-gemgate-cache"), "hit");
+    }
+    assert_eq!(creates(&w), 1, "the first 'too small' answer set the minimum for every later prefix");
+    // A prefix above the learned minimum is cached.
+    let body = request(&text("big", 10_000), "Which section?");
+    assert_eq!(generate(&w.gw, "gemini-3.7-flash", "kmin", &body, &[]).await.header("x-gemgate-cache"), "created");
+}
