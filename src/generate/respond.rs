@@ -12,6 +12,17 @@ use futures::StreamExt;
 use http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 
+/// The one field of a response body an untouched (bypass) response is read for.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageOnly {
+    usage_metadata: Option<Value>,
+}
+
+fn cached_tokens(usage: &Value) -> u64 {
+    usage.get("cachedContentTokenCount").and_then(Value::as_u64).unwrap_or(0)
+}
+
 /// A response whose body has already been read.
 pub fn buffered(status: u16, mut headers: HeaderMap, body: Bytes, ann: &Annotation) -> Response {
     headers.remove(header::CONTENT_LENGTH);
@@ -69,6 +80,17 @@ pub async fn respond(
                 return crate::error::GatewayError::UpstreamUnreachable(e.without_url().to_string()).into_response();
             }
         };
+        if untouched {
+            // Only the usage is needed: the rest of the body is skipped, not built.
+            let usage = serde_json::from_slice::<UsageOnly>(&body).ok().and_then(|u| u.usage_metadata);
+            let Some(usage) = usage else {
+                return buffered(status.as_u16(), headers, body, &plan.annotation);
+            };
+            let ann = settle(state, plan, &usage, requested);
+            let mut out = buffered(status.as_u16(), headers, body, &ann);
+            ann.set_headers(out.headers_mut(), cached_tokens(&usage));
+            return out;
+        }
         let Ok(mut parsed) = serde_json::from_slice::<Value>(&body) else {
             return buffered(status.as_u16(), headers, body, &plan.annotation);
         };
@@ -76,8 +98,8 @@ pub async fn respond(
             return buffered(status.as_u16(), headers, body, &plan.annotation);
         };
         let ann = settle(state, plan, &usage, requested);
-        let cached = usage.get("cachedContentTokenCount").and_then(Value::as_u64).unwrap_or(0);
-        let body = if annotate && !untouched && ann.apply(&mut parsed) {
+        let cached = cached_tokens(&usage);
+        let body = if annotate && ann.apply(&mut parsed) {
             Bytes::from(serde_json::to_vec_pretty(&parsed).unwrap_or_default())
         } else {
             body
