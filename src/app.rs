@@ -221,7 +221,7 @@ pub fn record_upstream_time(d: Duration) {
 
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = crate::gemini::path::method_label(req.method());
     let route = match crate::gemini::path::parse(req.uri().path()) {
         Some(p) => p.route_label(),
         None if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") => req.uri().path()[1..].to_string(),
@@ -248,7 +248,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     };
     let total = started.elapsed();
     let status = resp.status().as_u16();
-    metrics::counter!(telemetry::REQUESTS, "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::counter!(telemetry::REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string()).increment(1);
     metrics::histogram!(telemetry::REQUEST_DURATION, "route" => route).record(total.as_secs_f64());
     if !upstream.is_zero() {
         metrics::histogram!(telemetry::OVERHEAD).record(total.saturating_sub(upstream).as_secs_f64());

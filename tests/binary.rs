@@ -1,51 +1,13 @@
 //! Tests that run the real binary: start-up announce line, `check-config`, and that credentials
 //! never reach the logs, whether sent as a header or as `?key=`.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gemgate");
+mod support;
 
-/// A spawned gateway that is killed when the test ends, pass or fail.
-struct Running(Option<Child>);
-
-impl Running {
-    fn id(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
-    }
-
-    /// Kills the process and hands it back (to read its stderr).
-    fn stop(mut self) -> Child {
-        let mut child = self.0.take().expect("running");
-        let _ = child.kill();
-        child
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Starts `gemgate <args>` and returns the running process and the announced base URL.
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Running, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("binary runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "announce line: {line}");
-    (Running(Some(child)), url)
-}
+use support::binary::{BIN, spawn};
 
 #[test]
 fn credentials_never_reach_the_logs() {
@@ -113,15 +75,6 @@ fn check_config_reports_every_problem_naming_the_key() {
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_256_mib_upload_streams_through_without_being_held_in_memory() {
     use futures::StreamExt;
@@ -154,7 +107,7 @@ async fn a_256_mib_upload_streams_through_without_being_held_in_memory() {
         .await
         .unwrap();
     assert_eq!(resp.text().await.unwrap(), (256usize << 20).to_string());
-    let peak = peak_rss_kib(running.id());
+    let peak = support::binary::peak_rss_kib(running.id());
     println!("gateway peak RSS while streaming 256 MiB: {peak} KiB");
     drop(running);
     assert!(peak < 100 * 1024, "peak RSS {peak} KiB while streaming 256 MiB");

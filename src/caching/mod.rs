@@ -149,7 +149,10 @@ impl Caching {
             cfg,
             clock: deps.clock,
             states,
-            returns: moka::sync::Cache::builder().max_capacity(100_000).build(),
+            returns: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(7 * 24 * 3600))
+                .build(),
             inflight: Mutex::default(),
             renewing: Mutex::default(),
             creds,

@@ -6,7 +6,7 @@ mod relay;
 mod upload;
 mod upstream;
 
-pub use headers::{copy_request_headers, copy_response_headers};
+pub use headers::{copy_request_headers, copy_response_headers, owned_sensitive};
 pub use relay::{BodyMeter, passthrough, read_limited_body, relay_response};
 pub use upload::UploadRoutes;
 pub use upstream::{Upstream, UpstreamRequest};

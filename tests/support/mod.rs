@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: serve routers on port 0, start gateways in-process.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod binary;
 pub mod deferred;
 
 use gemgate::config::{CliOverrides, Config};
