@@ -154,6 +154,9 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///    gauge. It sits outside the handlers so gateway errors are measured like any response, and
 ///    inside the id layer so it can log the id.
 /// 3. `PropagateRequestId`: copies the id onto the response for the client to quote.
+/// 4. `refuse_unsafe_paths`: 400 for paths with `.`/`..` segments or encoded separators, before
+///    any handler or the upstream could resolve them into another path.
+/// 5. `admin_token::guard`: the admin token on `/gemgate/...` and `/metrics` when configured.
 ///
 /// Body limits are enforced in the handlers, not by a layer, because the limit depends on the
 /// route (parsed JSON vs streamed uploads) and the error must be Gemini's JSON, not plain text.
@@ -170,9 +173,24 @@ pub fn build_app(state: AppState) -> Router {
         )
         .fallback(crate::generate::dispatch)
         .with_state(state.clone())
+        // Outside the routes, so every `/gemgate/...` route, present or future, is covered.
+        .layer(middleware::from_fn_with_state(state.clone(), crate::admin_token::guard))
+        .layer(middleware::from_fn(refuse_unsafe_paths))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// Refuses paths that URL resolution would turn into another path (see `path::check_safe`),
+/// before any route, guard or forwarding sees them.
+async fn refuse_unsafe_paths(req: Request, next: Next) -> Response {
+    match crate::gemini::path::check_safe(req.uri().path()) {
+        Ok(()) => next.run(req).await,
+        Err(what) => {
+            let msg = format!("Invalid request path: it contains {what}, which the gateway does not forward.");
+            crate::gemini::GeminiError::invalid_argument(msg).into_response()
+        }
+    }
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -4,6 +4,7 @@
 
 pub mod accounting;
 pub mod admin;
+pub mod admin_token;
 pub mod app;
 pub mod caching;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod emulator;
 pub mod error;
 pub mod gemini;
 pub mod generate;
+pub mod listener;
 pub mod net;
 pub mod proxy;
 pub mod replay;

@@ -42,7 +42,7 @@ impl Default for ClockConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -59,6 +59,36 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Time allowed for a request's line and header block; slower connections are closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest pause while a request body arrives; beyond it the client gets 408 and the
+    /// connection is closed. 0: no limit.
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// Slowest average body rate (bytes per second) accepted once `body_idle_timeout` has been
+    /// spent waiting. 0: no limit.
+    pub min_body_rate: u64,
+    /// When set, `/gemgate/...` and `/metrics` require `Authorization: Bearer <admin_token>`.
+    pub admin_token: String,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    /// Every field but the admin token, which shows only whether it is set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_json_body_bytes", &self.max_json_body_bytes)
+            .field("public_url", &self.public_url)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_idle_timeout", &self.body_idle_timeout)
+            .field("min_body_rate", &self.min_body_rate)
+            .field("admin_token", &if self.admin_token.is_empty() { "" } else { "*****" })
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -70,6 +100,10 @@ impl Default for ServerConfig {
             public_url: String::new(),
             max_in_flight: 10_000,
             shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(30),
+            min_body_rate: 1024,
+            admin_token: String::new(),
         }
     }
 }

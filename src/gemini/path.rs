@@ -36,6 +36,24 @@ pub fn is_version(s: &str) -> bool {
     VERSIONS.contains(&s)
 }
 
+/// Checks a request path before anything routes or forwards it. `.` and `..` segments, and
+/// percent-encoded dots, slashes and backslashes, are refused: URL resolution (here or at the
+/// upstream) would turn them into a different path than the one the gateway routed, escaping
+/// the upstream's path prefix or the generate interception.
+pub fn check_safe(path: &str) -> Result<(), String> {
+    if path.contains('\\') {
+        return Err("a backslash".into());
+    }
+    let lower = path.to_ascii_lowercase();
+    if let Some(enc) = ["%2e", "%2f", "%5c"].into_iter().find(|e| lower.contains(e)) {
+        return Err(format!("an encoded `{}`", &path[lower.find(enc).unwrap_or(0)..][..3]));
+    }
+    if let Some(seg) = path.split('/').find(|s| matches!(*s, "." | "..")) {
+        return Err(format!("a `{seg}` segment"));
+    }
+    Ok(())
+}
+
 /// Parses a request path (without query). Returns `None` for paths that are not Gemini API paths.
 pub fn parse(path: &str) -> Option<ApiPath<'_>> {
     let p = path.strip_prefix('/')?;
@@ -222,5 +240,25 @@ mod tests {
         assert_eq!(labels, ["other", "models:other", "models:other", "upload/other", "openai/other", "openai/other"]);
         assert_eq!(method_label(&http::Method::from_bytes(b"FOO123").unwrap()), "other");
         assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+    }
+
+    #[test]
+    fn paths_that_resolve_elsewhere_are_refused() {
+        for bad in [
+            "/v1beta/../../admin/secret",
+            "/v1beta/x/../models/m:generateContent",
+            "/v1beta/./models",
+            "/v1beta/%2e%2e/admin",
+            "/v1beta/%2E%2e/admin",
+            "/v1beta/models%2Fm:generateContent",
+            "/v1beta/a%5cb",
+            "/v1beta/a\\..\\b",
+            "/..",
+        ] {
+            assert!(check_safe(bad).is_err(), "{bad}");
+        }
+        for good in ["/v1beta/models/gemini-2.5-flash:generateContent", "/v1/files/a.b", "/", "/v1beta/x..y/..z"] {
+            assert!(check_safe(good).is_ok(), "{good}");
+        }
     }
 }

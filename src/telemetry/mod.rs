@@ -16,6 +16,7 @@ pub const IN_FLIGHT: &str = "gemgate_in_flight_requests";
 pub const REQUEST_BYTES: &str = "gemgate_request_bytes_total";
 pub const RESPONSE_BYTES: &str = "gemgate_response_bytes_total";
 pub const GATEWAY_ERRORS: &str = "gemgate_gateway_errors_total";
+pub const CLIENT_TIMEOUTS: &str = "gemgate_client_timeouts_total";
 pub const CACHE_DECISIONS: &str = "gemgate_cache_decisions_total";
 pub const CACHE_CREATIONS: &str = "gemgate_cache_creations_total";
 pub const CACHE_RENEWALS: &str = "gemgate_cache_renewals_total";
