@@ -35,6 +35,9 @@ fn credentials_never_reach_the_logs() {
     );
     let client = reqwest::blocking::Client::new();
     client.get(format!("{gw}/v1beta/models?key=SECRET-QUERY-KEY")).send().unwrap();
+    // Query names are percent-decoded upstream, so these are keys too.
+    client.get(format!("{gw}/v1beta/models?%6Bey=SECRET-ENCODED-NAME-1")).send().unwrap();
+    client.get(format!("{gw}/v1beta/models?alt=json&k%65y=SECRET-ENCODED-NAME-2")).send().unwrap();
     client
         .post(format!("{gw}/v1beta/models/gemini-2.5-flash:generateContent"))
         .header("x-goog-api-key", "SECRET-HEADER-KEY")
@@ -50,7 +53,9 @@ fn credentials_never_reach_the_logs() {
     child.wait().unwrap();
     assert!(logs.contains("key=*****"), "the request was logged, masked: {logs}");
     let stored = std::fs::read(&db).unwrap_or_default();
-    for secret in ["SECRET-QUERY-KEY", "SECRET-HEADER-KEY", "SECRET-BEARER"] {
+    for secret in
+        ["SECRET-QUERY-KEY", "SECRET-HEADER-KEY", "SECRET-BEARER", "SECRET-ENCODED-NAME-1", "SECRET-ENCODED-NAME-2"]
+    {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
         assert!(!metrics.contains(secret), "{secret} leaked into metrics");
         assert!(!String::from_utf8_lossy(&stored).contains(secret), "{secret} leaked into the store");
