@@ -137,6 +137,10 @@ impl AppState {
     pub fn cancel_token(&self) -> &CancellationToken {
         &self.0.cancel
     }
+    /// An in-flight slot held for as long as the returned guard lives (upgraded sessions).
+    pub fn hold_in_flight(&self) -> InFlight {
+        InFlight::enter(&self.0.in_flight)
+    }
     /// Background work that must finish before exit runs under this tracker.
     pub fn tracker(&self) -> &TaskTracker {
         &self.0.tracker
@@ -279,7 +283,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
 }
 
 /// Holds the in-flight count (and gauge) up until the response body is finished or dropped.
-struct InFlight {
+pub struct InFlight {
     counter: Arc<AtomicUsize>,
     /// Requests in flight, this one included, when it entered.
     count: usize,

@@ -19,6 +19,7 @@ use http::{HeaderMap, Method, header};
 /// Fallback handler: every path that is not the gateway's own goes through here.
 pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let result = match path::parse(req.uri().path()) {
+        _ if proxy::is_upgrade(req.headers()) => proxy::forward_upgrade(&state, req).await,
         Some(p) if p.is_generate() && req.method() == Method::POST => generate(&state, req).await,
         Some(p) if p.door == Door::Upload => {
             let origin = req.uri().query().and_then(|q| state.uploads().origin_for(q));
