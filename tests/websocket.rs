@@ -45,6 +45,7 @@ async fn a_websocket_session_runs_through_the_gateway() {
     assert!(in_flight(&metrics) >= 2.0, "the open session and this request are in flight: {metrics}");
     ws.close(None).await.unwrap();
     while ws.next().await.is_some() {}
+    drop(ws);
     let mut left = f64::MAX;
     for _ in 0..50 {
         left = in_flight(&reqwest::get(format!("{gw}/metrics")).await.unwrap().text().await.unwrap());
