@@ -248,6 +248,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         Some(p) => p.route_label(),
         None if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") => req.uri().path()[1..].to_string(),
         None if req.uri().path().starts_with("/gemgate/") => "gemgate".into(),
+        None if req.uri().path().starts_with("/ws/") => "ws".into(),
         None => "other".into(),
     };
     let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
