@@ -208,10 +208,15 @@ pub struct CachingConfig {
     /// `hits` policy: delete a gateway-made cache nobody used for this long (0s: never).
     #[serde(with = "humantime_serde")]
     pub idle_delete_after: Duration,
-    /// How long a request waits for a cache another request is creating; beyond it, it goes
-    /// uncached. 0s: never wait.
+    /// How long requests wait for a cache being created, counted from the creation's start: a
+    /// request arriving later waits only what is left, and once it has passed, requests go
+    /// uncached at once. 0s: never wait.
     #[serde(with = "humantime_serde")]
     pub create_wait: Duration,
+    /// Longest a `cachedContents.create` call may take (separate from `upstream.timeout`, which
+    /// is sized for long generations); beyond it the creation counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub create_timeout: Duration,
     /// After a failed creation, the prefix is not tried again for this long.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
@@ -256,6 +261,7 @@ impl Default for CachingConfig {
             renew_before: Duration::from_secs(600),
             idle_delete_after: Duration::ZERO,
             create_wait: Duration::from_secs(5),
+            create_timeout: Duration::from_secs(30),
             cooldown: Duration::from_secs(300),
             initial_bytes_per_token: 4.0,
             size_margin: 1.1,

@@ -50,6 +50,9 @@ impl Config {
         if self.server.admin_token.chars().any(|c| c.is_whitespace() || c.is_control()) {
             errors.push("server.admin_token", "must not contain spaces or control characters".into());
         }
+        if self.caching.create_timeout.is_zero() {
+            errors.push("caching.create_timeout", "must be greater than 0".into());
+        }
         if self.upstream.timeout.is_zero() {
             errors.push("upstream.timeout", "must be greater than 0".into());
         }
