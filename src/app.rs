@@ -277,10 +277,15 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         metrics::histogram!(telemetry::OVERHEAD).record(total.saturating_sub(upstream).as_secs_f64());
     }
     span.in_scope(|| {
-        tracing::info!(path = %path, status, ms = total.as_secs_f64() * 1e3, upstream_ms = upstream.as_secs_f64() * 1e3, "served");
+        tracing::info!(path = %path, status, ms = millis(total), upstream_ms = millis(upstream), "served");
     });
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, Body::new(GuardedBody { inner: body, _guard: in_flight }))
+}
+
+/// Milliseconds rounded to the microsecond, so logs carry `12.345`, not float noise.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// Holds the in-flight count (and gauge) up until the response body is finished or dropped.

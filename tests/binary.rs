@@ -117,3 +117,42 @@ async fn a_256_mib_upload_streams_through_without_being_held_in_memory() {
     drop(running);
     assert!(peak < 100 * 1024, "peak RSS {peak} KiB while streaming 256 MiB");
 }
+
+#[test]
+fn logs_to_a_pipe_are_plain_with_rounded_latencies() {
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = format!("http://{}", upstream.local_addr().unwrap());
+    drop(upstream); // nothing listens: the request gets a 502, which is logged all the same
+    let (running, gw) = spawn(
+        &["serve", "--listen", "127.0.0.1:0", "--upstream", &up],
+        &[("GEMGATE_STORE__BACKEND", "memory"), ("RUST_LOG", "info"), ("GEMGATE_TELEMETRY__LOG_FORMAT", "text")],
+    );
+    reqwest::blocking::get(format!("{gw}/v1beta/models")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut child = running.stop();
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    child.wait().unwrap();
+    assert!(!logs.contains('\u{1b}'), "terminal colour codes in piped logs: {logs:?}");
+    let served = logs.lines().find(|l| l.contains("served")).expect("an access log line");
+    for field in ["ms=", "upstream_ms="] {
+        let value = served.split(&format!(" {field}")).nth(1).unwrap().split(' ').next().unwrap();
+        let decimals = value.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3, "{field}{value} in {served}");
+    }
+}
+
+#[test]
+fn a_taken_port_fails_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", &addr, "--upstream", "http://127.0.0.1:9"])
+        .env("GEMGATE_STORE__SQLITE_PATH", dir.path().join("g.sqlite"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr), "the error names {addr}: {err}");
+}

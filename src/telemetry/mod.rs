@@ -46,7 +46,9 @@ pub fn init_tracing(cfg: &TelemetryConfig) {
     if cfg.log_format == "json" {
         let _ = registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init();
     } else {
-        let _ = registry.with(fmt::layer().with_writer(std::io::stderr)).try_init();
+        // Colour codes only on a terminal: a log file or collector gets plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let _ = registry.with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)).try_init();
     }
 }
 
