@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 
@@ -160,7 +161,8 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// 3. `PropagateRequestId`: copies the id onto the response for the client to quote.
 /// 4. `refuse_unsafe_paths`: 400 for paths with `.`/`..` segments or encoded separators, before
 ///    any handler or the upstream could resolve them into another path.
-/// 5. `admin_token::guard`: the admin token on `/gemgate/...` and `/metrics` when configured.
+/// 5. request decompression (gzip), so every handler reads plain bytes.
+/// 6. `admin_token::guard`: the admin token on `/gemgate/...` and `/metrics` when configured.
 ///
 /// Body limits are enforced in the handlers, not by a layer, because the limit depends on the
 /// route (parsed JSON vs streamed uploads) and the error must be Gemini's JSON, not plain text.
@@ -180,6 +182,13 @@ pub fn build_app(state: AppState) -> Router {
         // Outside the routes, so every `/gemgate/...` route, present or future, is covered.
         .layer(middleware::from_fn_with_state(state.clone(), crate::admin_token::guard))
         .layer(middleware::from_fn(refuse_unsafe_paths))
+        // gzip request bodies are inflated before any handler reads them; body limits apply to
+        // the inflated bytes. Other encodings pass through to the upstream untouched.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true))
+                .map_request(|req: http::Request<_>| req.map(Body::new)),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
