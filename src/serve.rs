@@ -20,6 +20,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let limits = ClientLimits::from_config(&config.server);
     tracing::info!(upstream = %telemetry::redact_url(&config.upstream.url), "starting gateway");
+    // One process per SQLite file, checked before the file is opened.
+    let _lock = match config.store.backend.as_str() {
+        "sqlite" => Some(crate::store::lock::acquire(&config.store.sqlite_path)?),
+        _ => None,
+    };
     let state = AppState::new(config, Some(metrics))?;
     // Bind before any background work starts: a second gateway on a taken port must fail before
     // its workers touch the queue.

@@ -156,3 +156,21 @@ fn a_taken_port_fails_naming_the_address() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr), "the error names {addr}: {err}");
 }
+
+#[test]
+fn a_second_gateway_on_the_same_sqlite_file_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.sqlite");
+    let env = [("GEMGATE_STORE__SQLITE_PATH", db.to_str().unwrap()), ("RUST_LOG", "error")];
+    let (first, _) = spawn(&["serve", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"], &env);
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"])
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second gateway started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&first.id().to_string()) && err.contains("shared.sqlite"), "{err}");
+    drop(first);
+    let (_again, _) = spawn(&["serve", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"], &env);
+}
