@@ -53,6 +53,13 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
                 if m.tier == Tier::Batch {
                     tier = Some(Tier::Standard);
                     if let (Some(scope), Some(model)) = (&scope, api.model_name()) {
+                        // Nothing is queued for a key or model the upstream refuses.
+                        let cred = crate::deferral::Credential::from_request(&parts.headers, query);
+                        if let Some((_, cred)) = cred
+                            && let Some(refusal) = d.admit(scope, api.version, &model, &cred).await
+                        {
+                            return Ok(refusal);
+                        }
                         match d.defer(scope, &model, &body, &value, &m).await {
                             Ok(resp) => return Ok(resp),
                             Err(e) if d.refuses_when_unavailable() => {
