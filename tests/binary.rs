@@ -174,3 +174,20 @@ fn a_second_gateway_on_the_same_sqlite_file_is_refused_naming_the_first() {
     drop(first);
     let (_again, _) = spawn(&["serve", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"], &env);
 }
+
+#[test]
+fn check_config_reports_every_unknown_key_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("typos.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisen = \"127.0.0.1:1\"\n\n[upstream]\ntimout = \"5s\"\n[cachng]\nenabled = true\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["check-config", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for (key, line) in [("server.lisen", 2), ("upstream.timout", 5), ("cachng", 6)] {
+        assert!(err.contains(&format!("{key}: unknown key (line {line})")), "{key} at line {line}: {err}");
+    }
+}

@@ -3,6 +3,7 @@
 
 mod deferral;
 mod env;
+mod unknown;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -290,10 +291,14 @@ impl Config {
         cli: &CliOverrides,
     ) -> Result<Config, ConfigErrors> {
         let mut errors = ConfigErrors::default();
+        let mut text = None;
         let mut doc = match file {
             Some(p) => match std::fs::read_to_string(p) {
-                Ok(text) => match text.parse::<toml::Table>() {
-                    Ok(t) => t,
+                Ok(t) => match t.parse::<toml::Table>() {
+                    Ok(table) => {
+                        text = Some(t);
+                        table
+                    }
                     Err(e) => {
                         errors.push(p.display().to_string(), e.to_string());
                         return Err(errors);
@@ -307,6 +312,11 @@ impl Config {
             None => toml::Table::new(),
         };
         env::apply(&mut doc, vars, &mut errors);
+        let before = errors.0.len();
+        unknown::report(&doc, text.as_deref(), &mut errors);
+        if errors.0.len() > before {
+            return Err(errors);
+        }
         let mut config = match Config::deserialize(toml::Value::Table(doc)) {
             Ok(c) => c,
             Err(e) => {
