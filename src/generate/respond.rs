@@ -58,8 +58,10 @@ pub async fn respond(state: &AppState, resp: reqwest::Response, plan: &Plan, str
     if !status.is_success() || (stream && !sse) || untouched {
         // Errors pass through untouched; JSON-array streams are relayed as they are; so are the
         // responses to requests caching does not apply to (the header says `bypass`).
+        // A JSON-array stream served from a cache reports the cache's tokens like an SSE one.
+        let cached = if status.is_success() && stream { plan.annotation.prefix_tokens } else { 0 };
         let mut out = proxy::relay_response(resp);
-        set_headers(out.headers_mut(), &plan.annotation, 0);
+        set_headers(out.headers_mut(), &plan.annotation, cached);
         return out;
     }
     let mut headers = HeaderMap::new();
