@@ -178,6 +178,10 @@ pub fn build_app(state: AppState) -> Router {
             get(crate::deferral::get_operation).delete(crate::deferral::cancel_operation),
         )
         .fallback(crate::generate::dispatch)
+        .method_not_allowed_fallback(|req: Request| async move {
+            let msg = format!("gemgate: {} is not allowed on {}", req.method(), req.uri().path());
+            crate::gemini::GeminiError::new(405, msg).into_response()
+        })
         .with_state(state.clone())
         // Outside the routes, so every `/gemgate/...` route, present or future, is covered.
         .layer(middleware::from_fn_with_state(state.clone(), crate::admin_token::guard))

@@ -78,6 +78,7 @@ pub fn status_name(code: u16) -> &'static str {
         401 => "UNAUTHENTICATED",
         403 => "PERMISSION_DENIED",
         404 => "NOT_FOUND",
+        405 => "UNIMPLEMENTED",
         408 => "DEADLINE_EXCEEDED",
         409 => "ALREADY_EXISTS",
         412 => "FAILED_PRECONDITION",
