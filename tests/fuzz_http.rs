@@ -99,10 +99,8 @@ async fn fuzzed_requests_get_gemini_errors_and_leave_the_gateway_healthy() {
             .unwrap_or_else(|e| panic!("case {i}: {method} {path}: no answer: {e}"));
         let status = resp.status();
         let bytes = resp.bytes().await.unwrap_or_default();
-        if status.is_client_error() || status.is_server_error() {
-            if !is_gemini_error(&bytes) {
-                bad.push(format!("{method} {path} → {status}: {}", String::from_utf8_lossy(&bytes)));
-            }
+        if (status.is_client_error() || status.is_server_error()) && !is_gemini_error(&bytes) {
+            bad.push(format!("{method} {path} → {status}: {}", String::from_utf8_lossy(&bytes)));
         }
     }
     assert!(bad.is_empty(), "{} answers were not Gemini errors:\n{}", bad.len(), bad.join("\n"));

@@ -54,11 +54,10 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
                     tier = Some(Tier::Standard);
                     if let (Some(scope), Some(model)) = (&scope, api.model_name()) {
                         // Nothing is queued for a key or model the upstream refuses.
-                        let cred = crate::deferral::Credential::from_request(&parts.headers, query);
-                        if let Some((_, cred)) = cred
-                            && let Some(refusal) = d.admit(scope, api.version, &model, &cred).await
-                        {
-                            return Ok(refusal);
+                        if let Some((_, cred)) = crate::deferral::Credential::from_request(&parts.headers, query) {
+                            if let Some(refusal) = d.admit(scope, api.version, &model, &cred).await {
+                                return Ok(refusal);
+                            }
                         }
                         match d.defer(scope, &model, &body, &value, &m).await {
                             Ok(resp) => return Ok(resp),

@@ -4,7 +4,8 @@
 //! released by the operating system when the process ends, however it ends.
 
 use anyhow::{Context, bail};
-use std::fs::{File, OpenOptions, TryLockError};
+use fs4::TryLockError;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,8 @@ pub fn acquire(sqlite: &Path) -> anyhow::Result<ProcessLock> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
+    // fs4 rather than std::fs::File::try_lock, which needs Rust 1.89 (the crate supports 1.85).
+    match fs4::FileExt::try_lock(&file) {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
