@@ -183,7 +183,8 @@ pub fn build_app(state: AppState) -> Router {
             crate::gemini::GeminiError::new(405, msg).into_response()
         })
         .with_state(state.clone())
-        // Outside the routes, so every `/gemgate/...` route, present or future, is covered.
+        // Outside the routes, so every `/gemgate/...` route is covered. axum applies a layer to the
+        // routes added before it: add new routes above this line.
         .layer(middleware::from_fn_with_state(state.clone(), crate::admin_token::guard))
         .layer(middleware::from_fn(refuse_unsafe_paths))
         // gzip request bodies are inflated before any handler reads them; body limits apply to
