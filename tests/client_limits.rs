@@ -91,3 +91,22 @@ async fn the_real_binary_closes_a_half_sent_header_block_within_45_s_by_default(
     println!("half-sent header block closed by the default configuration after {:.1} s", took.as_secs_f64());
     assert!(closed && took < Duration::from_secs(45), "closed={closed} after {took:?}");
 }
+
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_gemini_errors() {
+    let gw = gateway().await;
+    let huge = "h".repeat(512 * 1024);
+    let cases = [
+        (400, "GET /v1beta/models HTTP/1.1\r\nhost: x\r\nthis line has no colon\r\n\r\n".to_string()),
+        (431, format!("GET /v1beta/models HTTP/1.1\r\nhost: x\r\nx-big: {huge}\r\n\r\n")),
+    ];
+    for (code, request) in cases {
+        let mut s = raw::connect(&gw).await;
+        let _ = s.write_all(request.as_bytes()).await;
+        let (resp, _, _) = raw::read_until_closed(&mut s, Duration::from_secs(10)).await;
+        assert_eq!(raw::status(&resp), code, "{resp}");
+        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {resp}"));
+        assert_eq!(v["error"]["code"], code, "{v}");
+    }
+}

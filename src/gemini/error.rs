@@ -82,7 +82,7 @@ pub fn status_name(code: u16) -> &'static str {
         408 => "DEADLINE_EXCEEDED",
         409 => "ALREADY_EXISTS",
         412 => "FAILED_PRECONDITION",
-        413 => "INVALID_ARGUMENT",
+        413 | 414 | 431 => "INVALID_ARGUMENT",
         429 => "RESOURCE_EXHAUSTED",
         499 => "CANCELLED",
         500 => "INTERNAL",

@@ -3,6 +3,7 @@
 //! requests finish while new connections only learn that this replica is leaving.
 
 mod body;
+mod io;
 
 pub use body::{BodyLimits, BodyTimedOut, SlowBody, is_slow_body};
 
@@ -57,7 +58,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ClientLimits, shu
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service(app.clone(), limits));
+        let io = TokioIo::new(io::GeminiErrors::new(stream));
+        let conn = builder.serve_connection_with_upgrades(io, service(app.clone(), limits));
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move { note_connection_end(conn.await) });
     }
@@ -78,7 +80,8 @@ async fn answer_while_leaving(
         .route("/readyz", axum::routing::any_service(app))
         .fallback(|| async { crate::error::GatewayError::ShuttingDown.into_response() });
     while let Ok((stream, _)) = listener.accept().await {
-        let conn = builder.serve_connection(TokioIo::new(stream), service(leaving.clone(), l)).into_owned();
+        let io = TokioIo::new(io::GeminiErrors::new(stream));
+        let conn = builder.serve_connection(io, service(leaving.clone(), l)).into_owned();
         tokio::spawn(async move { note_connection_end(conn.await) });
     }
 }
