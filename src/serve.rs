@@ -26,10 +26,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         _ => None,
     };
     let state = AppState::new(config, Some(metrics))?;
+    crate::admin_token::warn_if_open(state.config());
     // Bind before any background work starts: a second gateway on a taken port must fail before
     // its workers touch the queue.
     let listener = bind_and_announce(listen, "gateway").await.with_context(|| format!("cannot listen on {listen}"))?;
-    crate::admin_token::warn_if_open(state.config());
     state.start().await;
     let app = build_app(state.clone());
     let cancel = state.cancel_token().clone();

@@ -43,3 +43,32 @@ async fn admin_endpoints_need_the_token_and_operations_need_the_tenant_key() {
         assert_eq!(client.get(format!("{gw}{p}")).send().await.unwrap().status(), 200, "{p}");
     }
 }
+
+#[test]
+fn an_open_admin_surface_beyond_loopback_is_warned_about() {
+    use std::io::{BufRead, BufReader, Read};
+    let warning = "server.admin_token is not set";
+    let run = |listen: &str, token: Option<&str>| {
+        let mut cmd = std::process::Command::new(support::binary::BIN);
+        cmd.args(["serve", "--listen", listen, "--upstream", "http://127.0.0.1:9"])
+            .env("GEMGATE_STORE__BACKEND", "memory")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(t) = token {
+            cmd.env("GEMGATE_SERVER__ADMIN_TOKEN", t);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("listening on"), "{line}");
+        let _ = child.kill();
+        let mut logs = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+        let _ = child.wait();
+        logs
+    };
+    assert!(run("0.0.0.0:0", None).contains(warning));
+    assert!(!run("0.0.0.0:0", Some("t0ken")).contains(warning));
+    assert!(!run("127.0.0.1:0", None).contains(warning));
+}
