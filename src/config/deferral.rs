@@ -162,6 +162,9 @@ impl DeferralConfig {
         if self.poll_initial.is_zero() || self.poll_max < self.poll_initial {
             bad("poll_max", "poll_initial must be > 0 and poll_max >= poll_initial");
         }
+        if self.max_submit_attempts == 0 {
+            bad("max_submit_attempts", "must be at least 1");
+        }
         if !(0.0..1.0).contains(&self.poll_jitter) {
             bad("poll_jitter", "must be in [0, 1)");
         }
