@@ -4,6 +4,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+# Embedded at compile time (include_str!): the price table and the emulator defaults.
+COPY config ./config
 RUN cargo build --release --locked --bin gemgate
 
 FROM debian:bookworm-slim

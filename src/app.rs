@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 
@@ -161,6 +162,10 @@ impl AppState {
     pub fn cancel_token(&self) -> &CancellationToken {
         &self.0.cancel
     }
+    /// An in-flight slot held for as long as the returned guard lives (upgraded sessions).
+    pub fn hold_in_flight(&self) -> InFlight {
+        InFlight::enter(&self.0.in_flight)
+    }
     /// Background work that must finish before exit runs under this tracker.
     pub fn tracker(&self) -> &TaskTracker {
         &self.0.tracker
@@ -178,6 +183,10 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///    gauge. It sits outside the handlers so gateway errors are measured like any response, and
 ///    inside the id layer so it can log the id.
 /// 3. `PropagateRequestId`: copies the id onto the response for the client to quote.
+/// 4. `refuse_unsafe_paths`: 400 for paths with `.`/`..` segments or encoded separators, before
+///    any handler or the upstream could resolve them into another path.
+/// 5. request decompression (gzip), so every handler reads plain bytes.
+/// 6. `admin_token::guard`: the admin token on `/gemgate/...` and `/metrics` when configured.
 ///
 /// Body limits are enforced in the handlers, not by a layer, because the limit depends on the
 /// route (parsed JSON vs streamed uploads) and the error must be Gemini's JSON, not plain text.
@@ -193,10 +202,37 @@ pub fn build_app(state: AppState) -> Router {
             get(crate::deferral::get_operation).delete(crate::deferral::cancel_operation),
         )
         .fallback(crate::generate::dispatch)
+        .method_not_allowed_fallback(|req: Request| async move {
+            let msg = format!("gemgate: {} is not allowed on {}", req.method(), req.uri().path());
+            crate::gemini::GeminiError::new(405, msg).into_response()
+        })
         .with_state(state.clone())
+        // Outside the routes, so every `/gemgate/...` route is covered. axum applies a layer to the
+        // routes added before it: add new routes above this line.
+        .layer(middleware::from_fn_with_state(state.clone(), crate::admin_token::guard))
+        .layer(middleware::from_fn(refuse_unsafe_paths))
+        // gzip request bodies are inflated before any handler reads them; body limits apply to
+        // the inflated bytes. Other encodings pass through to the upstream untouched.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true))
+                .map_request(|req: http::Request<_>| req.map(Body::new)),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// Refuses paths that URL resolution would turn into another path (see `path::check_safe`),
+/// before any route, guard or forwarding sees them.
+async fn refuse_unsafe_paths(req: Request, next: Next) -> Response {
+    match crate::gemini::path::check_safe(req.uri().path()) {
+        Ok(()) => next.run(req).await,
+        Err(what) => {
+            let msg = format!("Invalid request path: it contains {what}, which the gateway does not forward.");
+            crate::gemini::GeminiError::invalid_argument(msg).into_response()
+        }
+    }
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -247,11 +283,12 @@ pub fn record_upstream_time(d: Duration) {
 
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = crate::gemini::path::method_label(req.method());
     let route = match crate::gemini::path::parse(req.uri().path()) {
         Some(p) => p.route_label(),
         None if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") => req.uri().path()[1..].to_string(),
         None if req.uri().path().starts_with("/gemgate/") => "gemgate".into(),
+        None if req.uri().path().starts_with("/ws/") => "ws".into(),
         None => "other".into(),
     };
     let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
@@ -274,20 +311,25 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     };
     let total = started.elapsed();
     let status = resp.status().as_u16();
-    metrics::counter!(telemetry::REQUESTS, "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::counter!(telemetry::REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string()).increment(1);
     metrics::histogram!(telemetry::REQUEST_DURATION, "route" => route).record(total.as_secs_f64());
     if !upstream.is_zero() {
         metrics::histogram!(telemetry::OVERHEAD).record(total.saturating_sub(upstream).as_secs_f64());
     }
     span.in_scope(|| {
-        tracing::info!(path = %path, status, ms = total.as_secs_f64() * 1e3, upstream_ms = upstream.as_secs_f64() * 1e3, "served");
+        tracing::info!(path = %path, status, ms = millis(total), upstream_ms = millis(upstream), "served");
     });
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, Body::new(GuardedBody { inner: body, _guard: in_flight }))
 }
 
+/// Milliseconds rounded to the microsecond, so logs carry `12.345`, not float noise.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
 /// Holds the in-flight count (and gauge) up until the response body is finished or dropped.
-struct InFlight {
+pub struct InFlight {
     counter: Arc<AtomicUsize>,
     /// Requests in flight, this one included, when it entered.
     count: usize,

@@ -17,6 +17,8 @@ pub enum GatewayError {
     MalformedJson(String),
     #[error("error reading the request body: {0}")]
     ClientBody(String),
+    #[error("{0}; the connection is closed")]
+    ClientTooSlow(String),
     #[error("the gateway is shutting down")]
     ShuttingDown,
     #[error("more than {0} requests in flight; retry shortly")]
@@ -31,6 +33,7 @@ impl GatewayError {
             Self::UpstreamUnreachable(_) => 502,
             Self::UpstreamTimeout(_) => 504,
             Self::BodyTooLarge { .. } => 413,
+            Self::ClientTooSlow(_) => 408,
             Self::MalformedJson(_) | Self::ClientBody(_) => 400,
             Self::ShuttingDown | Self::Overloaded(_) => 503,
             Self::Internal(_) => 500,
@@ -45,6 +48,7 @@ impl GatewayError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::MalformedJson(_) => "malformed_json",
             Self::ClientBody(_) => "client_body",
+            Self::ClientTooSlow(_) => "client_too_slow",
             Self::ShuttingDown => "shutting_down",
             Self::Overloaded(_) => "overloaded",
             Self::Internal(_) => "internal",
@@ -64,7 +68,12 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         metrics::counter!(crate::telemetry::GATEWAY_ERRORS, "kind" => self.kind()).increment(1);
         tracing::warn!(kind = self.kind(), error = %self, "gateway error");
-        self.to_gemini().into_response()
+        let mut resp = self.to_gemini().into_response();
+        if matches!(self, Self::ClientTooSlow(_)) {
+            // The rest of the body may never come: do not wait for it on this connection.
+            resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 

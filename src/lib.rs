@@ -4,6 +4,7 @@
 
 pub mod accounting;
 pub mod admin;
+pub mod admin_token;
 pub mod app;
 pub mod caching;
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod emulator;
 pub mod error;
 pub mod gemini;
 pub mod generate;
+pub mod listener;
 pub mod net;
 pub mod proxy;
 pub mod replay;

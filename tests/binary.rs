@@ -1,51 +1,13 @@
 //! Tests that run the real binary: start-up announce line, `check-config`, and that credentials
 //! never reach the logs, whether sent as a header or as `?key=`.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gemgate");
+mod support;
 
-/// A spawned gateway that is killed when the test ends, pass or fail.
-struct Running(Option<Child>);
-
-impl Running {
-    fn id(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
-    }
-
-    /// Kills the process and hands it back (to read its stderr).
-    fn stop(mut self) -> Child {
-        let mut child = self.0.take().expect("running");
-        let _ = child.kill();
-        child
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Starts `gemgate <args>` and returns the running process and the announced base URL.
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Running, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("binary runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "announce line: {line}");
-    (Running(Some(child)), url)
-}
+use support::binary::{BIN, spawn};
 
 #[test]
 fn credentials_never_reach_the_logs() {
@@ -73,6 +35,9 @@ fn credentials_never_reach_the_logs() {
     );
     let client = reqwest::blocking::Client::new();
     client.get(format!("{gw}/v1beta/models?key=SECRET-QUERY-KEY")).send().unwrap();
+    // Query names are percent-decoded upstream, so these are keys too.
+    client.get(format!("{gw}/v1beta/models?%6Bey=SECRET-ENCODED-NAME-1")).send().unwrap();
+    client.get(format!("{gw}/v1beta/models?alt=json&k%65y=SECRET-ENCODED-NAME-2")).send().unwrap();
     client
         .post(format!("{gw}/v1beta/models/gemini-2.5-flash:generateContent"))
         .header("x-goog-api-key", "SECRET-HEADER-KEY")
@@ -88,7 +53,9 @@ fn credentials_never_reach_the_logs() {
     child.wait().unwrap();
     assert!(logs.contains("key=*****"), "the request was logged, masked: {logs}");
     let stored = std::fs::read(&db).unwrap_or_default();
-    for secret in ["SECRET-QUERY-KEY", "SECRET-HEADER-KEY", "SECRET-BEARER"] {
+    for secret in
+        ["SECRET-QUERY-KEY", "SECRET-HEADER-KEY", "SECRET-BEARER", "SECRET-ENCODED-NAME-1", "SECRET-ENCODED-NAME-2"]
+    {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
         assert!(!metrics.contains(secret), "{secret} leaked into metrics");
         assert!(!String::from_utf8_lossy(&stored).contains(secret), "{secret} leaked into the store");
@@ -111,15 +78,6 @@ fn check_config_reports_every_problem_naming_the_key() {
         .output()
         .unwrap();
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,8 +112,82 @@ async fn a_256_mib_upload_streams_through_without_being_held_in_memory() {
         .await
         .unwrap();
     assert_eq!(resp.text().await.unwrap(), (256usize << 20).to_string());
-    let peak = peak_rss_kib(running.id());
+    let peak = support::binary::peak_rss_kib(running.id());
     println!("gateway peak RSS while streaming 256 MiB: {peak} KiB");
     drop(running);
     assert!(peak < 100 * 1024, "peak RSS {peak} KiB while streaming 256 MiB");
+}
+
+#[test]
+fn logs_to_a_pipe_are_plain_with_rounded_latencies() {
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = format!("http://{}", upstream.local_addr().unwrap());
+    drop(upstream); // nothing listens: the request gets a 502, which is logged all the same
+    let (running, gw) = spawn(
+        &["serve", "--listen", "127.0.0.1:0", "--upstream", &up],
+        &[("GEMGATE_STORE__BACKEND", "memory"), ("RUST_LOG", "info"), ("GEMGATE_TELEMETRY__LOG_FORMAT", "text")],
+    );
+    reqwest::blocking::get(format!("{gw}/v1beta/models")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut child = running.stop();
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    child.wait().unwrap();
+    assert!(!logs.contains('\u{1b}'), "terminal colour codes in piped logs: {logs:?}");
+    let served = logs.lines().find(|l| l.contains("served")).expect("an access log line");
+    for field in ["ms=", "upstream_ms="] {
+        let value = served.split(&format!(" {field}")).nth(1).unwrap().split(' ').next().unwrap();
+        let decimals = value.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3, "{field}{value} in {served}");
+    }
+}
+
+#[test]
+fn a_taken_port_fails_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", &addr, "--upstream", "http://127.0.0.1:9"])
+        .env("GEMGATE_STORE__SQLITE_PATH", dir.path().join("g.sqlite"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr), "the error names {addr}: {err}");
+}
+
+#[test]
+fn a_second_gateway_on_the_same_sqlite_file_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.sqlite");
+    let env = [("GEMGATE_STORE__SQLITE_PATH", db.to_str().unwrap()), ("RUST_LOG", "error")];
+    let (first, _) = spawn(&["serve", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"], &env);
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"])
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second gateway started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&first.id().to_string()) && err.contains("shared.sqlite"), "{err}");
+    drop(first);
+    let (_again, _) = spawn(&["serve", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9"], &env);
+}
+
+#[test]
+fn check_config_reports_every_unknown_key_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("typos.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisen = \"127.0.0.1:1\"\n\n[upstream]\ntimout = \"5s\"\n[cachng]\nenabled = true\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["check-config", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for (key, line) in [("server.lisen", 2), ("upstream.timout", 5), ("cachng", 6)] {
+        assert!(err.contains(&format!("{key}: unknown key (line {line})")), "{key} at line {line}: {err}");
+    }
 }

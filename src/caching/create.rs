@@ -25,7 +25,9 @@ struct CreateJob {
 
 impl Caching {
     /// Single flight: the first request for a key starts the creation (which runs to its end in
-    /// the background); every request waits for it at most `create_wait`.
+    /// the background, within `create_timeout`). Requests wait for it only within `create_wait`
+    /// of its start; past that, a slow or hung creation no longer delays anyone: requests go
+    /// uncached at once (fail open).
     #[expect(clippy::too_many_arguments, reason = "the request's parts a creation needs")]
     pub(super) async fn get_or_create(
         &self,
@@ -38,13 +40,14 @@ impl Caching {
         cred: Credential,
     ) -> (Outcome, Option<CacheEntry>) {
         let e = &self.0;
-        let (mut rx, leader) = {
+        let (started, mut rx, leader) = {
             let mut inflight = e.inflight.lock().expect("poisoned");
             match inflight.get(&b.key) {
-                Some(rx) => (rx.clone(), false),
+                Some((started, rx)) => (*started, rx.clone(), false),
                 None => {
                     let (tx, rx) = watch::channel(None);
-                    inflight.insert(b.key.clone(), rx.clone());
+                    let started = tokio::time::Instant::now();
+                    inflight.insert(b.key.clone(), (started, rx.clone()));
                     drop(inflight);
                     let display = format!("gemgate:{}", &b.key[..16]);
                     let ttl_secs = ((ttl_ms + 999) / 1000).max(1) as u64;
@@ -63,11 +66,11 @@ impl Caching {
                         let _ = tx.send(Some(result));
                         this.0.inflight.lock().expect("poisoned").remove(&job.key);
                     });
-                    (rx, true)
+                    (started, rx, true)
                 }
             }
         };
-        match tokio::time::timeout(e.cfg.create_wait, rx.wait_for(|r| r.is_some())).await {
+        match tokio::time::timeout_at(started + e.cfg.create_wait, rx.wait_for(|r| r.is_some())).await {
             Ok(Ok(r)) => match r.clone() {
                 Some((Some(entry), made_here)) if leader && made_here => (Outcome::Created, Some(entry)),
                 Some((Some(entry), _)) => (Outcome::Hit, Some(entry)),
@@ -121,7 +124,7 @@ impl Caching {
 
     async fn create_upstream(&self, job: &CreateJob, token: u64) -> (Option<CacheEntry>, bool) {
         let e = &self.0;
-        let result = ops::create(&e.upstream, &job.version, &job.cred, &job.body, e.timeout).await;
+        let result = ops::create(&e.upstream, &job.version, &job.cred, &job.body, e.cfg.create_timeout).await;
         let now = e.clock.now_ms();
         match result {
             Ok(c) => {

@@ -101,7 +101,8 @@ struct Engine {
     states: moka::sync::Cache<String, Arc<Mutex<BoundaryState>>>,
     /// Per (scope, model): how often a request's own prefix comes back (see speculate.rs).
     returns: moka::sync::Cache<String, Arc<Mutex<ReturnStats>>>,
-    inflight: Mutex<HashMap<String, watch::Receiver<CreateResult>>>,
+    /// Creations under way: when each started, and where its result will appear.
+    inflight: Mutex<HashMap<String, (tokio::time::Instant, watch::Receiver<CreateResult>)>>,
     renewing: Mutex<HashSet<String>>,
     /// scope → credential, in memory only, to renew and delete that tenant's caches.
     creds: moka::sync::Cache<String, Credential>,
@@ -149,7 +150,10 @@ impl Caching {
             cfg,
             clock: deps.clock,
             states,
-            returns: moka::sync::Cache::builder().max_capacity(100_000).build(),
+            returns: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(7 * 24 * 3600))
+                .build(),
             inflight: Mutex::default(),
             renewing: Mutex::default(),
             creds,

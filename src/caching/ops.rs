@@ -23,18 +23,20 @@ impl std::fmt::Debug for Credential {
 
 impl Credential {
     /// The credential of a request: `x-goog-api-key`, `?key=` (sent on as the header), or
-    /// `Authorization`.
+    /// `Authorization`, copied out of the request's header buffer (it is kept beyond the request).
     pub fn from_request(headers: &http::HeaderMap, query: Option<&str>) -> Option<Self> {
         let api_key = HeaderName::from_static("x-goog-api-key");
         if let Some(v) = headers.get(&api_key) {
-            return Some(Self { name: api_key, value: v.clone() });
+            return Some(Self { name: api_key, value: crate::proxy::owned_sensitive(v) });
         }
         if let Some(k) = query.and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key")) {
             let mut value = HeaderValue::from_str(&k.1).ok()?;
             value.set_sensitive(true);
             return Some(Self { name: api_key, value });
         }
-        headers.get(http::header::AUTHORIZATION).map(|v| Self { name: http::header::AUTHORIZATION, value: v.clone() })
+        headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| Self { name: http::header::AUTHORIZATION, value: crate::proxy::owned_sensitive(v) })
     }
 }
 

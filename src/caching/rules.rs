@@ -9,8 +9,7 @@ use super::speculate::{Arrival, ReturnStats};
 use crate::accounting::PriceTable;
 use crate::config::CachingConfig;
 use crate::store::CacheEntry;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// What the engine keeps per prefix boundary.
 #[derive(Debug, Default)]
@@ -39,12 +38,25 @@ impl BoundaryState {
 }
 
 pub enum Rules {
-    Cost { cfg: CostPolicyConfig, prices: Arc<PriceTable>, per_model: Mutex<HashMap<String, Arc<CostPolicy>>> },
-    Hits { rule: Rule, ttl_ms: i64, renew_before_ms: i64, idle_ms: i64 },
+    /// One policy per model name. Model names come from the client, so the map is bounded.
+    Cost {
+        cfg: CostPolicyConfig,
+        prices: Arc<PriceTable>,
+        per_model: moka::sync::Cache<String, Arc<CostPolicy>>,
+    },
+    Hits {
+        rule: Rule,
+        ttl_ms: i64,
+        renew_before_ms: i64,
+        idle_ms: i64,
+    },
 }
 
 /// Margin before expiry inside which a cache is no longer used.
 const EXPIRY_MARGIN_MS: i64 = 5_000;
+
+/// Cost policies kept at once (one per model name seen).
+const MAX_MODEL_POLICIES: u64 = 1_000;
 
 impl Rules {
     pub fn from_config(c: &CachingConfig, prices: Arc<PriceTable>) -> Self {
@@ -56,7 +68,8 @@ impl Rules {
                 idle_ms: c.idle_delete_after.as_millis() as i64,
             }
         } else {
-            Rules::Cost { cfg: c.cost.clone(), prices, per_model: Mutex::default() }
+            let per_model = moka::sync::Cache::builder().max_capacity(MAX_MODEL_POLICIES).build();
+            Rules::Cost { cfg: c.cost.clone(), prices, per_model }
         }
     }
 
@@ -65,15 +78,13 @@ impl Rules {
         // Keyed by the price row in force, not by the model string a client sent: the map stays
         // as small as the price table, and a new row takes effect on its day.
         let row = prices.price_at(model, crate::accounting::today()).row_name();
-        let mut map = per_model.lock().expect("poisoned");
-        let p = map.entry(row).or_insert_with(|| {
+        Some(per_model.get_with(row, || {
             let (p, fell_back) = CostPolicy::new(cfg.clone(), prices, model);
             if fell_back {
                 tracing::warn!(model, "no price for this model; caching decisions use the default row");
             }
             Arc::new(p)
-        });
-        Some(p.clone())
+        }))
     }
 
     /// A request arrives on this boundary (see `CostPolicy::on_arrival`; the boundary's last
@@ -179,5 +190,16 @@ mod tests {
         );
         st.sync(None, 3_000);
         assert!(st.stats.cache.is_none());
+    }
+
+    #[test]
+    fn made_up_model_names_cannot_grow_the_policy_map_past_its_bound() {
+        let r = Rules::from_config(&CachingConfig::default(), Arc::new(PriceTable::builtin()));
+        for i in 0..(MAX_MODEL_POLICIES * 3) {
+            r.cost_policy(&format!("models/made-up-{i}"));
+        }
+        let Rules::Cost { per_model, .. } = &r else { unreachable!() };
+        per_model.run_pending_tasks();
+        assert!(per_model.entry_count() <= MAX_MODEL_POLICIES, "{} policies", per_model.entry_count());
     }
 }

@@ -44,6 +44,10 @@ pub struct DeferralConfig {
     pub poll_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub poll_max: Duration,
+    /// Attempts at submitting a job whose errors are transient (5xx, 429, transport), spaced
+    /// like polls (`poll_initial` doubling up to `poll_max`); then the job fails and each of its
+    /// requests gets an error result.
+    pub max_submit_attempts: u32,
     /// Random spread of each poll delay, as a fraction (0.2 = ±20 %).
     pub poll_jitter: f64,
     /// A job that ends FAILED, EXPIRED or CANCELLED upstream: `resubmit` its requests as a new
@@ -110,6 +114,7 @@ impl Default for DeferralConfig {
             claim_ttl: Duration::from_secs(30),
             poll_initial: Duration::from_secs(10),
             poll_max: Duration::from_secs(300),
+            max_submit_attempts: 8,
             poll_jitter: 0.2,
             on_job_failure: "resubmit".into(),
             max_resubmits: 1,
@@ -156,6 +161,9 @@ impl DeferralConfig {
         }
         if self.poll_initial.is_zero() || self.poll_max < self.poll_initial {
             bad("poll_max", "poll_initial must be > 0 and poll_max >= poll_initial");
+        }
+        if self.max_submit_attempts == 0 {
+            bad("max_submit_attempts", "must be at least 1");
         }
         if !(0.0..1.0).contains(&self.poll_jitter) {
             bad("poll_jitter", "must be in [0, 1)");

@@ -4,6 +4,7 @@
 mod catalog;
 mod deferral;
 mod env;
+mod unknown;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -46,7 +47,7 @@ impl Default for ClockConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -63,6 +64,36 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Time allowed for a request's line and header block; slower connections are closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest pause while a request body arrives; beyond it the client gets 408 and the
+    /// connection is closed. 0: no limit.
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// Slowest average body rate (bytes per second) accepted once `body_idle_timeout` has been
+    /// spent waiting. 0: no limit.
+    pub min_body_rate: u64,
+    /// When set, `/gemgate/...` and `/metrics` require `Authorization: Bearer <admin_token>`.
+    pub admin_token: String,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    /// Every field but the admin token, which shows only whether it is set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_json_body_bytes", &self.max_json_body_bytes)
+            .field("public_url", &self.public_url)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_idle_timeout", &self.body_idle_timeout)
+            .field("min_body_rate", &self.min_body_rate)
+            .field("admin_token", &if self.admin_token.is_empty() { "" } else { "*****" })
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -74,6 +105,10 @@ impl Default for ServerConfig {
             public_url: String::new(),
             max_in_flight: 10_000,
             shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(30),
+            min_body_rate: 1024,
+            admin_token: String::new(),
         }
     }
 }
@@ -178,10 +213,15 @@ pub struct CachingConfig {
     /// `hits` policy: delete a gateway-made cache nobody used for this long (0s: never).
     #[serde(with = "humantime_serde")]
     pub idle_delete_after: Duration,
-    /// How long a request waits for a cache another request is creating; beyond it, it goes
-    /// uncached. 0s: never wait.
+    /// How long requests wait for a cache being created, counted from the creation's start: a
+    /// request arriving later waits only what is left, and once it has passed, requests go
+    /// uncached at once. 0s: never wait.
     #[serde(with = "humantime_serde")]
     pub create_wait: Duration,
+    /// Longest a `cachedContents.create` call may take (separate from `upstream.timeout`, which
+    /// is sized for long generations); beyond it the creation counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub create_timeout: Duration,
     /// After a failed creation, the prefix is not tried again for this long.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
@@ -230,6 +270,7 @@ impl Default for CachingConfig {
             renew_before: Duration::from_secs(600),
             idle_delete_after: Duration::ZERO,
             create_wait: Duration::from_secs(5),
+            create_timeout: Duration::from_secs(30),
             cooldown: Duration::from_secs(300),
             initial_bytes_per_token: 4.0,
             size_margin: 1.1,
@@ -273,10 +314,14 @@ impl Config {
         cli: &CliOverrides,
     ) -> Result<Config, ConfigErrors> {
         let mut errors = ConfigErrors::default();
+        let mut text = None;
         let mut doc = match file {
             Some(p) => match std::fs::read_to_string(p) {
-                Ok(text) => match text.parse::<toml::Table>() {
-                    Ok(t) => t,
+                Ok(t) => match t.parse::<toml::Table>() {
+                    Ok(table) => {
+                        text = Some(t);
+                        table
+                    }
                     Err(e) => {
                         errors.push(p.display().to_string(), e.to_string());
                         return Err(errors);
@@ -290,6 +335,11 @@ impl Config {
             None => toml::Table::new(),
         };
         env::apply(&mut doc, vars, &mut errors);
+        let before = errors.0.len();
+        unknown::report(&doc, text.as_deref(), &mut errors);
+        if errors.0.len() > before {
+            return Err(errors);
+        }
         let mut config = match Config::deserialize(toml::Value::Table(doc)) {
             Ok(c) => c,
             Err(e) => {

@@ -44,6 +44,15 @@ impl Config {
         if self.server.max_json_body_bytes > self.server.max_body_bytes {
             errors.push("server.max_json_body_bytes", "must not exceed server.max_body_bytes".into());
         }
+        if self.server.header_read_timeout.is_zero() {
+            errors.push("server.header_read_timeout", "must be greater than 0".into());
+        }
+        if self.server.admin_token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            errors.push("server.admin_token", "must not contain spaces or control characters".into());
+        }
+        if self.caching.create_timeout.is_zero() {
+            errors.push("caching.create_timeout", "must be greater than 0".into());
+        }
         if self.upstream.timeout.is_zero() {
             errors.push("upstream.timeout", "must be greater than 0".into());
         }

@@ -105,17 +105,24 @@ async fn submit_claimed(d: &Inner, held: Held, id: &str, cred: Credential) {
     let api = BatchApi { upstream: &d.upstream, cred: &cred, version: &d.cfg.upstream_version, timeout: d.timeout };
     if let Err(e) = submit_one(d, &api, &job, &held).await {
         let retry = now + retry_delay_ms(job.attempts + 1, &d.cfg);
-        if e.retryable() {
-            tracing::warn!(job = %job.id, error = %e, "batch submission failed; will reconcile and retry");
-            let _ = d.queue.schedule(&job.id, retry, 0, None).await;
-        } else {
+        let attempts = job.attempts + 1;
+        let result = if !e.retryable() {
             tracing::warn!(job = %job.id, error = %e, "batch submission rejected; failing its requests");
-            metrics::counter!(telemetry::DEFER_JOBS, "state" => "rejected").increment(1);
-            if let Ok(n) = d.queue.finish_job(&job.id, "REJECTED", &[], &e.to_result(), now).await {
-                metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "error").increment(n as u64);
-            }
-            super::results_changed(d);
+            e.to_result()
+        } else if attempts < d.cfg.max_submit_attempts {
+            tracing::warn!(job = %job.id, error = %e, attempts, "batch submission failed; will reconcile and retry");
+            let _ = d.queue.schedule(&job.id, retry, 0, None).await;
+            return;
+        } else {
+            tracing::warn!(job = %job.id, error = %e, attempts, "batch submission kept failing; failing its requests");
+            let msg = format!("gemgate: the batch job could not be submitted after {attempts} attempts: {e}");
+            super::ItemResult::error(503, msg)
+        };
+        metrics::counter!(telemetry::DEFER_JOBS, "state" => "rejected").increment(1);
+        if let Ok(n) = d.queue.finish_job(&job.id, "REJECTED", &[], &result, now).await {
+            metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "error").increment(n as u64);
         }
+        super::results_changed(d);
     }
 }
 
@@ -123,7 +130,16 @@ async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job, held: &Held) -> Re
     let now = d.clock.now_ms();
     let first_poll = now + d.cfg.poll_initial.as_millis() as i64;
     if job.attempts > 0 {
-        if let Some(batch) = api.find(&job.id).await? {
+        let found = match api.find(&job.id).await {
+            Ok(found) => found,
+            Err(e) => {
+                // A failed look-up is an attempt too, or an upstream that keeps failing it would
+                // keep the job retrying forever.
+                let _ = d.queue.note_attempt(&job.id, now + retry_delay_ms(job.attempts + 1, &d.cfg)).await;
+                return Err(e);
+            }
+        };
+        if let Some(batch) = found {
             tracing::info!(job = %job.id, %batch, "reconciled: job already exists upstream");
             metrics::counter!(telemetry::DEFER_JOBS, "state" => "reconciled").increment(1);
             return record(d, &job.id, &batch, first_poll).await;

@@ -6,7 +6,8 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// One credential, ready to be sent as a header. Debug never prints the value.
 #[derive(Clone)]
@@ -22,6 +23,11 @@ impl std::fmt::Debug for Credential {
 }
 
 impl Credential {
+    /// The same credential in its own allocation, sharing nothing with the request it came from.
+    fn detached(&self) -> Self {
+        Self { name: self.name.clone(), value: crate::proxy::owned_sensitive(&self.value) }
+    }
+
     fn api_key(key: &str) -> Option<Self> {
         let mut value = HeaderValue::from_str(key).ok()?;
         value.set_sensitive(true);
@@ -46,41 +52,121 @@ impl Credential {
     }
 }
 
-/// scope → credential. Service keys are pinned; tenant keys are refreshed by every request.
-#[derive(Clone, Default)]
-pub struct Credentials(Arc<RwLock<HashMap<String, Credential>>>);
+/// At most this many tenant credentials are held; the least recently used go first.
+pub const MAX_TENANT_CREDENTIALS: u64 = 20_000;
+/// A tenant credential not seen for this long is forgotten (its queued work then waits for the
+/// tenant's next request, as after a restart).
+pub const TENANT_CREDENTIAL_IDLE: Duration = Duration::from_secs(24 * 3600);
+
+/// scope → credential. Service keys are pinned; tenant keys are refreshed by every request, and
+/// bounded in number and idle time, because any client can send a made-up key.
+#[derive(Clone)]
+pub struct Credentials {
+    service: Arc<HashMap<String, Credential>>,
+    tenants: moka::sync::Cache<String, Credential>,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Self::bounded(MAX_TENANT_CREDENTIALS, TENANT_CREDENTIAL_IDLE)
+    }
+}
 
 impl Credentials {
+    /// An empty map holding at most `max` tenant credentials, each for `idle` after its last use.
+    pub fn bounded(max: u64, idle: Duration) -> Self {
+        let tenants = moka::sync::Cache::builder().max_capacity(max).time_to_idle(idle).build();
+        Self { service: Arc::default(), tenants }
+    }
+
     /// Loads service keys from the named environment variables (missing ones are logged).
     pub fn with_service_keys(envs: &[String]) -> Self {
-        let c = Self::default();
+        let mut service = HashMap::new();
         for name in envs {
             match std::env::var(name).ok().filter(|k| !k.is_empty()) {
                 Some(key) => {
                     if let Some(cred) = Credential::api_key(&key) {
                         let scope = hex::encode(Sha256::digest(key.as_bytes()));
                         tracing::info!(env = %name, scope = %&scope[..12], "service key loaded");
-                        c.remember(&scope, cred);
+                        service.insert(scope, cred);
                     }
                 }
                 None => tracing::warn!(env = %name, "service key variable is not set"),
             }
         }
-        c
+        Self { service: Arc::new(service), ..Self::default() }
     }
 
     pub fn remember(&self, scope: &str, cred: Credential) {
-        // The common case (the same key again) only takes the read lock.
-        let same = self.0.read().ok().and_then(|m| m.get(scope).map(|c| c.name == cred.name && c.value == cred.value));
-        if same == Some(true) {
+        if self.service.contains_key(scope) {
             return;
         }
-        if let Ok(mut m) = self.0.write() {
-            m.insert(scope.to_string(), cred);
+        // The common case (the same key again) only refreshes the entry's idle time.
+        if self.tenants.get(scope).is_some_and(|c| c.name == cred.name && c.value == cred.value) {
+            return;
         }
+        self.tenants.insert(scope.to_string(), cred.detached());
     }
 
     pub fn get(&self, scope: &str) -> Option<Credential> {
-        self.0.read().ok()?.get(scope).cloned()
+        self.service.get(scope).cloned().or_else(|| self.tenants.get(scope))
+    }
+
+    /// Tenant credentials held now (after pending evictions are applied).
+    pub fn tenant_count(&self) -> u64 {
+        self.tenants.run_pending_tasks();
+        self.tenants.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cred(key: &str) -> (String, Credential) {
+        let mut h = HeaderMap::new();
+        h.insert("x-goog-api-key", HeaderValue::from_str(key).unwrap());
+        Credential::from_request(&h, None).unwrap()
+    }
+
+    #[test]
+    fn made_up_keys_cannot_grow_the_map_past_its_bound() {
+        let creds = Credentials::bounded(100, Duration::from_secs(3600));
+        for i in 0..5_000 {
+            let (scope, c) = cred(&format!("made-up-{i}"));
+            creds.remember(&scope, c);
+        }
+        let n = creds.tenant_count();
+        assert!(n <= 100, "{n} credentials held");
+        let (scope, c) = cred("made-up-4999");
+        creds.remember(&scope, c);
+        assert!(creds.get(&scope).is_some(), "a recent key stays usable");
+    }
+
+    #[test]
+    fn idle_credentials_expire() {
+        let creds = Credentials::bounded(100, Duration::from_millis(50));
+        let (scope, c) = cred("idle-key");
+        creds.remember(&scope, c);
+        assert!(creds.get(&scope).is_some());
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(creds.get(&scope).is_none());
+    }
+
+    #[test]
+    fn the_stored_value_does_not_share_the_request_buffer() {
+        // A header parsed by the server is a slice of the connection's whole header buffer;
+        // keeping that slice would keep every header (and any padding) alive with it.
+        let buffer = bytes::Bytes::from(format!("{}secret-key-1", "x".repeat(30_000)));
+        let value = HeaderValue::from_maybe_shared(buffer.slice(30_000..)).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-goog-api-key", value);
+        let (scope, c) = Credential::from_request(&h, None).unwrap();
+        let creds = Credentials::default();
+        creds.remember(&scope, c);
+        let stored = creds.get(&scope).unwrap();
+        assert_eq!(stored.value, "secret-key-1");
+        let range = buffer.as_ptr_range();
+        assert!(!range.contains(&stored.value.as_bytes().as_ptr()), "stored value points into the request buffer");
     }
 }

@@ -2,6 +2,7 @@
 //! queue, grouped into jobs, polled, results matched back by key) or the Flex tier (synchronous,
 //! falling back to standard when shed). See docs/deferral.md for the guarantees and their proof.
 
+mod admission;
 mod api;
 mod batch_api;
 mod batcher;
@@ -53,6 +54,8 @@ struct Inner {
     /// Wakes the worker early (a new request, a cancellation).
     poke: Notify,
     webhook_secret: Option<Vec<u8>>,
+    /// (scope, model) pairs the upstream accepted (see admission.rs).
+    admitted: admission::Admitted,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
@@ -107,6 +110,7 @@ impl Deferral {
             results: watch::channel(0).0,
             poke: Notify::new(),
             webhook_secret,
+            admitted: Default::default(),
             tracker,
             cancel,
         }))

@@ -16,6 +16,7 @@ mod generate_api;
 mod http;
 mod implicit;
 pub mod ledger;
+mod live;
 mod models;
 mod prompt;
 mod route;
@@ -33,9 +34,13 @@ pub use state::EmulatorState;
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// The emulator's router: one fallback handler that parses Gemini paths itself.
+/// The emulator's router: the Live API's WebSocket, and one fallback handler that parses Gemini
+/// paths itself.
 pub fn router(state: EmulatorState) -> axum::Router {
-    axum::Router::new().fallback(route::dispatch).with_state(state)
+    axum::Router::new()
+        .route("/ws/{*method}", axum::routing::get(live::session))
+        .fallback(route::dispatch)
+        .with_state(state)
 }
 
 /// Runs the emulator on `listen` until SIGINT/SIGTERM.

@@ -36,6 +36,24 @@ pub fn is_version(s: &str) -> bool {
     VERSIONS.contains(&s)
 }
 
+/// Checks a request path before anything routes or forwards it. `.` and `..` segments, and
+/// percent-encoded dots, slashes and backslashes, are refused: URL resolution (here or at the
+/// upstream) would turn them into a different path than the one the gateway routed, escaping
+/// the upstream's path prefix or the generate interception.
+pub fn check_safe(path: &str) -> Result<(), String> {
+    if path.contains('\\') {
+        return Err("a backslash".into());
+    }
+    let lower = path.to_ascii_lowercase();
+    if let Some(enc) = ["%2e", "%2f", "%5c"].into_iter().find(|e| lower.contains(e)) {
+        return Err(format!("an encoded `{}`", &path[lower.find(enc).unwrap_or(0)..][..3]));
+    }
+    if let Some(seg) = path.split('/').find(|s| matches!(*s, "." | "..")) {
+        return Err(format!("a `{seg}` segment"));
+    }
+    Ok(())
+}
+
 /// Parses a request path (without query). Returns `None` for paths that are not Gemini API paths.
 pub fn parse(path: &str) -> Option<ApiPath<'_>> {
     let p = path.strip_prefix('/')?;
@@ -93,31 +111,83 @@ impl ApiPath<'_> {
         }
     }
 
-    /// Low-cardinality route label for metrics: `models:generateContent`, `cachedContents/{id}`,
-    /// `upload/files`, `openai/chat/completions` ...
+    /// Route label for metrics, from a closed set: `models:generateContent`,
+    /// `cachedContents/{id}`, `upload/files`, `openai/chat/completions` ... Collections, methods
+    /// and OpenAI endpoints the gateway does not know become `other`, so a client inventing paths
+    /// cannot create new series.
     pub fn route_label(&self) -> String {
         let door = match self.door {
             Door::Api => "",
             Door::Upload => "upload/",
             Door::Download => "download/",
         };
-        let tail = match (self.collection, self.id, self.method) {
-            ("openai", Some(rest), _) => {
-                // Keep the endpoint, drop ids: openai/models/{id} → openai/models/{id}
-                let mut parts = rest.split('/');
-                let first = parts.next().unwrap_or("");
-                if parts.next().is_some() && first == "models" {
-                    "openai/models/{id}".to_string()
-                } else {
-                    format!("openai/{rest}")
+        let tail = match (known(COLLECTIONS, self.collection), self.id, self.method) {
+            (None, _, _) => "other".to_string(),
+            (Some("openai"), Some(rest), _) => {
+                let endpoint = rest.split('/').take(2).collect::<Vec<_>>();
+                match endpoint.as_slice() {
+                    ["models", _] => "openai/models/{id}".to_string(),
+                    [e] | [e, _] => {
+                        match known(OPENAI_ENDPOINTS, &endpoint.join("/")).or_else(|| known(OPENAI_ENDPOINTS, e)) {
+                            Some(e) => format!("openai/{e}"),
+                            None => "openai/other".to_string(),
+                        }
+                    }
+                    _ => "openai/other".to_string(),
                 }
             }
-            (c, _, Some(m)) => format!("{c}:{m}"),
-            (c, Some(_), None) => format!("{c}/{{id}}"),
-            (c, None, None) => c.to_string(),
+            (Some(c), _, Some(m)) => format!("{c}:{}", known(METHODS, m).unwrap_or("other")),
+            (Some(c), Some(_), None) => format!("{c}/{{id}}"),
+            (Some(c), None, None) => c.to_string(),
         };
         format!("{door}{tail}")
     }
+}
+
+/// Collections a route label may name.
+const COLLECTIONS: &[&str] = &[
+    "models",
+    "tunedModels",
+    "cachedContents",
+    "batches",
+    "files",
+    "operations",
+    "openai",
+    "corpora",
+    "fileSearchStores",
+    "generatedFiles",
+];
+
+/// Custom methods a route label may name.
+const METHODS: &[&str] = &[
+    "generateContent",
+    "streamGenerateContent",
+    "countTokens",
+    "embedContent",
+    "batchEmbedContents",
+    "batchGenerateContent",
+    "asyncBatchEmbedContent",
+    "predict",
+    "predictLongRunning",
+    "cancel",
+    "download",
+    "register",
+    "uploadToFileSearchStore",
+    "importFile",
+];
+
+/// OpenAI-compatible endpoints a route label may name.
+const OPENAI_ENDPOINTS: &[&str] =
+    &["chat/completions", "completions", "embeddings", "models", "images/generations", "files", "batches"];
+
+fn known(set: &'static [&'static str], s: &str) -> Option<&'static str> {
+    set.iter().find(|k| **k == s).copied()
+}
+
+/// HTTP method label for metrics: the standard methods, anything else `other`.
+pub fn method_label(m: &http::Method) -> &'static str {
+    const STANDARD: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    known(STANDARD, m.as_str()).unwrap_or("other")
 }
 
 #[cfg(test)]
@@ -154,5 +224,41 @@ mod tests {
         assert_eq!(p.route_label(), "openai/chat/completions");
         assert!(parse("/v2/models").is_none());
         assert!(parse("/healthz").is_none());
+    }
+
+    #[test]
+    fn labels_come_from_a_closed_set() {
+        let made_up = [
+            "/v1beta/zzz-1/a:b",
+            "/v1/models/x:inventedMethod-1",
+            "/v1/models/x:inventedMethod-2",
+            "/upload/v1beta/made-up/abc",
+            "/v1beta/openai/made/up/path",
+            "/v1beta/openai/chat/completions-2",
+        ];
+        let labels: Vec<String> = made_up.iter().map(|p| parse(p).unwrap().route_label()).collect();
+        assert_eq!(labels, ["other", "models:other", "models:other", "upload/other", "openai/other", "openai/other"]);
+        assert_eq!(method_label(&http::Method::from_bytes(b"FOO123").unwrap()), "other");
+        assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+    }
+
+    #[test]
+    fn paths_that_resolve_elsewhere_are_refused() {
+        for bad in [
+            "/v1beta/../../admin/secret",
+            "/v1beta/x/../models/m:generateContent",
+            "/v1beta/./models",
+            "/v1beta/%2e%2e/admin",
+            "/v1beta/%2E%2e/admin",
+            "/v1beta/models%2Fm:generateContent",
+            "/v1beta/a%5cb",
+            "/v1beta/a\\..\\b",
+            "/..",
+        ] {
+            assert!(check_safe(bad).is_err(), "{bad}");
+        }
+        for good in ["/v1beta/models/gemini-2.5-flash:generateContent", "/v1/files/a.b", "/", "/v1beta/x..y/..z"] {
+            assert!(check_safe(good).is_ok(), "{good}");
+        }
     }
 }

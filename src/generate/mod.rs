@@ -19,6 +19,7 @@ use http::{HeaderMap, Method, header};
 /// Fallback handler: every path that is not the gateway's own goes through here.
 pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let result = match path::parse(req.uri().path()) {
+        _ if proxy::is_upgrade(req.headers()) => proxy::forward_upgrade(&state, req).await,
         Some(p) if p.is_generate() && req.method() == Method::POST => generate(&state, req).await,
         Some(p) if p.door == Door::Upload => {
             let origin = req.uri().query().and_then(|q| state.uploads().origin_for(q));
@@ -52,6 +53,12 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
                 if m.tier == Tier::Batch {
                     tier = Some(Tier::Standard);
                     if let (Some(scope), Some(model)) = (&scope, api.model_name()) {
+                        // Nothing is queued for a key or model the upstream refuses.
+                        if let Some((_, cred)) = crate::deferral::Credential::from_request(&parts.headers, query) {
+                            if let Some(refusal) = d.admit(scope, api.version, &model, &cred).await {
+                                return Ok(refusal);
+                            }
+                        }
                         match d.defer(scope, &model, &body, &value, &m).await {
                             Ok(resp) => return Ok(resp),
                             Err(e) if d.refuses_when_unavailable() => {

@@ -65,8 +65,10 @@ pub async fn respond(
     if !status.is_success() || (stream && !sse) || (stream && untouched) {
         // Errors pass through untouched; JSON-array streams are relayed as they are; so are
         // untouched streams (their headers leave before the usage arrives).
+        // A JSON-array stream served from a cache reports the cache's tokens like an SSE one.
+        let cached = if status.is_success() && stream { plan.annotation.prefix_tokens } else { 0 };
         let mut out = proxy::relay_response(resp);
-        plan.annotation.set_headers(out.headers_mut(), 0);
+        plan.annotation.set_headers(out.headers_mut(), cached);
         return out;
     }
     let mut headers = HeaderMap::new();

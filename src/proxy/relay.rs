@@ -45,6 +45,7 @@ pub async fn read_limited_body(req: Request, limit: u64) -> Result<(http::reques
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(GatewayError::BodyTooLarge { limit })
         }
+        Err(e) if crate::listener::is_slow_body(&*e) => Err(GatewayError::ClientTooSlow(e.to_string())),
         Err(e) => Err(GatewayError::ClientBody(e.to_string())),
     }
 }
@@ -71,7 +72,13 @@ pub async fn passthrough(state: &AppState, req: Request, origin: Option<String>)
         body: reqwest::Body::wrap_stream(stream),
     };
     let started = std::time::Instant::now();
-    let resp = state.upstream().send_to(origin.as_deref(), upstream_req).await?;
+    let slow = parts.extensions.get::<crate::listener::BodyTimedOut>().cloned().unwrap_or_default();
+    let resp = match state.upstream().send_to(origin.as_deref(), upstream_req).await {
+        Ok(resp) => resp,
+        // The upstream call failed because the client's body stopped coming: say so.
+        Err(_) if slow.get() => return Err(GatewayError::ClientTooSlow("the request body arrived too slowly".into())),
+        Err(e) => return Err(e),
+    };
     crate::app::record_upstream_time(started.elapsed());
     let mut out = relay_response(resp);
     state.uploads().rewrite(&parts.headers, out.headers_mut(), state.upstream().base());

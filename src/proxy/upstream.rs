@@ -10,6 +10,8 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Upstream {
     client: reqwest::Client,
+    /// HTTP/1.1 only, for protocol upgrades (HTTP/2 has no `Upgrade`).
+    upgrade_client: reqwest::Client,
     /// Base URL without a trailing slash; may carry a path prefix.
     base: String,
     /// The same, parsed once: request URLs are built from it without re-parsing the host.
@@ -28,16 +30,19 @@ pub struct UpstreamRequest {
 
 impl Upstream {
     pub fn new(cfg: &UpstreamConfig) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(cfg.connect_timeout)
-            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(cfg.connect_timeout)
+                .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+                .pool_idle_timeout(cfg.pool_idle_timeout)
+                .tcp_nodelay(true)
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let client = builder().build()?;
+        let upgrade_client = builder().http1_only().build()?;
         let base = cfg.url.trim_end_matches('/').to_string();
         let base_url = url::Url::parse(&base).map_err(|e| anyhow::anyhow!("upstream.url {base:?}: {e}"))?;
-        Ok(Self { client, base, base_url, timeout: cfg.timeout })
+        Ok(Self { client, upgrade_client, base, base_url, timeout: cfg.timeout })
     }
 
     /// The URL for a client's path and query on the configured base. Equivalent to parsing
@@ -72,7 +77,21 @@ impl Upstream {
             Some(origin) => self.client.request(req.method, format!("{origin}{}", req.path_and_query)),
             None => self.client.request(req.method, self.url_for(&req.path_and_query)),
         };
-        let builder = builder.headers(req.headers).body(req.body);
+        self.await_headers(builder.headers(req.headers).body(req.body)).await
+    }
+
+    /// Sends an upgrade request (no body) over HTTP/1.1 and waits for the upstream's answer.
+    pub async fn send_upgrade(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response, GatewayError> {
+        self.await_headers(self.upgrade_client.request(method, self.url_for(path_and_query)).headers(headers)).await
+    }
+
+    /// Sends and waits for the response headers within the configured timeout.
+    async fn await_headers(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response, GatewayError> {
         match tokio::time::timeout(self.timeout, builder.send()).await {
             Err(_) => Err(GatewayError::UpstreamTimeout(self.timeout)),
             Ok(Ok(resp)) => Ok(resp),

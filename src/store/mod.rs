@@ -2,6 +2,7 @@
 //! its own trait, `deferral::Queue`, on the same backend). Backends: embedded SQLite (default),
 //! in-memory (tests), Redis (replicas).
 
+pub mod lock;
 mod memory;
 pub(crate) mod redis;
 mod sqlite;

@@ -16,6 +16,7 @@ pub const IN_FLIGHT: &str = "gemgate_in_flight_requests";
 pub const REQUEST_BYTES: &str = "gemgate_request_bytes_total";
 pub const RESPONSE_BYTES: &str = "gemgate_response_bytes_total";
 pub const GATEWAY_ERRORS: &str = "gemgate_gateway_errors_total";
+pub const CLIENT_TIMEOUTS: &str = "gemgate_client_timeouts_total";
 pub const CACHE_DECISIONS: &str = "gemgate_cache_decisions_total";
 pub const CACHE_CREATIONS: &str = "gemgate_cache_creations_total";
 pub const CACHE_RENEWALS: &str = "gemgate_cache_renewals_total";
@@ -46,7 +47,9 @@ pub fn init_tracing(cfg: &TelemetryConfig) {
     if cfg.log_format == "json" {
         let _ = registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init();
     } else {
-        let _ = registry.with(fmt::layer().with_writer(std::io::stderr)).try_init();
+        // Colour codes only on a terminal: a log file or collector gets plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let _ = registry.with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)).try_init();
     }
 }
 

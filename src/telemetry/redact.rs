@@ -23,8 +23,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn is_secret_param(k: &str) -> bool {
-    k.eq_ignore_ascii_case("key") || k.eq_ignore_ascii_case("access_token")
+/// Whether a raw (still percent-encoded) query name names a credential. The name is decoded
+/// first, as the upstream decodes it: `%6Bey` and `k%65y` are `key`.
+fn is_secret_param(raw: &str) -> bool {
+    let decoded: String = url::form_urlencoded::parse(raw.as_bytes()).map(|(k, v)| k.into_owned() + &v).collect();
+    decoded.eq_ignore_ascii_case("key") || decoded.eq_ignore_ascii_case("access_token")
 }
 
 #[cfg(test)]
@@ -39,5 +42,14 @@ mod tests {
         );
         assert_eq!(redact_path_and_query("/v1/models"), "/v1/models");
         assert!(!redact_url("http://h/v1?key=abc").contains("abc"));
+    }
+
+    #[test]
+    fn masks_percent_encoded_key_names() {
+        for q in ["%6Bey=S1", "k%65y=S1", "%6b%65%79=S1", "KEY=S1", "access%5Ftoken=S1"] {
+            let out = redact_path_and_query(&format!("/v1beta/models?{q}"));
+            assert!(!out.contains("S1"), "{q} → {out}");
+        }
+        assert_eq!(redact_path_and_query("/v?keys=a"), "/v?keys=a");
     }
 }

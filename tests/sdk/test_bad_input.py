@@ -142,6 +142,8 @@ def test_unreachable_upstream_is_a_gemini_502(workdir, api_version):
         [str(BIN), "serve", "--listen", "127.0.0.1:0", "--upstream", f"http://127.0.0.1:{dead_port}"],
         "gateway listening on",
         workdir,
+        # Its own store: the session's gateway holds the SQLite file in this directory.
+        env={"GEMGATE_STORE__BACKEND": "memory"},
     )
     try:
         resp = requests.post(

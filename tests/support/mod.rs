@@ -1,7 +1,9 @@
 //! Shared helpers for integration tests: serve routers on port 0, start gateways in-process.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod binary;
 pub mod deferred;
+pub mod raw;
 
 use gemgate::config::{CliOverrides, Config};
 use std::net::SocketAddr;
@@ -28,12 +30,17 @@ pub fn config(upstream: &str) -> Config {
     Config::load(None, vars, &CliOverrides::default()).expect("valid test config")
 }
 
-/// Starts a gateway in-process with `config` and returns its base URL.
+/// Starts a gateway in-process with `config` (served as `gemgate serve` serves it: header and
+/// body limits, upgrades) and returns its base URL.
 pub async fn gateway(config: Config) -> String {
     let metrics = gemgate::telemetry::install_metrics();
     let state = gemgate::AppState::new(config, Some(metrics)).unwrap();
     state.start().await;
-    let addr = serve(gemgate::build_app(state)).await;
+    let limits = gemgate::listener::ClientLimits::from_config(&state.config().server);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = state.cancel_token().clone();
+    tokio::spawn(gemgate::listener::serve(listener, gemgate::build_app(state), limits, cancel));
     format!("http://{addr}")
 }
 
@@ -87,6 +94,11 @@ impl Recorder {
         });
         let addr = serve(router).await;
         Recorder { url: format!("http://{addr}"), calls }
+    }
+
+    /// Every path the upstream was asked for, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.calls.lock().unwrap().iter().map(|(_, p)| p.clone()).collect()
     }
 
     /// How many calls had this method and a path ending with `suffix`.

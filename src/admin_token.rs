@@ -1,0 +1,78 @@
+//! `server.admin_token`: when set, the gateway's own endpoints (everything under `/gemgate/` and
+//! `/metrics`) require `Authorization: Bearer <token>`. Deferred operations are the exception:
+//! each tenant reads its own with its own API key, as before, and never sees another's.
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::gemini::GeminiError;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+/// The tenant-facing part of `/gemgate/`, authenticated by the tenant's own key.
+const TENANT_PATHS: &str = "/gemgate/v1/operations";
+
+/// Whether a path is an admin endpoint the token protects.
+pub fn is_admin_path(path: &str) -> bool {
+    let tenant = path.strip_prefix(TENANT_PATHS).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    (path == "/metrics" || path.starts_with("/gemgate/")) && !tenant
+}
+
+/// Whether `authorization` carries the admin token, compared in constant time.
+pub fn authorized(authorization: Option<&[u8]>, token: &str) -> bool {
+    let Some(presented) = authorization.and_then(|v| v.strip_prefix(b"Bearer ")) else {
+        return false;
+    };
+    presented.ct_eq(token.as_bytes()).into()
+}
+
+/// Middleware on the whole router: admin paths need the token when one is configured.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let token = &state.config().server.admin_token;
+    if token.is_empty() || !is_admin_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    if authorized(req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes()), token) {
+        return next.run(req).await;
+    }
+    let msg = "gemgate: this endpoint requires the admin token (Authorization: Bearer <server.admin_token>)";
+    let mut resp = GeminiError::new(401, msg).into_response();
+    resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    resp
+}
+
+/// Logs a warning when the admin endpoints are open to every address the gateway listens on.
+pub fn warn_if_open(config: &Config) {
+    if config.server.admin_token.is_empty() && !config.server.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.server.listen,
+            "server.admin_token is not set and the gateway listens beyond loopback: /gemgate/ and /metrics \
+             (cache names, tenant scopes, timings) are open to anyone who can reach the port"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_paths_are_everything_under_gemgate_but_tenant_operations() {
+        for p in ["/metrics", "/gemgate/v1/caches", "/gemgate/ui", "/gemgate/v1/spend", "/gemgate/v1/operationsx"] {
+            assert!(is_admin_path(p), "{p}");
+        }
+        for p in ["/gemgate/v1/operations", "/gemgate/v1/operations/abc", "/healthz", "/readyz", "/v1beta/models"] {
+            assert!(!is_admin_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_passes() {
+        assert!(authorized(Some(b"Bearer s3cret"), "s3cret"));
+        for wrong in [&b"Bearer s3cre"[..], b"Bearer s3cret2", b"bearer s3cret", b"s3cret", b""] {
+            assert!(!authorized(Some(wrong), "s3cret"), "{}", String::from_utf8_lossy(wrong));
+        }
+        assert!(!authorized(None, "s3cret"));
+    }
+}

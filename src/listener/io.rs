@@ -1,0 +1,118 @@
+//! Gives hyper's own error answers a Gemini body. When a request cannot even be parsed (a bad
+//! header line, headers or a URI too large) hyper answers by itself, before any handler runs,
+//! with an empty 400, 431 or 414. This wrapper around the connection recognises that answer (a
+//! 4xx head with `content-length: 0` and no `x-request-id`, which every response of the gateway
+//! carries) and writes the same status with Gemini's error JSON instead.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub struct GeminiErrors<T> {
+    inner: T,
+    /// A replacement answer being written, and how much of it is out.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<T> GeminiErrors<T> {
+    pub fn new(inner: T) -> Self {
+        Self { inner, pending: None }
+    }
+}
+
+/// The Gemini version of hyper's automatic answer in `head`, if it is one.
+fn replacement(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let rest = text.strip_prefix("HTTP/1.1 ")?;
+    let code: u16 = rest.get(..3)?.parse().ok()?;
+    let lower = text.to_ascii_lowercase();
+    if !matches!(code, 400 | 414 | 431)
+        || !text.ends_with("\r\n\r\n")
+        || !lower.contains("\r\ncontent-length: 0\r\n")
+        || lower.contains("x-request-id")
+    {
+        return None;
+    }
+    let message = match code {
+        414 => "gemgate: the request URI is too long",
+        431 => "gemgate: the request headers are too large",
+        _ => "gemgate: the request could not be parsed as HTTP",
+    };
+    let body = crate::gemini::GeminiError::new(code, message).body();
+    let reason = http::StatusCode::from_u16(code).ok()?.canonical_reason().unwrap_or("");
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json; charset=UTF-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GeminiErrors<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> GeminiErrors<T> {
+    fn flush_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, done)) = &mut self.pending {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*done..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *done += n;
+            if *done == bytes.len() {
+                self.pending = None;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GeminiErrors<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        ready!(self.flush_pending(cx))?;
+        // Cheap test first: only a 4xx head can be one of hyper's answers.
+        if buf.starts_with(b"HTTP/1.1 4") {
+            if let Some(out) = replacement(buf) {
+                self.pending = Some((out, 0));
+                let _ = self.flush_pending(cx)?;
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.flush_pending(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.flush_pending(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hypers_own_answers_are_replaced() {
+        let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Fri, 27 Nov 2026 19:00:00 GMT\r\n\r\n";
+        let out = String::from_utf8(replacement(hyper).unwrap()).unwrap();
+        assert!(out.starts_with("HTTP/1.1 431 "), "{out}");
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!((v["error"]["code"].as_u64(), v["error"]["status"].as_str()), (Some(431), Some("INVALID_ARGUMENT")));
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nx-request-id: abc\r\n\r\n";
+        assert!(replacement(ours).is_none());
+        let with_body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\n";
+        assert!(replacement(with_body).is_none());
+    }
+}

@@ -1,0 +1,123 @@
+//! The gateway's HTTP server loop (hyper, HTTP/1.1 and h2c): a header-read timeout, body read
+//! limits on every request, upgrades (WebSocket) kept possible, and a shutdown that lets open
+//! requests finish while new connections only learn that this replica is leaving.
+
+mod body;
+mod io;
+
+pub use body::{BodyLimits, BodyTimedOut, SlowBody, is_slow_body};
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::IntoResponse;
+use body::TimedBody;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// Limits on how slowly a client may send a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// Time allowed for the whole request line and header block.
+    pub header_read: Duration,
+    pub body: BodyLimits,
+}
+
+impl ClientLimits {
+    pub fn from_config(c: &crate::config::ServerConfig) -> Self {
+        Self {
+            header_read: c.header_read_timeout,
+            body: BodyLimits { idle: c.body_idle_timeout, min_rate: c.min_body_rate },
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then until the connections open at
+/// that moment have finished (the caller bounds that wait). Connections accepted after it are
+/// answered by `app` for `/healthz` and `/readyz` (which then says 503) and with 503 otherwise.
+pub async fn serve(listener: TcpListener, app: Router, limits: ClientLimits, shutdown: CancellationToken) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read);
+    builder.http2().timer(TokioTimer::new());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(io::GeminiErrors::new(stream));
+        let conn = builder.serve_connection_with_upgrades(io, service(app.clone(), limits));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move { note_connection_end(conn.await) });
+    }
+    tokio::spawn(answer_while_leaving(listener, app, builder, limits));
+    graceful.shutdown().await;
+}
+
+/// After shutdown: keep the port answering, so load balancers read a 503 from `/readyz` instead
+/// of a refused connection, until the process exits.
+async fn answer_while_leaving(
+    listener: TcpListener,
+    app: Router,
+    builder: auto::Builder<TokioExecutor>,
+    l: ClientLimits,
+) {
+    let leaving = Router::new()
+        .route("/healthz", axum::routing::any_service(app.clone()))
+        .route("/readyz", axum::routing::any_service(app))
+        .fallback(|| async { crate::error::GatewayError::ShuttingDown.into_response() });
+    while let Ok((stream, _)) = listener.accept().await {
+        let io = TokioIo::new(io::GeminiErrors::new(stream));
+        let conn = builder.serve_connection(io, service(leaving.clone(), l)).into_owned();
+        tokio::spawn(async move { note_connection_end(conn.await) });
+    }
+}
+
+fn service(app: Router, limits: ClientLimits) -> Service {
+    Service { app, limits }
+}
+
+/// The router behind a hyper connection, with every request body under the body limits.
+#[derive(Clone)]
+struct Service {
+    app: Router,
+    limits: ClientLimits,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for Service {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = tower::util::Oneshot<Router, http::Request<Body>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let flag = BodyTimedOut::default();
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(flag.clone());
+        let req = http::Request::from_parts(parts, Body::new(TimedBody::new(body, self.limits.body, flag)));
+        self.app.clone().oneshot(req)
+    }
+}
+
+/// Counts connections closed for sending their header block too slowly.
+fn note_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    let Err(err) = result else { return };
+    if err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
+        metrics::counter!(crate::telemetry::CLIENT_TIMEOUTS, "kind" => "header").increment(1);
+        tracing::debug!("connection closed: header block not received in time");
+    } else {
+        tracing::trace!(%err, "connection ended with an error");
+    }
+}
