@@ -57,15 +57,7 @@ async fn transient_submission_errors_are_retried_a_bounded_number_of_times() {
     let name = op["name"].as_str().unwrap().to_string();
     let started = Instant::now();
     let done = loop {
-        let op: Value = client
-            .get(format!("{gw}/gemgate/v1/{name}"))
-            .header("x-goog-api-key", "k")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let op: Value = support::get_json(&format!("{gw}/gemgate/v1/{name}"), Some("k")).await;
         if op["done"] == true {
             break op;
         }

@@ -42,15 +42,7 @@ async fn bad_keys_and_models_are_refused_before_queueing() {
     assert_eq!(rec.count("GET", "/models/gemini-2.5-flash"), 2);
 
     for (key, expected) in [("made-up-key", 0), ("good-key", 3)] {
-        let list: Value = client
-            .get(format!("{gw}/gemgate/v1/operations"))
-            .header("x-goog-api-key", key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = support::get_json(&format!("{gw}/gemgate/v1/operations"), Some(key)).await;
         let n = list["operations"].as_array().map_or(0, Vec::len);
         assert_eq!(n, expected, "{key}: {list}");
     }
