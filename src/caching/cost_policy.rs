@@ -62,12 +62,39 @@ pub struct CostPolicyConfig {
     pub speculate: bool,
     /// First-sight creation needs `p × saving ≥ speculate_margin × its cost`.
     pub speculate_margin: f64,
+    /// First sight only for classes whose own prefixes came back (within the TTL) at least this
+    /// often: below it, which sightings return is a guess that costs more than it earns.
+    pub speculate_min_rate: f64,
+    /// First sight values a cache at up to this many reads (`p/(1 − p)`, the reads of a chain
+    /// that goes on with probability `p`) instead of one read with probability `p` (0).
+    pub speculate_reads: f64,
     /// First sightings observed before the return rate is trusted.
     pub speculate_min_evidence: u64,
     /// Returns (requests repeating a prefix seen before) sent without a gateway cache before
     /// anything is created for a tenant and model: until then nothing says whether the
     /// upstream's implicit caching already serves them for free.
     pub implicit_probes: u64,
+    /// Supersede guard: while a shorter cache serves the request, a longer boundary is created
+    /// only if it adds at least this share of its tokens (0 = no guard).
+    pub supersede_share: f64,
+    /// Rewarm: a prefix whose last cache was read at least this many times gets a new one at its
+    /// first arrival after that cache lapsed (0 = never).
+    pub rewarm_hits: u64,
+    /// A gap longer than this many break-evens (`min(d, C)/S`) is an idle period: it does not
+    /// teach the TTL (0 = every gap does).
+    pub idle_gap_break_evens: f64,
+    /// The TTL is at most `sqrt(break-even × ttl_evidence × arrivals)` (and never above the
+    /// break-even `min(d, C)/S`): a prefix seen twice is not waited for as long as one that has
+    /// kept coming back, and cheap storage buys a longer wait, but less than in proportion
+    /// (0 = the break-even alone).
+    #[serde(with = "humantime_serde")]
+    pub ttl_evidence: Duration,
+    /// First-sight return rates are learned per class of request (a new conversation, or one
+    /// that continues a prefix seen before) instead of one rate per tenant and model.
+    pub first_sight_classes: bool,
+    /// A continuation whose shared prefix was seen within this long is its own class.
+    #[serde(with = "humantime_serde")]
+    pub first_sight_quick: Duration,
 }
 
 impl Default for CostPolicyConfig {
@@ -78,7 +105,7 @@ impl Default for CostPolicyConfig {
             first_ttl: Duration::from_secs(300),
             gap_weight: 0.25,
             ttl_deviations: 4.0,
-            ttl_mean_factor: 2.0,
+            ttl_mean_factor: 10.0,
             renew_below: 0.75,
             create_margin: 2.0,
             implicit_share: 0.8,
@@ -87,8 +114,33 @@ impl Default for CostPolicyConfig {
             min_delete_remaining: Duration::from_secs(60),
             speculate: true,
             speculate_margin: 1.2,
+            speculate_min_rate: 0.5,
+            speculate_reads: 2.0,
             speculate_min_evidence: 20,
             implicit_probes: 5,
+            supersede_share: 0.25,
+            rewarm_hits: 2,
+            idle_gap_break_evens: 1.0,
+            ttl_evidence: Duration::from_secs(40),
+            first_sight_classes: true,
+            first_sight_quick: Duration::from_secs(120),
+        }
+    }
+}
+
+impl CostPolicyConfig {
+    /// The tuning before policy v2, kept so `simulate` can show what v2 changed.
+    pub fn v1() -> Self {
+        Self {
+            ttl_mean_factor: 2.0,
+            speculate_min_rate: 0.0,
+            speculate_reads: 0.0,
+            supersede_share: 0.0,
+            rewarm_hits: 0,
+            idle_gap_break_evens: 0.0,
+            ttl_evidence: Duration::ZERO,
+            first_sight_classes: false,
+            ..Self::default()
         }
     }
 }
@@ -137,8 +189,12 @@ pub struct PrefixStats {
     /// No creation before this time, after a failed one.
     pub cooldown_until_ms: i64,
     /// This boundary was first seen as a request's own (longest) prefix: its return, if any,
-    /// teaches the tenant's return rate.
+    /// teaches the tenant's return rate (of this first-sight class).
     pub first_as_longest: bool,
+    pub first_class: u8,
+    /// Uses of the current cache, and of the last one (for rewarm).
+    pub hits: u64,
+    pub last_cache_hits: u64,
 }
 
 impl PrefixStats {
@@ -159,6 +215,7 @@ impl PrefixStats {
     pub fn on_gone(&mut self, now_ms: i64) {
         if let Some(c) = self.cache.take() {
             self.paid_until_ms = c.expire_ms.min(now_ms).max(self.paid_until_ms);
+            self.last_cache_hits = std::mem::take(&mut self.hits);
         }
     }
 
@@ -222,6 +279,12 @@ impl CostPolicy {
         tokens as f64 * self.price.storage_per_token_ms()
     }
 
+    /// The longest gap a cache of `tokens` pays to be kept across: `min(d, C)/S`.
+    pub fn break_even_ms(&self, tokens: u64) -> f64 {
+        let s = self.storage_per_ms(tokens);
+        if s > 0.0 { self.hit_saving_usd(tokens, 0).min(self.creation_usd(tokens)) / s } else { f64::INFINITY }
+    }
+
     /// The TTL to give this prefix's cache now (see the module doc).
     pub fn ttl_ms(&self, st: &PrefixStats, tokens: u64) -> i64 {
         let cfg = &self.cfg;
@@ -230,12 +293,16 @@ impl CostPolicy {
         } else {
             (st.gap_mean_ms + cfg.ttl_deviations * st.gap_dev_ms).max(cfg.ttl_mean_factor * st.gap_mean_ms)
         };
-        let s = self.storage_per_ms(tokens);
-        let break_even =
-            if s > 0.0 { self.hit_saving_usd(tokens, 0).min(self.creation_usd(tokens)) / s } else { f64::INFINITY };
         let min = cfg.min_ttl.as_millis() as f64;
-        let max = (cfg.max_ttl.as_millis() as f64).min(break_even).max(min);
-        predicted.clamp(min, max).round() as i64
+        predicted.clamp(min, self.ttl_cap_ms(tokens, st.arrivals).max(min)).round() as i64
+    }
+
+    /// The longest TTL for a prefix seen `arrivals` times (see `ttl_evidence`).
+    pub fn ttl_cap_ms(&self, tokens: u64, arrivals: u64) -> f64 {
+        let break_even = self.break_even_ms(tokens);
+        let evidence = self.cfg.ttl_evidence.as_millis() as f64;
+        let cap = if evidence > 0.0 { (break_even * evidence * arrivals.max(1) as f64).sqrt() } else { break_even };
+        (self.cfg.max_ttl.as_millis() as f64).min(break_even).min(cap)
     }
 
     /// A request whose prefix includes this boundary (`tokens` long) arrives at `now_ms`.
@@ -247,7 +314,12 @@ impl CostPolicy {
         let cfg = &self.cfg;
         let prev = st.last_arrival_ms;
         if let Some(p) = prev {
-            st.learn_gap((now_ms - p).max(0) as f64, cfg.gap_weight);
+            let gap = (now_ms - p).max(0) as f64;
+            // An idle period says nothing about how long the next run of arrivals keeps coming.
+            let idle = cfg.idle_gap_break_evens > 0.0 && gap > cfg.idle_gap_break_evens * self.break_even_ms(tokens);
+            if !idle {
+                st.learn_gap(gap, cfg.gap_weight);
+            }
         }
         st.arrivals += 1;
         st.last_arrival_ms = Some(now_ms);
@@ -258,6 +330,7 @@ impl CostPolicy {
         if let Some(c) = st.cache {
             if c.expire_ms > now_ms + cfg.expiry_margin.as_millis() as i64 {
                 st.regret_usd = 0.0;
+                st.hits += 1;
                 let ttl = self.ttl_ms(st, tokens);
                 if let Some(c) = &mut st.cache {
                     c.last_used_ms = now_ms;
@@ -285,11 +358,17 @@ impl CostPolicy {
             return Decision::Observe;
         }
         let ttl = self.ttl_ms(st, tokens);
+        // Rewarm: the last cache was read often enough that the prefix is worth one again now.
+        let implicit = st.implicit_share >= cfg.implicit_share;
+        if cfg.rewarm_hits > 0 && st.last_cache_hits >= cfg.rewarm_hits && !implicit {
+            st.last_cache_hits = 0;
+            return Decision::Create { ttl_ms: ttl };
+        }
         // Creating now costs C, but this request then reads the prefix cached instead of paying
         // for it fresh, so the price of buying now is C − d plus storage for one TTL.
         let buy = (self.creation_usd(tokens) - d + s * ttl as f64).max(0.0);
         let mut threshold = cfg.create_margin * buy;
-        if st.implicit_share >= cfg.implicit_share {
+        if implicit {
             threshold *= cfg.implicit_evidence;
         }
         if st.regret_usd >= threshold { Decision::Create { ttl_ms: ttl } } else { Decision::Observe }

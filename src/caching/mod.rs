@@ -225,6 +225,9 @@ impl Caching {
 
         // 1. The longest boundary with a live cache; the policy sees this use.
         let mut hit: Option<(usize, Arc<registry::Hot>, Decision)> = None;
+        // How long before this request the longest prefix it shares with earlier ones was seen
+        // (the first-sight class, speculate.rs).
+        let mut since_shared = None;
         for (i, b) in fp.boundaries.iter().enumerate().rev() {
             let Some(entry) = e.registry.get(&b.key) else { continue };
             if entry.expire_ms <= now + EXPIRY_MARGIN_MS {
@@ -235,6 +238,7 @@ impl Caching {
             let mut st = st.lock().expect("poisoned");
             st.sync(Some(&entry), now);
             plan.shared_tokens = entry.tokens;
+            since_shared = st.stats.last_arrival_ms.map(|p| now - p);
             let d = e.rules.on_request(
                 &model,
                 &mut returns.lock().expect("poisoned"),
@@ -268,8 +272,13 @@ impl Caching {
                 plan.shared_tokens = *tokens;
             }
             // The request's own prefix may be cached at first sight (speculate.rs).
-            let a = Arrival { own_prefix: j + 1 == eligible.len(), ..Arrival::new(now, *tokens, covered) };
+            let own_prefix = j + 1 == eligible.len();
+            let a = Arrival { own_prefix, since_shared_ms: since_shared, ..Arrival::new(now, *tokens, covered) };
+            let prev = st.stats.last_arrival_ms;
             let d = e.rules.on_request(&model, &mut returns.lock().expect("poisoned"), &mut st, a);
+            if let Some(p) = prev {
+                since_shared = Some(now - p);
+            }
             if let Decision::Create { ttl_ms } = d {
                 chosen = Some((b, ttl_ms, *tokens));
             }

@@ -40,7 +40,7 @@ impl BoundaryState {
 pub enum Rules {
     /// One policy per model name. Model names come from the client, so the map is bounded.
     Cost {
-        cfg: CostPolicyConfig,
+        cfg: Box<CostPolicyConfig>,
         prices: Arc<PriceTable>,
         per_model: moka::sync::Cache<String, Arc<CostPolicy>>,
     },
@@ -69,7 +69,7 @@ impl Rules {
             }
         } else {
             let per_model = moka::sync::Cache::builder().max_capacity(MAX_MODEL_POLICIES).build();
-            Rules::Cost { cfg: c.cost.clone(), prices, per_model }
+            Rules::Cost { cfg: Box::new(c.cost.clone()), prices, per_model }
         }
     }
 
@@ -79,7 +79,7 @@ impl Rules {
         // as small as the price table, and a new row takes effect on its day.
         let row = prices.price_at(model, crate::accounting::today()).row_name();
         Some(per_model.get_with(row, || {
-            let (p, fell_back) = CostPolicy::new(cfg.clone(), prices, model);
+            let (p, fell_back) = CostPolicy::new((**cfg).clone(), prices, model);
             if fell_back {
                 tracing::warn!(model, "no price for this model; caching decisions use the default row");
             }

@@ -4,41 +4,60 @@
 
 use super::trace::SimRequest;
 use super::{Ctx, Tally};
-use crate::accounting::{Service, Usage, actual_usd};
-use crate::caching::cost_policy::{CostPolicy, Decision, PrefixStats};
+use crate::accounting::{ModelPrice, Service, Usage, actual_usd};
+use crate::caching::cost_policy::{CostPolicy, CostPolicyConfig, Decision, PrefixStats};
 use crate::caching::{Arrival, ReturnStats};
 use std::collections::HashMap;
+use std::hash::Hash;
 
 /// A live simulated cache.
-struct SimCache {
+pub(super) struct SimCache {
     start: i64,
     expire: i64,
     tokens: u64,
-    model: String,
+    /// Index of the cache's model in [`World::prices`].
+    model: usize,
 }
 
-#[derive(Default)]
-struct World<'a> {
-    caches: HashMap<&'a str, SimCache>,
-    tally: Tally,
+/// The simulated upstream: the caches alive, keyed by boundary (its key, or an interned id), and
+/// the bill. Every strategy is billed by it.
+pub(super) struct World<K> {
+    pub(super) caches: HashMap<K, SimCache>,
+    pub(super) tally: Tally,
+    /// The price row of each model seen, looked up once.
+    prices: Vec<(String, ModelPrice)>,
 }
 
-impl<'a> World<'a> {
-    fn create(&mut self, ctx: &Ctx, key: &'a str, tokens: u64, model: &str, now: i64, ttl: i64) {
+impl<K> Default for World<K> {
+    fn default() -> Self {
+        World { caches: HashMap::new(), tally: Tally::default(), prices: Vec::new() }
+    }
+}
+
+impl<K: Copy + Eq + Hash> World<K> {
+    /// Index of `model`'s price row in `prices`.
+    fn price_ix(&mut self, ctx: &Ctx, model: &str) -> usize {
+        self.prices.iter().position(|(m, _)| m == model).unwrap_or_else(|| {
+            self.prices.push((model.to_string(), ctx.price(model).clone()));
+            self.prices.len() - 1
+        })
+    }
+
+    pub(super) fn create(&mut self, ctx: &Ctx, key: K, tokens: u64, model: &str, now: i64, ttl: i64) {
         self.end(ctx, key); // a cache the policy gave up on still runs to its expiry
-        let price = ctx.price(model);
-        let c = crate::accounting::creation_usd(price, ctx.prices.cache_creation, tokens);
+        let m = self.price_ix(ctx, model);
+        let c = crate::accounting::creation_usd(&self.prices[m].1, ctx.prices.cache_creation, tokens);
         self.tally.creations += 1;
         self.tally.creation_usd += c;
         self.tally.total_usd += c;
-        self.caches.insert(key, SimCache { start: now, expire: now + ttl, tokens, model: model.to_string() });
+        self.caches.insert(key, SimCache { start: now, expire: now + ttl, tokens, model: m });
     }
 
     /// Ends a cache's life at `at` (or its expiry, if earlier) and bills its storage.
-    fn end_at(&mut self, ctx: &Ctx, key: &str, at: i64) {
-        if let Some(c) = self.caches.remove(key) {
+    pub(super) fn end_at(&mut self, key: K, at: i64) {
+        if let Some(c) = self.caches.remove(&key) {
             let ms = (at.min(c.expire) - c.start).max(0) as f64;
-            let usd = c.tokens as f64 * ms * ctx.price(&c.model).storage_per_token_ms();
+            let usd = c.tokens as f64 * ms * self.prices[c.model].1.storage_per_token_ms();
             self.tally.storage_token_ms += c.tokens as f64 * ms;
             self.tally.storage_usd += usd;
             self.tally.total_usd += usd;
@@ -46,32 +65,40 @@ impl<'a> World<'a> {
     }
 
     /// Lets a cache run to its expiry and bills it.
-    fn end(&mut self, ctx: &Ctx, key: &str) {
-        self.end_at(ctx, key, i64::MAX);
+    pub(super) fn end(&mut self, _ctx: &Ctx, key: K) {
+        self.end_at(key, i64::MAX);
     }
 
-    fn alive(&self, key: &str, now: i64) -> bool {
-        self.caches.get(key).is_some_and(|c| c.expire > now)
+    pub(super) fn alive(&self, key: K, now: i64) -> bool {
+        self.caches.get(&key).is_some_and(|c| c.expire > now)
+    }
+
+    /// Moves a live cache's expiry (a renewal).
+    pub(super) fn extend(&mut self, key: K, expire: i64) {
+        if let Some(c) = self.caches.get_mut(&key) {
+            c.expire = expire;
+        }
     }
 
     /// Bills one request served with `cached` tokens at the cached rate.
-    fn serve(&mut self, ctx: &Ctx, r: &SimRequest, cached: u64, explicit: bool) {
+    pub(super) fn serve(&mut self, ctx: &Ctx, r: &SimRequest, cached: u64, explicit: bool) {
         let u = Usage {
             prompt_tokens: r.prompt_tokens,
             cached_tokens: cached.min(r.prompt_tokens),
             output_tokens: r.output_tokens,
             ..Usage::default()
         };
+        let m = self.price_ix(ctx, &r.model);
         let t = &mut self.tally;
-        t.total_usd += actual_usd(ctx.price(&r.model), &u, Service::Standard);
+        t.total_usd += actual_usd(&self.prices[m].1, &u, Service::Standard);
         t.requests += 1;
         t.prompt_tokens += r.prompt_tokens;
         t.cached_tokens += u.cached_tokens;
         t.hit_requests += u64::from(explicit);
     }
 
-    fn finish(mut self, ctx: &Ctx) -> Tally {
-        let keys: Vec<&str> = self.caches.keys().copied().collect();
+    pub(super) fn finish(mut self, ctx: &Ctx) -> Tally {
+        let keys: Vec<K> = self.caches.keys().copied().collect();
         for k in keys {
             self.end(ctx, k);
         }
@@ -79,14 +106,14 @@ impl<'a> World<'a> {
     }
 }
 
-fn eligible<'r>(ctx: &Ctx, r: &'r SimRequest) -> impl DoubleEndedIterator<Item = &'r (String, u64)> {
+pub(super) fn eligible<'r>(ctx: &Ctx, r: &'r SimRequest) -> impl DoubleEndedIterator<Item = &'r (String, u64)> {
     let min = ctx.min_tokens(&r.model);
     r.boundaries.iter().filter(move |b| b.1 >= min)
 }
 
 /// Every request as sent, implicit caching included.
 pub fn never(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
-    let mut w = World::default();
+    let mut w = World::<&str>::default();
     for r in reqs {
         w.serve(ctx, r, r.implicit_cached_tokens, false);
     }
@@ -114,6 +141,11 @@ pub fn always(reqs: &[SimRequest], ctx: &Ctx, ttl_ms: i64) -> Tally {
 /// (on_request → Observe/Create) and the longest `Create` is made and used; a sweeper calls
 /// on_tick on every cached boundary every `sweep_ms`.
 pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
+    policy_with(reqs, ctx, &ctx.cfg, sweep_ms)
+}
+
+/// [`policy`] with another tuning than the context's (today's policy for comparison).
+pub fn policy_with(reqs: &[SimRequest], ctx: &Ctx, cfg: &CostPolicyConfig, sweep_ms: i64) -> Tally {
     let mut w = World::default();
     let mut stats: HashMap<&str, PrefixStats> = HashMap::new();
     let mut policies: HashMap<&str, CostPolicy> = HashMap::new();
@@ -123,18 +155,18 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
     let mut last_implicit: HashMap<&str, u64> = HashMap::new();
     let mut next_tick = reqs.first().map_or(0, |r| r.t_ms);
     let last = reqs.last().map_or(0, |r| r.t_ms);
-    let end = last + ctx.cfg.max_ttl.as_millis() as i64 + sweep_ms;
+    let end = last + cfg.max_ttl.as_millis() as i64 + sweep_ms;
     let mut i = 0;
     while i < reqs.len() || next_tick <= end {
         if i >= reqs.len() || next_tick <= reqs[i].t_ms {
-            sweep(&mut w, &mut stats, &policies, ctx, next_tick);
+            sweep(&mut w, &mut stats, &policies, next_tick);
             next_tick += sweep_ms;
             continue;
         }
         let r = &reqs[i];
         i += 1;
         let now = r.t_ms;
-        let pol = policies.entry(r.model.as_str()).or_insert_with(|| ctx.policy(&r.model));
+        let pol = policies.entry(r.model.as_str()).or_insert_with(|| ctx.policy_with(cfg, &r.model));
         let bounds: Vec<&(String, u64)> = eligible(ctx, r).collect();
         let used = bounds.iter().rposition(|(k, _)| {
             stats
@@ -151,12 +183,15 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         let mut renew = None;
         let rs = returns.entry(r.model.as_str()).or_default();
         let mut covered = 0;
+        // How long before this request the longest prefix it shares with earlier ones was seen.
+        let mut since_shared = None;
         if let Some(u) = used {
             let (key, tokens) = bounds[u];
             let st = stats.get_mut(key.as_str()).expect("used boundary has stats");
             shared = *tokens;
             let last = last_implicit.get(key.as_str()).copied().unwrap_or(0);
             let a = Arrival { last_implicit: last, ..Arrival::new(now, *tokens, 0) };
+            since_shared = st.last_arrival_ms.map(|p| now - p);
             if let Decision::Renew { ttl_ms } = pol.on_arrival(rs, st, a) {
                 renew = Some((key.as_str(), ttl_ms));
             }
@@ -172,11 +207,20 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
             }
             let last = last_implicit.get(key.as_str()).copied().unwrap_or(0);
             let own_prefix = j + 1 == bounds.len();
+            let prev = st.last_arrival_ms;
             let d = pol.on_arrival(
                 rs,
                 st,
-                Arrival { last_implicit: last, own_prefix, ..Arrival::new(now, *tokens, covered) },
+                Arrival {
+                    last_implicit: last,
+                    own_prefix,
+                    since_shared_ms: since_shared,
+                    ..Arrival::new(now, *tokens, covered)
+                },
             );
+            if let Some(p) = prev {
+                since_shared = Some(now - p);
+            }
             if st.cache.is_none() && w.caches.contains_key(key.as_str()) {
                 w.end(ctx, key); // lapsed in the policy's eyes
             }
@@ -210,20 +254,20 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
 
 /// One sweeper pass: forget expired caches, delete those the policy says to.
 fn sweep<'a>(
-    w: &mut World<'a>,
+    w: &mut World<&'a str>,
     stats: &mut HashMap<&'a str, PrefixStats>,
     policies: &HashMap<&str, CostPolicy>,
-    ctx: &Ctx,
     now: i64,
 ) {
-    let live: Vec<(&'a str, u64, String)> = w.caches.iter().map(|(k, c)| (*k, c.tokens, c.model.clone())).collect();
+    let live: Vec<(&'a str, u64, String)> =
+        w.caches.iter().map(|(k, c)| (*k, c.tokens, w.prices[c.model].0.clone())).collect();
     for (key, tokens, model) in live {
         let Some(st) = stats.get_mut(key) else {
             continue;
         };
         let expired = w.caches.get(key).is_some_and(|c| c.expire <= now);
         if expired || policies[model.as_str()].on_tick(st, now, tokens) == Decision::Delete {
-            w.end_at(ctx, key, now);
+            w.end_at(key, now);
             st.on_gone(now);
         }
     }
@@ -237,7 +281,7 @@ fn sweep<'a>(
 /// storage), with an expiry right after the last arrival it is kept for. Greedy: it ignores that
 /// a later, longer cache may take over, so it is an upper bound on the optimum, not the optimum.
 pub fn clairvoyant_greedy(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
-    let mut w = World::default();
+    let mut w = World::<&str>::default();
     let mut arrivals: HashMap<&str, Vec<(i64, u64)>> = HashMap::new();
     for r in reqs {
         for (k, _) in eligible(ctx, r) {
