@@ -2,9 +2,9 @@
 //! `/metrics`) require `Authorization: Bearer <token>`. Deferred operations are the exception:
 //! each tenant reads its own with its own API key, as before, and never sees another's.
 
-use crate::app::AppState;
 use crate::config::Config;
 use crate::gemini::GeminiError;
+use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};

@@ -12,23 +12,25 @@ mod create;
 pub mod engine;
 mod fingerprint;
 mod lifecycle;
-pub(crate) mod ops;
 mod policy;
 pub mod registry;
 mod rewrite;
 mod rules;
 mod sizing;
 mod speculate;
+pub mod trace;
 
+pub use crate::gemini::error::parse_too_small;
+pub(crate) use crate::proxy::calls as ops;
+pub use crate::proxy::calls::Credential;
 pub use annotate::{
     Annotation, Costs, Outcome, Pricing, annotate_body, encode_event, is_final_event, parse_event, sse_events,
 };
 pub use cost_policy::Decision;
 pub use engine::{CacheView, Engine, Intent, Request, Sweep};
 pub use fingerprint::{Boundary, Fingerprint, fingerprint, scope_of};
-pub use ops::Credential;
 pub use rules::{BoundaryState, Rules};
-pub use sizing::{Sizer, parse_too_small};
+pub use sizing::Sizer;
 pub use speculate::{Arrival, ReturnStats};
 
 use crate::accounting::{self, Service};
@@ -38,7 +40,6 @@ use crate::config::CachingConfig;
 use crate::gemini::canonical;
 use crate::gemini::path::ApiPath;
 use crate::proxy::Upstream;
-use crate::simulate::trace::{TraceBoundary, TraceRecord, TraceWriter};
 use crate::store::{CacheEntry, Store};
 use crate::telemetry;
 use registry::Registry;
@@ -49,6 +50,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use trace::{TraceBoundary, TraceRecord, TraceWriter};
 
 /// What to do with one generate request.
 #[derive(Debug, Clone)]

@@ -3,9 +3,9 @@
 //! learning from usage. [`settle`] is the one place a response's annotation is completed.
 
 use crate::accounting::Service;
-use crate::app::AppState;
 use crate::caching::{self, Annotation, Plan};
 use crate::proxy::{self, BodyMeter};
+use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
