@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod replay;
 pub mod serve;
 pub mod simulate;
+pub mod spend;
 pub mod store;
 pub mod telemetry;
 
