@@ -43,7 +43,7 @@ fn range(q: &HashMap<String, String>, now_ms: i64) -> Result<(i64, i64), String>
     };
     let from = match q.get("from") {
         Some(v) => parse_time("from", v)?,
-        None => to - window.min(MAX_WINDOW).as_millis() as i64,
+        None => to.saturating_sub(window.as_millis().min(i64::MAX as u128) as i64),
     };
     if from > to {
         return Err("from must not be after to".into());
