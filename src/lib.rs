@@ -18,6 +18,7 @@ pub mod gemini;
 pub mod generate;
 pub mod listener;
 pub mod net;
+pub mod progress;
 pub mod proxy;
 pub mod replay;
 pub mod serve;
