@@ -28,7 +28,8 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// 4. `refuse_unsafe_paths`: 400 for paths with `.`/`..` segments or encoded separators, before
 ///    any handler or the upstream could resolve them into another path.
 /// 5. request decompression (gzip), so every handler reads plain bytes.
-/// 6. `admin_token::guard`: the admin token on `/gemgate/...` and `/metrics` when configured.
+/// 6. `admin_token::guard`: the admin token on `/gemgate/...` and `/metrics` when configured
+///    (the static `/gemgate/ui` files excepted: they hold no data).
 ///
 /// Body limits are enforced in the handlers, not by a layer, because the limit depends on the
 /// route (parsed JSON vs streamed uploads) and the error must be Gemini's JSON, not plain text.
@@ -43,6 +44,11 @@ pub fn build_app(state: AppState) -> Router {
             "/gemgate/v1/operations/{id}",
             get(crate::deferral::get_operation).delete(crate::deferral::cancel_operation),
         )
+        .route("/gemgate/v1/spend", get(crate::spend::spend))
+        .route("/gemgate/v1/requests", get(crate::spend::recent))
+        .route("/gemgate/v1/queue", get(crate::spend::queue))
+        .route("/gemgate/ui", get(crate::spend::ui_page))
+        .route("/gemgate/ui/{asset}", get(crate::spend::ui_asset))
         .fallback(crate::generate::dispatch)
         .method_not_allowed_fallback(|req: Request| async move {
             let msg = format!("gemgate: {} is not allowed on {}", req.method(), req.uri().path());

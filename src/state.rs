@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::deferral::Deferral;
 use crate::proxy::{UploadRoutes, Upstream};
+use crate::spend::Spend;
 use crate::store::Store;
 use crate::telemetry;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -28,6 +29,7 @@ struct Inner {
     store: Arc<dyn Store>,
     caching: Option<Caching>,
     deferral: Option<Deferral>,
+    spend: Option<Spend>,
     catalog: Catalog,
     clock: Clock,
     cancel: CancellationToken,
@@ -89,7 +91,9 @@ impl AppState {
             )?),
             false => None,
         };
+        let spend = config.spend.enabled.then(|| Spend::new(config.spend.clone(), store.clone(), clock.clone()));
         Ok(Self(Arc::new(Inner {
+            spend,
             config,
             upstream,
             uploads,
@@ -116,6 +120,9 @@ impl AppState {
         if let Some(d) = &self.0.deferral {
             d.start();
         }
+        if let Some(s) = &self.0.spend {
+            s.start(&self.0.tracker, self.0.cancel.clone());
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -141,6 +148,10 @@ impl AppState {
     }
     pub fn deferral(&self) -> Option<&Deferral> {
         self.0.deferral.as_ref()
+    }
+    /// Spend rollups and the recent-request list (`[spend]`).
+    pub fn spend(&self) -> Option<&Spend> {
+        self.0.spend.as_ref()
     }
     /// Prices, minimum cache sizes and model capabilities.
     pub fn catalog(&self) -> &Catalog {
@@ -200,5 +211,15 @@ impl Drop for InFlight {
 impl axum::extract::FromRef<AppState> for crate::deferral::DeferralState {
     fn from_ref(state: &AppState) -> Self {
         crate::deferral::DeferralState(state.deferral().cloned())
+    }
+}
+
+impl axum::extract::FromRef<AppState> for crate::spend::SpendState {
+    fn from_ref(state: &AppState) -> Self {
+        crate::spend::SpendState {
+            spend: state.spend().cloned(),
+            deferral: state.deferral().cloned(),
+            clock: state.clock().clone(),
+        }
     }
 }

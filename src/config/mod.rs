@@ -5,6 +5,7 @@ mod catalog;
 mod cost_policy;
 mod deferral;
 mod env;
+mod spend;
 mod unknown;
 mod validate;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 pub use catalog::{CatalogConfig, PricingConfig};
 pub use cost_policy::CostPolicyConfig;
 pub use deferral::{DeferralConfig, DeferralRule};
+pub use spend::SpendConfig;
 pub use validate::ConfigErrors;
 
 /// The whole gateway configuration. Every key is documented, with its default, in
@@ -32,6 +34,7 @@ pub struct Config {
     pub clock: ClockConfig,
     pub pricing: PricingConfig,
     pub catalog: CatalogConfig,
+    pub spend: SpendConfig,
 }
 
 /// Time scale. Only compressed trace replays change it, and then the emulator must run at the
