@@ -18,11 +18,15 @@ pub mod gemini;
 pub mod generate;
 pub mod listener;
 pub mod net;
+pub mod progress;
 pub mod proxy;
 pub mod replay;
 pub mod serve;
 pub mod simulate;
+pub mod spend;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 
-pub use app::{AppState, build_app};
+pub use app::build_app;
+pub use state::AppState;

@@ -2,8 +2,10 @@
 //! command-line overrides, then one `validate()` that reports every problem at once.
 
 mod catalog;
+mod cost_policy;
 mod deferral;
 mod env;
+mod spend;
 mod unknown;
 mod validate;
 
@@ -13,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use catalog::{CatalogConfig, PricingConfig};
+pub use cost_policy::CostPolicyConfig;
 pub use deferral::{DeferralConfig, DeferralRule};
+pub use spend::SpendConfig;
 pub use validate::ConfigErrors;
 
 /// The whole gateway configuration. Every key is documented, with its default, in
@@ -30,6 +34,7 @@ pub struct Config {
     pub clock: ClockConfig,
     pub pricing: PricingConfig,
     pub catalog: CatalogConfig,
+    pub spend: SpendConfig,
 }
 
 /// Time scale. Only compressed trace replays change it, and then the emulator must run at the
@@ -241,7 +246,7 @@ pub struct CachingConfig {
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
     /// Tuning of the `cost` policy.
-    pub cost: crate::caching::cost_policy::CostPolicyConfig,
+    pub cost: CostPolicyConfig,
 }
 
 impl Default for CachingConfig {

@@ -3,14 +3,15 @@
 
 mod respond;
 
-use crate::app::{AppState, record_upstream_time};
 use crate::caching::{self, Outcome, Plan};
 use crate::deferral::Tier;
 use crate::deferral::marking::TIER_HEADER;
 use crate::error::GatewayError;
 use crate::gemini::path::{self, Door};
 use crate::proxy::{self, UpstreamRequest};
+use crate::state::AppState;
 use crate::telemetry;
+use crate::telemetry::record_upstream_time;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -19,13 +20,15 @@ use http::{HeaderMap, Method, header};
 /// Fallback handler: every path that is not the gateway's own goes through here.
 pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let result = match path::parse(req.uri().path()) {
-        _ if proxy::is_upgrade(req.headers()) => proxy::forward_upgrade(&state, req).await,
+        _ if proxy::is_upgrade(req.headers()) => {
+            proxy::forward_upgrade(state.upstream(), || state.hold_in_flight(), req).await
+        }
         Some(p) if p.is_generate() && req.method() == Method::POST => generate(&state, req).await,
         Some(p) if p.door == Door::Upload => {
             let origin = req.uri().query().and_then(|q| state.uploads().origin_for(q));
-            proxy::passthrough(&state, req, origin).await
+            proxy::passthrough(state.passthrough(), req, origin).await
         }
-        _ => proxy::passthrough(&state, req, None).await,
+        _ => proxy::passthrough(state.passthrough(), req, None).await,
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }
@@ -33,12 +36,14 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 /// generateContent / streamGenerateContent: read and parse the body once, plan caching, send,
 /// and on a cache rejection resend the original once.
 async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayError> {
+    let started = std::time::Instant::now();
     let (parts, body) = proxy::read_limited_body(req, state.config().server.max_json_body_bytes).await?;
     let value: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
     let uri_path = parts.uri.path().to_string();
     let api = path::parse(&uri_path).ok_or_else(|| GatewayError::Internal("unparsable generate path".into()))?;
     let query = parts.uri.query();
+    let meta = crate::spend::RequestMeta::new(&parts.headers, query, api.is_stream(), started);
     // Deferred execution: batch requests are acknowledged from the durable queue and never reach
     // the code below; flex goes on below with `serviceTier`. When the queue is down: standard
     // tier with SQLite, 503 with the shared Redis queue (see `Deferral::refuses_when_unavailable`).
@@ -137,7 +142,7 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
     plan.annotation.tier = served.map(|t| (t.as_str(), t.discount()));
     let requested = served.or(tier).map_or(crate::accounting::Service::Standard, Tier::service);
     let sse = api.is_stream() && query.is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
-    let mut out = respond::respond(state, resp, &plan, requested, api.is_stream(), sse).await;
+    let mut out = respond::respond(state, resp, &plan, &meta, requested, api.is_stream(), sse).await;
     if let Some(t) = served {
         out.headers_mut().insert(TIER_HEADER, http::HeaderValue::from_static(t.as_str()));
     }

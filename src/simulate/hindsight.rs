@@ -219,7 +219,7 @@ fn run(reqs: &[Compiled], n: usize, ctx: &Ctx, rule: &Rule) -> Tally {
         }
         w.serve(ctx, r, served, used.is_some() || create.is_some());
     }
-    w.finish(ctx)
+    w.finish()
 }
 
 #[cfg(test)]

@@ -59,6 +59,12 @@ impl Ctx {
         u64::from(self.minimums.min_tokens(model))
     }
 
+    /// The gateway's caching configuration this replay runs the engine with: defaults, with the
+    /// cost policy tuned as given.
+    pub fn caching(&self) -> CachingConfig {
+        CachingConfig { cost: self.cfg.clone(), ..CachingConfig::default() }
+    }
+
     pub fn policy(&self, model: &str) -> CostPolicy {
         self.policy_with(&self.cfg, model)
     }
@@ -119,14 +125,20 @@ impl StrategyResult {
 
 /// Runs the strategies over `reqs` (sorted by time).
 pub fn simulate(reqs: &[SimRequest], ctx: &Ctx) -> Vec<StrategyResult> {
-    simulate_rows(reqs, ctx, &[])
+    simulate_rows(reqs, ctx, &[], &indicatif::ProgressBar::hidden())
 }
 
-/// Every row of [`ROWS`] whose name starts with one of `only` (all when empty).
-pub fn simulate_rows(reqs: &[SimRequest], ctx: &Ctx, only: &[String]) -> Vec<StrategyResult> {
-    let wanted = |row: &str| only.is_empty() || only.iter().any(|o| row.starts_with(o.as_str()));
+/// Every row of [`ROWS`] whose name starts with one of `only` (all when empty), advancing
+/// `progress` by the trace's length as each row finishes.
+pub fn simulate_rows(
+    reqs: &[SimRequest],
+    ctx: &Ctx,
+    only: &[String],
+    progress: &indicatif::ProgressBar,
+) -> Vec<StrategyResult> {
     let mut rows = Vec::new();
-    for &name in ROWS.iter().filter(|n| wanted(n)) {
+    for &name in ROWS.iter().filter(|n| wanted(only, n)) {
+        progress.set_message(name.to_string());
         let (tally, detail) = match name {
             "never-cache" => (replay::never(reqs, ctx), None),
             "always-cache" => (replay::always(reqs, ctx, ALWAYS_TTL_MS), None),
@@ -139,9 +151,16 @@ pub fn simulate_rows(reqs: &[SimRequest], ctx: &Ctx, only: &[String]) -> Vec<Str
             "clairvoyant greedy" => (replay::clairvoyant_greedy(reqs, ctx), None),
             _ => (oracle::run(reqs, ctx), None),
         };
+        progress.inc(reqs.len() as u64);
         rows.push(StrategyResult { detail, ..StrategyResult::new(name, &tally) });
     }
+    progress.finish_and_clear();
     rows
+}
+
+/// Whether `--rows` asks for `row` (every row when empty).
+fn wanted(only: &[String], row: &str) -> bool {
+    only.is_empty() || only.iter().any(|o| row.starts_with(o.as_str()))
 }
 
 /// Every row, in the order reports list them.
@@ -152,6 +171,9 @@ pub const ROWS: [&str; 7] =
 pub const TODAY: &str = "policy v1 (before v2)";
 /// The hindsight baseline's row (see `hindsight.rs`).
 pub const HINDSIGHT: &str = "best online rule (hindsight)";
+
+/// Traces at least this long get a progress bar (on a terminal, without `--json`).
+const PROGRESS_MIN_REQUESTS: usize = 10_000;
 
 /// What `gemgate simulate` prints.
 #[derive(Debug, Serialize)]
@@ -244,7 +266,12 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         price_source: priced.source,
         model,
         implicit_caching: implicit,
-        results: simulate_rows(&reqs, &ctx, &args.rows),
+        results: {
+            let show = reqs.len() >= PROGRESS_MIN_REQUESTS && crate::progress::wanted(args.json);
+            let n = ROWS.iter().filter(|r| wanted(&args.rows, r)).count() as u64;
+            let bar = crate::progress::bar(n * reqs.len() as u64, "never-cache", show);
+            simulate_rows(&reqs, &ctx, &args.rows, &bar)
+        },
         elapsed_ms: started.elapsed().as_millis(),
     };
     if args.json {

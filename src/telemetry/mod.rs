@@ -36,6 +36,7 @@ pub const DEFER_ITEMS: &str = "gemgate_deferral_items_total";
 pub const DEFER_FLEX: &str = "gemgate_deferral_flex_total";
 pub const DEFER_WEBHOOKS: &str = "gemgate_deferral_webhooks_total";
 pub const PRICE_SOURCE: &str = "gemgate_price_source_total";
+pub const NET_SAVING_USD: &str = "gemgate_net_saving_usd";
 
 /// Installs the global tracing subscriber. `RUST_LOG` wins over the configured level.
 pub fn init_tracing(cfg: &TelemetryConfig) {
@@ -115,4 +116,31 @@ fn describe() {
         PRICE_SOURCE,
         "Priced responses by model and where the price came from: table, family or default (a guess)"
     );
+    describe_gauge!(
+        NET_SAVING_USD,
+        Unit::Count,
+        "Net saving (USD) reported on responses since start, by model and mechanism: the sum of \
+         x-gemgate-net-saving-usd; negative while caches cost more than they saved"
+    );
+}
+
+tokio::task_local! {
+    static UPSTREAM_TIME: std::cell::Cell<std::time::Duration>;
+}
+
+/// Adds time spent waiting for the upstream to the current request's account, so the overhead
+/// histogram can subtract it. Outside a request (background tasks) it does nothing.
+pub fn record_upstream_time(d: std::time::Duration) {
+    metrics::histogram!(UPSTREAM_DURATION).record(d.as_secs_f64());
+    let _ = UPSTREAM_TIME.try_with(|c| c.set(c.get() + d));
+}
+
+/// Runs one request's handling and returns its result with the upstream time recorded in it.
+pub async fn with_upstream_time<F: std::future::Future>(f: F) -> (F::Output, std::time::Duration) {
+    UPSTREAM_TIME
+        .scope(std::cell::Cell::new(std::time::Duration::ZERO), async {
+            let out = f.await;
+            (out, UPSTREAM_TIME.with(|c| c.get()))
+        })
+        .await
 }
