@@ -167,9 +167,11 @@ fn returns_through_a_speculated_cache_keep_speculation_going() {
     let reqs = two_turn_conversations();
     let rs = simulate(&reqs, &ctx());
     let gem = by_name(&rs, "gemgate");
-    // Caching every first turn at first sight is optimal here; allow the learning period.
+    // Caching every first turn at first sight is optimal here; allow the learning period, and
+    // (v2) the longer TTL a cache read once is renewed to: its storage is what v2 pays above.
+    assert!(gem.creations >= 1_950 && gem.hit_ratio > 0.95, "{gem:?}");
     let best = by_name(&rs, "clairvoyant").total_usd;
-    assert!(gem.total_usd < 1.05 * best, "gemgate {} vs clairvoyant {best}", gem.total_usd);
+    assert!(gem.total_usd < 1.10 * best, "gemgate {} vs clairvoyant {best}", gem.total_usd);
 }
 
 #[test]
