@@ -4,9 +4,9 @@
 //! `/gemgate/ui` page's static files are let through too: a browser cannot send a header when it
 //! navigates, and the page holds no data; its script sends the token on every call it makes.
 
-use crate::app::AppState;
 use crate::config::Config;
 use crate::gemini::GeminiError;
+use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};

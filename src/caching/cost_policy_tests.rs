@@ -1,6 +1,7 @@
 //! Tests of the cost policy on synthetic arrival patterns, with costs compared to never caching.
 
 use super::*;
+use std::time::Duration;
 
 const T: u64 = 100_000; // flash: C = $0.03, one hit saves $0.027, storage $0.10 per hour
 const MIN: i64 = 60_000;

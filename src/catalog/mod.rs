@@ -11,15 +11,16 @@
 //!
 //! Everything keyed by model strings a client sends is bounded (`catalog.max_entries`).
 
-pub mod ids;
+pub use crate::accounting::ids;
 mod minimums;
 
 pub use minimums::Minimums;
 
 use crate::accounting::{self, PriceSource, PriceTable, Priced, Service, day_of_ms};
-use crate::caching::{Costs, Credential, Pricing};
+use crate::accounting::{Costs, Pricing};
 use crate::config::CatalogConfig;
 use crate::proxy::Upstream;
+use crate::proxy::calls::Credential;
 use crate::telemetry;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -151,13 +152,13 @@ impl Catalog {
         let this = self.clone();
         self.0.tracker.spawn(async move {
             let e = &this.0;
-            match crate::caching::ops::get_model(&e.upstream, &version, &id, &cred, e.timeout).await {
+            match crate::proxy::calls::get_model(&e.upstream, &version, &id, &cred, e.timeout).await {
                 Ok(v) => {
                     let explicit = supports(&v, "createCachedContent");
                     tracing::debug!(model = %id, explicit, "model capabilities learned");
                     e.explicit.insert(key, Explicit::Learned(explicit));
                 }
-                Err(crate::caching::ops::OpError::Status(404, _)) => {
+                Err(crate::proxy::calls::OpError::Status(404, _)) => {
                     // The model does not exist for this credential: nothing can be cached for it.
                     e.explicit.insert(key, Explicit::Learned(false));
                 }

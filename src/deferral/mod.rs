@@ -18,7 +18,7 @@ mod redis_queue;
 mod sqlite;
 mod worker;
 
-pub use api::{cancel_operation, get_operation, list_operations};
+pub use api::{DeferralState, cancel_operation, get_operation, list_operations};
 pub use credentials::{Credential, Credentials};
 pub use delivery::hmac_sha256_hex;
 pub use marking::{Marking, Tier};

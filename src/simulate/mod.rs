@@ -56,6 +56,12 @@ impl Ctx {
         u64::from(self.minimums.min_tokens(model))
     }
 
+    /// The gateway's caching configuration this replay runs the engine with: defaults, with the
+    /// cost policy tuned as given.
+    pub fn caching(&self) -> CachingConfig {
+        CachingConfig { cost: self.cfg.clone(), ..CachingConfig::default() }
+    }
+
     pub fn policy(&self, model: &str) -> CostPolicy {
         CostPolicy::at(self.cfg.clone(), &self.prices, model, self.at).0
     }

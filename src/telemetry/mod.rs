@@ -123,3 +123,24 @@ fn describe() {
          x-gemgate-net-saving-usd; negative while caches cost more than they saved"
     );
 }
+
+tokio::task_local! {
+    static UPSTREAM_TIME: std::cell::Cell<std::time::Duration>;
+}
+
+/// Adds time spent waiting for the upstream to the current request's account, so the overhead
+/// histogram can subtract it. Outside a request (background tasks) it does nothing.
+pub fn record_upstream_time(d: std::time::Duration) {
+    metrics::histogram!(UPSTREAM_DURATION).record(d.as_secs_f64());
+    let _ = UPSTREAM_TIME.try_with(|c| c.set(c.get() + d));
+}
+
+/// Runs one request's handling and returns its result with the upstream time recorded in it.
+pub async fn with_upstream_time<F: std::future::Future>(f: F) -> (F::Output, std::time::Duration) {
+    UPSTREAM_TIME
+        .scope(std::cell::Cell::new(std::time::Duration::ZERO), async {
+            let out = f.await;
+            (out, UPSTREAM_TIME.with(|c| c.get()))
+        })
+        .await
+}
