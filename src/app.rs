@@ -91,6 +91,7 @@ impl AppState {
             true => Some(Deferral::new(
                 config.deferral.clone(),
                 &config.store,
+                catalog.clone(),
                 upstream.clone(),
                 config.upstream.timeout,
                 clock.clone(),

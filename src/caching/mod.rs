@@ -14,7 +14,7 @@ mod lifecycle;
 pub(crate) mod ops;
 mod policy;
 pub mod registry;
-mod rewrite;
+pub(crate) mod rewrite;
 mod rules;
 mod sizing;
 mod speculate;
