@@ -172,6 +172,21 @@ async fn every_acknowledged_request_gets_exactly_one_result_across_kills() {
     assert_eq!(unique.len(), acked.len());
 }
 
+/// Aborts inside the windows around a job's caches (SQLite queue): see
+/// `support::deferred::crash_inside_cache_windows`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_inside_the_cache_windows_lose_duplicate_and_leak_nothing() {
+    let emu = support::deferred::emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gemgate.sqlite");
+    let db = db.to_str().unwrap().to_string();
+    support::deferred::crash_inside_cache_windows(&emu, |fp| {
+        let store = [("GEMGATE_STORE__BACKEND", "sqlite"), ("GEMGATE_STORE__SQLITE_PATH", db.as_str())];
+        spawn_deferring_gateway(&emu, &store, fp, &support::deferred::CACHE_ENV)
+    })
+    .await;
+}
+
 #[cfg(unix)]
 fn is_sigkill(s: &std::process::ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;
