@@ -156,6 +156,25 @@ async fn sixty_batch_requests_over_three_documents_pay_for_each_document_once() 
         assert_eq!(text(u), text(&direct), "request {i}");
     }
 
+    // Each result carries its dollars in the same shape as a cached response: the cost at the
+    // batch tier, as sent at the standard tier, and the net saving after its share of the caches.
+    let sum = |v: &[Value], k: &str| v.iter().map(|r| r["usageMetadata"]["gemgate"][k].as_f64().unwrap()).sum::<f64>();
+    for r in with_cache.iter().chain(&without) {
+        let g = &r["usageMetadata"]["gemgate"];
+        assert_eq!(g["tier"], "batch", "{g}");
+        assert!(g["costUsd"].as_f64().unwrap() < g["costAsSentUsd"].as_f64().unwrap(), "{g}");
+        assert!(g["netSavingUsd"].as_f64().unwrap() > 0.0, "{g}");
+    }
+    assert!(with_cache.iter().all(|r| r["usageMetadata"]["gemgate"]["cache"] == "hit"));
+    let (cost_c, sent_c, net_c) =
+        (sum(&with_cache, "costUsd"), sum(&with_cache, "costAsSentUsd"), sum(&with_cache, "netSavingUsd"));
+    let (cost_u, net_u) = (sum(&without, "costUsd"), sum(&without, "netSavingUsd"));
+    println!(
+        "reported by the gateway: cache-aware cost ${cost_c:.6} as sent ${sent_c:.6} net saving ${net_c:.6}; \
+         uncached cost ${cost_u:.6} net saving ${net_u:.6}"
+    );
+    assert!(net_c > net_u, "the caches saved more than the batch discount alone");
+
     let ((ci, ct), (ui, ut)) = (dollars(&lc), dollars(&lu));
     println!(
         "cached batch: batch_input_tokens={} cached_tokens={} cache_creation_tokens={} cache_storage_token_seconds={:.1} \

@@ -368,6 +368,56 @@ pub async fn extend(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), Call
     Ok(())
 }
 
+/// Adds the gateway's annotation (the one `usageMetadata.gemgate` builder) to a finished job's
+/// responses before they are stored: the cost at the batch tier, the cost as sent at the standard
+/// tier, and the net saving after each cached request's share of the job's caches (creation, and
+/// storage from the job's formation until now).
+pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]) -> Result<(), CallError> {
+    let now = d.clock.now_ms();
+    let caches = match load(d, &job.id).await? {
+        Some(JobCaches::Ready { caches }) => caches,
+        _ => Vec::new(),
+    };
+    let readers = results
+        .iter()
+        .filter(|(_, r)| matches!(r, ItemResult::Response(v) if v["usageMetadata"]["cachedContentTokenCount"].as_u64().unwrap_or(0) > 0))
+        .count();
+    let p = d.catalog.price(&job.model, now).row;
+    let billing = d.catalog.prices().cache_creation;
+    let overhead: f64 = caches
+        .iter()
+        .map(|m| {
+            accounting::creation_usd(p, billing, m.tokens) + accounting::storage_usd(p, m.tokens, now - job.created_ms)
+        })
+        .sum();
+    let share = if readers > 0 { overhead / readers as f64 } else { 0.0 };
+    for (_, r) in results.iter_mut() {
+        let ItemResult::Response(v) = r else { continue };
+        let mut usage = v["usageMetadata"].clone();
+        // A batch item is billed at the batch tier whatever tier its usage names.
+        if let Some(u) = usage.as_object_mut() {
+            u.remove("serviceTier");
+        }
+        let cached = usage["cachedContentTokenCount"].as_u64().unwrap_or(0);
+        let from_cache = cached > 0 && !caches.is_empty();
+        let overhead = if from_cache { share } else { 0.0 };
+        let Some((costs, pricing)) = d.catalog.costs(&job.model, &usage, Service::Batch, overhead, now) else {
+            continue;
+        };
+        let outcome = if from_cache { crate::caching::Outcome::Hit } else { crate::caching::Outcome::Bypass };
+        let tier = super::Tier::Batch;
+        let a = crate::caching::Annotation {
+            prefix_tokens: cached,
+            costs: Some(costs),
+            pricing: Some(pricing),
+            tier: Some((tier.as_str(), tier.discount())),
+            ..crate::caching::Annotation::new(outcome)
+        };
+        a.apply(v);
+    }
+    Ok(())
+}
+
 /// Whether the job's requests were sent referencing caches.
 pub async fn used(d: &Inner, job_id: &str) -> Result<bool, CallError> {
     Ok(matches!(load(d, job_id).await?, Some(JobCaches::Ready { .. } | JobCaches::Released)))

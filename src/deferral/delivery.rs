@@ -4,6 +4,7 @@
 use super::Inner;
 use super::marking::{TIER_HEADER, Tier};
 use super::queue::{Item, ItemResult, ItemState};
+use crate::caching::Annotation;
 use crate::gemini::GeminiError;
 use crate::telemetry;
 use axum::response::{IntoResponse, Response};
@@ -21,10 +22,13 @@ fn location(id: &str) -> String {
 fn annotated(response: &Value, id: &str) -> Value {
     let mut r = response.clone();
     if let Some(u) = r.get_mut("usageMetadata").and_then(Value::as_object_mut) {
-        u.insert(
-            "gemgate".into(),
-            json!({"tier": Tier::Batch.as_str(), "discount": Tier::Batch.discount(), "operation": id}),
-        );
+        // The costs were added when the result was stored (see batch_cache::annotate).
+        let g = u.entry("gemgate").or_insert_with(|| json!({}));
+        if let Some(g) = g.as_object_mut() {
+            g.insert("tier".into(), json!(Tier::Batch.as_str()));
+            g.insert("discount".into(), json!(Tier::Batch.discount()));
+            g.insert("operation".into(), json!(id));
+        }
     }
     r
 }
@@ -97,7 +101,13 @@ pub fn accepted(id: &str, item: Option<&Item>) -> Response {
 /// or the error in Gemini's shape with its status.
 pub fn result_response(item: &Item) -> Response {
     let mut resp = match &item.result {
-        Some(ItemResult::Response(r)) => json_response(StatusCode::OK, &annotated(r, &item.id)),
+        Some(ItemResult::Response(r)) => {
+            let mut resp = json_response(StatusCode::OK, &annotated(r, &item.id));
+            let usage = &r["usageMetadata"];
+            let cached = usage["cachedContentTokenCount"].as_u64().unwrap_or(0);
+            Annotation::from_json(&usage["gemgate"]).set_headers(resp.headers_mut(), cached);
+            resp
+        }
         Some(ItemResult::Error(e)) => {
             let code = e["code"].as_u64().unwrap_or(500) as u16;
             let msg = e["message"].as_str().unwrap_or("batch item failed");

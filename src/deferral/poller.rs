@@ -76,14 +76,15 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
     let state = op["metadata"]["state"].as_str().unwrap_or("BATCH_STATE_UNSPECIFIED").to_string();
     let now = d.clock.now_ms();
     if state == "BATCH_STATE_SUCCEEDED" {
-        let results = api.results(&op).await?;
+        let mut results = api.results(&op).await?;
         super::failpoint("fetched");
         d.runs.observe(&job.model, now - job.created_ms);
-        if batch_cache::used(d, &job.id).await? && results.iter().any(|(_, r)| batch_cache::is_cache_error(r)) {
-            batch_cache::release(d, api, &job.id).await?;
+        let used = batch_cache::used(d, &job.id).await?;
+        batch_cache::annotate(d, job, &mut results).await?;
+        batch_cache::release(d, api, &job.id).await?;
+        if used && results.iter().any(|(_, r)| batch_cache::is_cache_error(r)) {
             return resubmit_cache_errors(d, job, &state, results).await;
         }
-        batch_cache::release(d, api, &job.id).await?;
         let rest = ItemResult::error(500, "gemgate: the batch output has no result for this request");
         let n =
             d.queue.finish_job(&job.id, &state, &results, &rest, now).await.map_err(|e| CallError::Transport(e.0))?;
