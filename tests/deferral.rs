@@ -163,7 +163,13 @@ async fn a_waiting_client_gets_the_ordinary_response() {
     // A wait shorter than the batch takes answers 202 with the operation.
     let r = w.generate(&body(2), &[("x-gemgate-defer", "batch"), ("x-gemgate-wait", "10ms")]).await;
     let id = accepted_id(r).await;
-    w.done(&id, Duration::from_secs(20)).await;
+    let (_, op) = w.op(&id, KEY).await;
+    if op["done"] == false {
+        let eta = op["metadata"]["expectedCompletionTime"].as_str().unwrap_or_else(|| panic!("{op}"));
+        assert!(gemgate::clock::parse_rfc3339(eta).is_some(), "{op}");
+    }
+    let op = w.done(&id, Duration::from_secs(20)).await;
+    assert!(op["metadata"].get("expectedCompletionTime").is_none(), "a finished operation has no estimate");
 }
 
 #[tokio::test]

@@ -33,7 +33,22 @@ fn annotated(response: &Value, id: &str) -> Value {
     r
 }
 
-/// The operation resource for an item.
+/// Adds `metadata.expectedCompletionTime` to an unfinished batch operation: when its job should
+/// have its results, from the request's arrival, the flush age and the learned run time of the
+/// model's jobs (`deferral.expected_job_run` until one has finished). An estimate, not a promise.
+pub fn with_expected_completion(d: &Inner, mut op: Value, item: &Item) -> Value {
+    if item.result.is_none() {
+        let run = d.runs.expected_ms(&item.model, d.cfg.expected_job_run.as_millis() as i64);
+        let at = item.created_ms + d.cfg.max_age.as_millis() as i64 + run;
+        op["metadata"]["expectedCompletionTime"] = json!(crate::clock::rfc3339(at.max(d.clock.now_ms())));
+    }
+    op
+}
+
+/// The operation resource for an item. `metadata.state` is one of: `QUEUED` (on disk, not yet in
+/// a job), `SUBMITTING` (in a job not yet accepted upstream), the upstream job's state without its
+/// `BATCH_STATE_` prefix while it runs (`PENDING`, `RUNNING`, or `SUBMITTED` before the first
+/// poll), then `SUCCEEDED`, `FAILED` or `CANCELLED` once it has its one result.
 pub fn operation(item: &Item) -> Value {
     let state = match (&item.result, item.state) {
         (Some(ItemResult::Response(_)), _) => "SUCCEEDED".to_string(),
