@@ -182,7 +182,15 @@ pub async fn prepare(
 ) -> Result<Vec<(String, Vec<u8>)>, CallError> {
     let caches = match load(d, &job.id).await? {
         Some(JobCaches::Uncached | JobCaches::Released) => return Ok(inputs),
-        Some(JobCaches::Ready { caches }) => caches,
+        Some(JobCaches::Ready { .. }) => {
+            // A retried submission (after a crash or an outage) may come late: caches near their
+            // expiry are extended first.
+            extend(d, api, job).await?;
+            match load(d, &job.id).await? {
+                Some(JobCaches::Ready { caches }) => caches,
+                _ => return Ok(inputs),
+            }
+        }
         pending => create(d, api, job, &inputs, pending.is_some()).await?,
     };
     if caches.is_empty() {

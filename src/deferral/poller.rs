@@ -128,18 +128,20 @@ async fn resubmit_cache_errors(
     results: Vec<(String, ItemResult)>,
 ) -> Result<(), CallError> {
     let now = d.clock.now_ms();
-    let mut stored = 0;
+    let (mut stored, mut responses) = (0u64, 0u64);
     for (key, r) in results.iter().filter(|(_, r)| !batch_cache::is_cache_error(r)) {
         if d.queue.resolve(key, r, now).await.map_err(|e| CallError::Transport(e.0))? {
             stored += 1;
+            responses += matches!(r, ItemResult::Response(_)) as u64;
         }
     }
     let next = new_job(&job.scope, &job.model, job.resubmits, now);
     batch_cache::mark_uncached(d, &next.id).await?;
     d.queue.resubmit_job(&job.id, state, &next).await.map_err(|e| CallError::Transport(e.0))?;
-    let retried = results.len().saturating_sub(stored);
-    metrics::counter!(telemetry::DEFER_JOB_CACHES, "event" => "resubmitted").increment(retried as u64);
-    metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "response").increment(stored as u64);
+    let retried = (results.len() as u64).saturating_sub(stored);
+    metrics::counter!(telemetry::DEFER_JOB_CACHES, "event" => "resubmitted").increment(retried);
+    metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "response").increment(responses);
+    metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "error").increment(stored - responses);
     tracing::warn!(job = %job.id, next = %next.id, stored, "requests whose job cache was gone go again uncached");
     super::results_changed(d);
     Ok(())
