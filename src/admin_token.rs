@@ -1,6 +1,8 @@
 //! `server.admin_token`: when set, the gateway's own endpoints (everything under `/gemgate/` and
 //! `/metrics`) require `Authorization: Bearer <token>`. Deferred operations are the exception:
-//! each tenant reads its own with its own API key, as before, and never sees another's.
+//! each tenant reads its own with its own API key, as before, and never sees another's. The
+//! `/gemgate/ui` page's static files are let through too: a browser cannot send a header when it
+//! navigates, and the page holds no data; its script sends the token on every call it makes.
 
 use crate::app::AppState;
 use crate::config::Config;
@@ -30,7 +32,8 @@ pub fn authorized(authorization: Option<&[u8]>, token: &str) -> bool {
 /// Middleware on the whole router: admin paths need the token when one is configured.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let token = &state.config().server.admin_token;
-    if token.is_empty() || !is_admin_path(req.uri().path()) {
+    let static_ui = req.method() == http::Method::GET && crate::spend::is_static_ui(req.uri().path());
+    if token.is_empty() || !is_admin_path(req.uri().path()) || static_ui {
         return next.run(req).await;
     }
     if authorized(req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes()), token) {

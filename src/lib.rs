@@ -18,10 +18,12 @@ pub mod gemini;
 pub mod generate;
 pub mod listener;
 pub mod net;
+pub mod progress;
 pub mod proxy;
 pub mod replay;
 pub mod serve;
 pub mod simulate;
+pub mod spend;
 pub mod store;
 pub mod telemetry;
 

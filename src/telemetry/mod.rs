@@ -38,6 +38,7 @@ pub const DEFER_WEBHOOKS: &str = "gemgate_deferral_webhooks_total";
 pub const DEFER_JOB_CACHES: &str = "gemgate_deferral_job_caches_total";
 pub const DEFER_SAVED_MICRO_USD: &str = "gemgate_deferral_saved_microdollars_total";
 pub const PRICE_SOURCE: &str = "gemgate_price_source_total";
+pub const NET_SAVING_USD: &str = "gemgate_net_saving_usd";
 
 /// Installs the global tracing subscriber. `RUST_LOG` wins over the configured level.
 pub fn init_tracing(cfg: &TelemetryConfig) {
@@ -124,5 +125,11 @@ fn describe() {
     describe_counter!(
         PRICE_SOURCE,
         "Priced responses by model and where the price came from: table, family or default (a guess)"
+    );
+    describe_gauge!(
+        NET_SAVING_USD,
+        Unit::Count,
+        "Net saving (USD) reported on responses since start, by model and mechanism: the sum of \
+         x-gemgate-net-saving-usd; negative while caches cost more than they saved"
     );
 }
