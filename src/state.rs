@@ -83,6 +83,7 @@ impl AppState {
             true => Some(Deferral::new(
                 config.deferral.clone(),
                 &config.store,
+                catalog.clone(),
                 upstream.clone(),
                 config.upstream.timeout,
                 clock.clone(),

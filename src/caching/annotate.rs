@@ -105,6 +105,25 @@ impl Annotation {
         }
     }
 
+    /// An annotation read back from its JSON (`to_json`), as stored with a deferred result: its
+    /// outcome and costs, enough to give the result's response the same headers.
+    pub fn from_json(v: &Value) -> Self {
+        let outcome = match v["cache"].as_str() {
+            Some("hit") => Outcome::Hit,
+            Some("created") => Outcome::Created,
+            Some("miss") => Outcome::Miss,
+            Some("error") => Outcome::Error,
+            _ => Outcome::Bypass,
+        };
+        let costs = match (v["costUsd"].as_f64(), v["costAsSentUsd"].as_f64(), v["netSavingUsd"].as_f64()) {
+            (Some(actual_usd), Some(as_sent_usd), Some(net_saving_usd)) => {
+                Some(Costs { actual_usd, as_sent_usd, net_saving_usd })
+            }
+            _ => None,
+        };
+        Annotation { costs, prefix_tokens: v["prefixTokens"].as_u64().unwrap_or(0), ..Self::new(outcome) }
+    }
+
     /// Inserts the annotation into a parsed response that has `usageMetadata`.
     pub fn apply(&self, response: &mut Value) -> bool {
         match response.get_mut("usageMetadata").and_then(Value::as_object_mut) {

@@ -14,7 +14,7 @@ mod fingerprint;
 mod lifecycle;
 mod policy;
 pub mod registry;
-mod rewrite;
+pub(crate) mod rewrite;
 mod rules;
 mod sizing;
 mod speculate;
@@ -350,7 +350,10 @@ impl Caching {
     pub fn account(&self, plan: &Plan, usage: &Value, requested: Service) -> Option<(Costs, Pricing)> {
         let (costs, pricing) =
             self.0.catalog.costs(&plan.model, usage, requested, plan.overhead_usd, self.0.clock.now_ms())?;
-        let gross = costs.as_sent_usd - costs.actual_usd;
+        // The cache's own saving: the tier's discount (as-sent is priced at standard) is not it.
+        let u = crate::accounting::Usage::from_usage_metadata(usage);
+        let row = self.0.catalog.price(&plan.model, self.0.clock.now_ms()).row;
+        let gross = crate::accounting::as_sent_usd(row, &u, pricing.service) - costs.actual_usd;
         if plan.key.is_some() && gross > 0.0 {
             metrics::counter!(telemetry::CACHE_SAVED_MICRO_USD, "model" => pricing.key.clone())
                 .increment((gross * 1e6) as u64);

@@ -79,7 +79,7 @@ pub async fn get_operation(
     headers: HeaderMap,
 ) -> Response {
     match own_item(&state, &headers, q.as_deref(), &id).await {
-        Ok((_, item)) => json_ok(&operation(&item)),
+        Ok((d, item)) => json_ok(&super::delivery::with_expected_completion(&d.0, operation(&item), &item)),
         Err(r) => r,
     }
 }
@@ -130,7 +130,9 @@ pub async fn list_operations(
     let after = params.get("pageToken").filter(|t| !t.is_empty());
     match d.queue().items_of_scope(&scope, size, after.map(String::as_str)).await {
         Ok(items) => {
-            let mut body = json!({"operations": items.iter().map(operation).collect::<Vec<_>>()});
+            let ops: Vec<_> =
+                items.iter().map(|i| super::delivery::with_expected_completion(&d.0, operation(i), i)).collect();
+            let mut body = json!({"operations": ops});
             if items.len() == size {
                 if let Some(last) = items.last() {
                     body["nextPageToken"] = json!(last.id);

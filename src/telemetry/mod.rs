@@ -35,6 +35,8 @@ pub const DEFER_JOBS: &str = "gemgate_deferral_jobs_total";
 pub const DEFER_ITEMS: &str = "gemgate_deferral_items_total";
 pub const DEFER_FLEX: &str = "gemgate_deferral_flex_total";
 pub const DEFER_WEBHOOKS: &str = "gemgate_deferral_webhooks_total";
+pub const DEFER_JOB_CACHES: &str = "gemgate_deferral_job_caches_total";
+pub const DEFER_SAVED_MICRO_USD: &str = "gemgate_deferral_saved_microdollars_total";
 pub const PRICE_SOURCE: &str = "gemgate_price_source_total";
 pub const NET_SAVING_USD: &str = "gemgate_net_saving_usd";
 
@@ -112,6 +114,14 @@ fn describe() {
     describe_counter!(DEFER_ITEMS, "Deferred requests by outcome: enqueued, response, error, cancelled");
     describe_counter!(DEFER_FLEX, "Flex attempts by outcome: served, shed, fallback_standard");
     describe_counter!(DEFER_WEBHOOKS, "Webhook deliveries by outcome");
+    describe_counter!(
+        DEFER_SAVED_MICRO_USD,
+        "What the flex and batch tiers saved against the standard tier, in millionths of a USD, by tier and model"
+    );
+    describe_counter!(
+        DEFER_JOB_CACHES,
+        "Explicit caches of batch jobs by event: created, reused, failed, extended, deleted, resubmitted"
+    );
     describe_counter!(
         PRICE_SOURCE,
         "Priced responses by model and where the price came from: table, family or default (a guess)"
