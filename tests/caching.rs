@@ -171,6 +171,48 @@ async fn cache_deleted_behind_the_gateways_back_fails_open_and_is_recreated() {
     assert!(text.contains("\"finishReason\""), "{text}");
 }
 
+/// The gateway's one cache in its listing: (name, created, expires), on the gateway's clock.
+async fn listed(gw: &str) -> (String, i64, i64) {
+    let l = support::get_json(&format!("{gw}/gemgate/v1/caches"), None).await;
+    let c = &l["caches"][0];
+    let t = |f: &str| gemgate::clock::parse_rfc3339(c[f].as_str().unwrap()).unwrap();
+    (c["name"].as_str().unwrap().to_string(), t("createTime"), t("expireTime"))
+}
+
+#[tokio::test]
+async fn expiries_are_kept_on_the_gateways_clock_when_the_upstreams_runs_ahead() {
+    // The upstream's clock is 50 minutes ahead (a compressed replay's emulator started a second
+    // before the gateway at 60x is a minute ahead): a 5-minute cache expires, on the gateway's
+    // clock, 5 minutes after it was made, not 55. Believing the upstream's absolute expireTime
+    // made the gateway use caches the upstream had already expired, and skip their renewals.
+    let w = world(|c| {
+        first_sight(c);
+        c.caching.ttl = Duration::from_secs(300); // below renew_before (600 s): every use renews
+    })
+    .await;
+    let r = support::client().post(format!("{}/emulator/clock/advance?seconds=3000", w.emu)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let system = text("skewed", 3000);
+    assert_eq!(generate(&w.gw, "k", &request(&system, "a")).await.cache, "created");
+    let (name, created, expires) = listed(&w.gw).await;
+    assert!((280_000..=300_000).contains(&(expires - created)), "created {created}, expires {expires}");
+
+    let sent = gemgate::clock::system_ms();
+    assert_eq!(generate(&w.gw, "k", &request(&system, "b")).await.cache, "hit");
+    let mut renewed = expires;
+    for _ in 0..100 {
+        let (n, _, e) = listed(&w.gw).await;
+        assert_eq!(n, name);
+        if e != expires {
+            renewed = e;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(renewed != expires, "the use renewed the cache");
+    assert!((sent + 300_000..=sent + 310_000).contains(&renewed), "renewed at {sent} to {renewed}");
+}
+
 #[tokio::test]
 async fn prefixes_below_the_minimum_are_never_created() {
     let w = world(first_sight).await;

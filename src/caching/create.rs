@@ -124,13 +124,15 @@ impl Caching {
 
     async fn create_upstream(&self, job: &CreateJob, token: u64) -> (Option<CacheEntry>, bool) {
         let e = &self.0;
+        let sent = e.clock.now_ms();
         let result = ops::create(&e.upstream, &job.version, &job.cred, &job.body, e.cfg.create_timeout).await;
         let now = e.clock.now_ms();
         match result {
             Ok(c) => {
                 metrics::counter!(telemetry::CACHE_CREATIONS, "result" => "ok").increment(1);
                 tracing::info!(model = %job.model, tokens = c.tokens, contents = job.contents, "cache created");
-                let expire_ms = if c.expire_ms > 0 { c.expire_ms } else { now + e.cfg.ttl.as_millis() as i64 };
+                // On this gateway's clock: the upstream's may differ (see `Created::expire_at`).
+                let expire_ms = c.expire_at(sent).unwrap_or(now + e.cfg.ttl.as_millis() as i64);
                 let entry =
                     CacheEntry::new(&job.key, &c.name, &job.model, &job.scope, c.tokens, job.contents, now, expire_ms);
                 if e.registry.insert_fenced(entry.clone(), token).await {

@@ -18,10 +18,12 @@ pub(super) fn renew(c: &Caching, entry: &CacheEntry, ttl_ms: i64, cred: &Credent
     let ttl = std::time::Duration::from_millis(ttl_ms.max(1_000) as u64);
     e.tracker.spawn(async move {
         let e = &this.0;
+        let sent = e.clock.now_ms();
         match ops::renew(&e.upstream, &name, &cred, ttl, e.timeout).await {
-            Ok(expire_ms) => {
+            Ok(c) => {
                 metrics::counter!(telemetry::CACHE_RENEWALS, "result" => "ok").increment(1);
-                let expire_ms = if expire_ms > 0 { expire_ms } else { e.clock.now_ms() + ttl_ms };
+                // On this gateway's clock: the upstream's may differ (see `Created::expire_at`).
+                let expire_ms = c.expire_at(sent).unwrap_or(sent + ttl_ms);
                 if let Some(hot) = e.registry.get(&key) {
                     let mut cur = hot.snapshot();
                     cur.expire_ms = expire_ms;

@@ -55,8 +55,28 @@ pub enum OpError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Created {
     pub name: String,
+    /// `expireTime`, on the upstream's clock (0 when absent).
     pub expire_ms: i64,
+    /// `updateTime` (else `createTime`), on the upstream's clock (0 when absent): when the
+    /// upstream set `expireTime`.
+    pub stamped_ms: i64,
     pub tokens: u64,
+}
+
+impl Created {
+    /// The expiry on the caller's clock, for a call sent at `sent_ms` (caller's clock): the
+    /// lifetime the upstream granted (`expireTime − updateTime`) counted from the send, never
+    /// the upstream's absolute `expireTime`. The two clocks need not agree (NTP skew; a
+    /// compressed replay's scaled clocks, started at different moments, differ by minutes), and
+    /// a cache the gateway believes alive after the upstream expired it is rejected on use.
+    /// `None` when the upstream gave no expiry.
+    pub fn expire_at(&self, sent_ms: i64) -> Option<i64> {
+        match (self.expire_ms, self.stamped_ms) {
+            (0, _) => None,
+            (e, 0) => Some(e),
+            (e, s) => Some(sent_ms + (e - s).max(0)),
+        }
+    }
 }
 
 async fn call(
@@ -92,9 +112,10 @@ async fn call(
 
 fn parse_created(v: &Value) -> Result<Created, OpError> {
     let name = v["name"].as_str().ok_or_else(|| OpError::Status(200, "no name in response".into()))?;
-    let expire_ms = v["expireTime"].as_str().and_then(parse_rfc3339).unwrap_or(0);
+    let time = |f: &str| v[f].as_str().and_then(parse_rfc3339).unwrap_or(0);
+    let (expire_ms, stamped_ms) = (time("expireTime"), time("updateTime").max(time("createTime")));
     let tokens = v["usageMetadata"]["totalTokenCount"].as_u64().unwrap_or(0);
-    Ok(Created { name: name.to_string(), expire_ms, tokens })
+    Ok(Created { name: name.to_string(), expire_ms, stamped_ms, tokens })
 }
 
 /// `POST /{version}/cachedContents`.
@@ -110,17 +131,18 @@ pub async fn create(
     parse_created(&v)
 }
 
-/// `PATCH /{version}/cachedContents/{id}` with a new TTL; returns the new expiry.
+/// `PATCH /{version}/cachedContents/{id}` with a new TTL; returns the resource (its new expiry:
+/// [`Created::expire_at`]).
 pub async fn renew(
     upstream: &Upstream,
     name: &str,
     cred: &Credential,
     ttl: Duration,
     timeout: Duration,
-) -> Result<i64, OpError> {
+) -> Result<Created, OpError> {
     let body = serde_json::json!({"ttl": format!("{}s", ttl.as_secs())});
     let v = call(upstream, http::Method::PATCH, &format!("/v1beta/{name}"), cred, Some(&body), timeout).await?;
-    Ok(parse_created(&v)?.expire_ms)
+    parse_created(&v)
 }
 
 /// `GET /{version}/models/{id}`: the model resource (`supportedGenerationMethods`, limits).
