@@ -314,7 +314,7 @@ impl Spend {
     pub fn start(&self, tracker: &TaskTracker, cancel: CancellationToken) {
         let me = self.clone();
         tracker.spawn(async move {
-            let mut last_prune = i64::MIN;
+            let mut last_prune = None;
             loop {
                 let stop = tokio::select! {
                     _ = tokio::time::sleep(me.0.cfg.flush_interval) => false,
@@ -324,8 +324,8 @@ impl Spend {
                     tracing::warn!(error = %e, "spend rollups: write failed; kept for the next try");
                 }
                 let now = me.now_ms();
-                if now - last_prune >= HOUR_MS {
-                    last_prune = now;
+                if prune_due(now, last_prune) {
+                    last_prune = Some(now);
                     let before = now - me.0.cfg.retention.as_millis() as i64;
                     if let Err(e) = me.0.store.prune_spend(before.div_euclid(HOUR_MS) * HOUR_MS).await {
                         tracing::warn!(error = %e, "spend rollups: pruning old hours failed");
@@ -339,8 +339,23 @@ impl Spend {
     }
 }
 
+/// Old hours are pruned on the first flush and then once an hour. (The first version started from
+/// `i64::MIN` and subtracted: an overflow, which panicked the flush task of a debug build and, in
+/// a release build, wrapped so that nothing was ever pruned.)
+fn prune_due(now_ms: i64, last_ms: Option<i64>) -> bool {
+    last_ms.is_none_or(|last| now_ms.saturating_sub(last) >= HOUR_MS)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn old_hours_are_pruned_on_the_first_flush_then_hourly() {
+        let now = 1_795_000_000_000;
+        assert!(super::prune_due(now, None));
+        assert!(!super::prune_due(now + super::HOUR_MS - 1, Some(now)));
+        assert!(super::prune_due(now + super::HOUR_MS, Some(now)));
+    }
+
     use super::*;
 
     fn served(net: f64) -> Served<'static> {
