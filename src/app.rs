@@ -7,24 +7,21 @@ use crate::config::Config;
 use crate::deferral::Deferral;
 use crate::proxy::{UploadRoutes, Upstream};
 use crate::store::Store;
-use crate::telemetry;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderName, StatusCode};
+use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicUsize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tracing::Instrument;
+
+pub use crate::layers::{InFlight, record_upstream_time};
 
 /// Handles shared by every request; built once, cloned cheaply.
 #[derive(Clone)]
@@ -172,26 +169,32 @@ impl AppState {
     }
 }
 
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The router inside the gateway's layer stack: what `serve` runs for every request.
+pub type App = crate::layers::Stack<Router>;
 
-/// Builds the gateway's router.
+/// Builds the gateway: the route table inside the layer stack.
 ///
-/// Layers, outermost first (a request passes them top to bottom, a response bottom to top):
-/// 1. `SetRequestId`: gives every request an `x-request-id` (the client's, or a new UUID) before
-///    anything logs, so every line of a request carries the same id.
-/// 2. `observe`: the request span, access log, request/latency/overhead metrics and the in-flight
-///    gauge. It sits outside the handlers so gateway errors are measured like any response, and
-///    inside the id layer so it can log the id.
-/// 3. `PropagateRequestId`: copies the id onto the response for the client to quote.
-/// 4. `refuse_unsafe_paths`: 400 for paths with `.`/`..` segments or encoded separators, before
+/// Layers, outermost first (a request passes them top to bottom, a response bottom to top). The
+/// first seven wrap the router once, as static types (see [`crate::layers::stack`] for why each
+/// sits where it does):
+/// 1. `SetRequestId`: an `x-request-id` on every request before anything logs.
+/// 2. `RequestSpan`: labels (method, route), the `request` span, the upstream-time account.
+/// 3. `AccessLog`: the `served` line.
+/// 4. `RequestMetrics`: request count, duration and overhead metrics, shed requests included.
+/// 5. `InFlightLimit`: the in-flight count (streams until their last byte) and 503 shedding.
+/// 6. `PropagateRequestId`: the id on the response.
+/// 7. `CatchPanic`: a panicking handler answers 500 in Gemini's error JSON.
+///
+/// Then, inside the router, for every route and the fallback:
+/// 8. request decompression (gzip), so every handler reads plain bytes.
+/// 9. `refuse_unsafe_paths`: 400 for paths with `.`/`..` segments or encoded separators, before
 ///    any handler or the upstream could resolve them into another path.
-/// 5. request decompression (gzip), so every handler reads plain bytes.
-/// 6. `admin_token::guard`: the admin token on `/gemgate/...` and `/metrics` when configured.
+/// 10. `admin_token::guard`: the admin token on `/gemgate/...` and `/metrics` when configured.
 ///
 /// Body limits are enforced in the handlers, not by a layer, because the limit depends on the
 /// route (parsed JSON vs streamed uploads) and the error must be Gemini's JSON, not plain text.
-pub fn build_app(state: AppState) -> Router {
-    Router::new()
+pub fn build_app(state: AppState) -> App {
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
@@ -217,10 +220,8 @@ pub fn build_app(state: AppState) -> Router {
             tower::ServiceBuilder::new()
                 .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true))
                 .map_request(|req: http::Request<_>| req.map(Body::new)),
-        )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        );
+    crate::layers::stack(router, state.0.in_flight.clone(), state.config().server.max_in_flight)
 }
 
 /// Refuses paths that URL resolution would turn into another path (see `path::check_safe`),
@@ -267,110 +268,5 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
     match &state.0.metrics {
         Some(h) if state.config().telemetry.metrics => h.render().into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
-    }
-}
-
-tokio::task_local! {
-    static UPSTREAM_TIME: Cell<Duration>;
-}
-
-/// Adds time spent waiting for the upstream to the current request's account, so the overhead
-/// histogram can subtract it. Outside a request (background tasks) it does nothing.
-pub fn record_upstream_time(d: Duration) {
-    metrics::histogram!(telemetry::UPSTREAM_DURATION).record(d.as_secs_f64());
-    let _ = UPSTREAM_TIME.try_with(|c| c.set(c.get() + d));
-}
-
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = crate::gemini::path::method_label(req.method());
-    let route = match crate::gemini::path::parse(req.uri().path()) {
-        Some(p) => p.route_label(),
-        None if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") => req.uri().path()[1..].to_string(),
-        None if req.uri().path().starts_with("/gemgate/") => "gemgate".into(),
-        None if req.uri().path().starts_with("/ws/") => "ws".into(),
-        None => "other".into(),
-    };
-    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
-    let path = telemetry::redact_path_and_query(req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-    let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
-    let in_flight = InFlight::enter(&state.0.in_flight);
-    let limit = state.config().server.max_in_flight;
-    let (resp, upstream) = if limit > 0 && in_flight.count > limit {
-        // Shed load rather than queue without bound: a clear, retryable 503 now beats memory
-        // growing until the process dies.
-        (crate::error::GatewayError::Overloaded(limit).into_response(), Duration::ZERO)
-    } else {
-        UPSTREAM_TIME
-            .scope(Cell::new(Duration::ZERO), async {
-                let resp = next.run(req).await;
-                (resp, UPSTREAM_TIME.with(|c| c.get()))
-            })
-            .instrument(span.clone())
-            .await
-    };
-    let total = started.elapsed();
-    let status = resp.status().as_u16();
-    metrics::counter!(telemetry::REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string()).increment(1);
-    metrics::histogram!(telemetry::REQUEST_DURATION, "route" => route).record(total.as_secs_f64());
-    if !upstream.is_zero() {
-        metrics::histogram!(telemetry::OVERHEAD).record(total.saturating_sub(upstream).as_secs_f64());
-    }
-    span.in_scope(|| {
-        tracing::info!(path = %path, status, ms = millis(total), upstream_ms = millis(upstream), "served");
-    });
-    let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, Body::new(GuardedBody { inner: body, _guard: in_flight }))
-}
-
-/// Milliseconds rounded to the microsecond, so logs carry `12.345`, not float noise.
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// Holds the in-flight count (and gauge) up until the response body is finished or dropped.
-pub struct InFlight {
-    counter: Arc<AtomicUsize>,
-    /// Requests in flight, this one included, when it entered.
-    count: usize,
-}
-
-impl InFlight {
-    fn enter(counter: &Arc<AtomicUsize>) -> Self {
-        metrics::gauge!(telemetry::IN_FLIGHT).increment(1.0);
-        let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
-        InFlight { counter: counter.clone(), count }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!(telemetry::IN_FLIGHT).decrement(1.0);
-    }
-}
-
-struct GuardedBody {
-    inner: Body,
-    _guard: InFlight,
-}
-
-impl http_body::Body for GuardedBody {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -50,7 +50,7 @@ fn settle(state: &AppState, plan: &Plan, usage: &Value, requested: Service) -> A
 
 pub async fn respond(
     state: &AppState,
-    resp: reqwest::Response,
+    resp: proxy::UpstreamResponse,
     plan: &Plan,
     requested: Service,
     stream: bool,
@@ -79,7 +79,7 @@ pub async fn respond(
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
-                return crate::error::GatewayError::UpstreamUnreachable(e.without_url().to_string()).into_response();
+                return crate::error::GatewayError::UpstreamUnreachable(e.to_string()).into_response();
             }
         };
         if untouched {
