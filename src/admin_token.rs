@@ -1,13 +1,9 @@
 //! `server.admin_token`: when set, the gateway's own endpoints (everything under `/gemgate/` and
 //! `/metrics`) require `Authorization: Bearer <token>`. Deferred operations are the exception:
-//! each tenant reads its own with its own API key, as before, and never sees another's.
+//! each tenant reads its own with its own API key, as before, and never sees another's. The check
+//! itself runs in the layer stack (`layers::AdminToken`).
 
-use crate::app::AppState;
 use crate::config::Config;
-use crate::gemini::GeminiError;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 /// The tenant-facing part of `/gemgate/`, authenticated by the tenant's own key.
@@ -25,21 +21,6 @@ pub fn authorized(authorization: Option<&[u8]>, token: &str) -> bool {
         return false;
     };
     presented.ct_eq(token.as_bytes()).into()
-}
-
-/// Middleware on the whole router: admin paths need the token when one is configured.
-pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let token = &state.config().server.admin_token;
-    if token.is_empty() || !is_admin_path(req.uri().path()) {
-        return next.run(req).await;
-    }
-    if authorized(req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes()), token) {
-        return next.run(req).await;
-    }
-    let msg = "gemgate: this endpoint requires the admin token (Authorization: Bearer <server.admin_token>)";
-    let mut resp = GeminiError::new(401, msg).into_response();
-    resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
-    resp
 }
 
 /// Logs a warning when the admin endpoints are open to every address the gateway listens on.

@@ -8,9 +8,7 @@ use crate::deferral::Deferral;
 use crate::proxy::{UploadRoutes, Upstream};
 use crate::store::Store;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
@@ -19,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::decompression::RequestDecompressionLayer;
 
 pub use crate::layers::{InFlight, record_upstream_time};
 
@@ -172,24 +169,8 @@ impl AppState {
 /// The router inside the gateway's layer stack: what `serve` runs for every request.
 pub type App = crate::layers::Stack<Router>;
 
-/// Builds the gateway: the route table inside the layer stack.
-///
-/// Layers, outermost first (a request passes them top to bottom, a response bottom to top). The
-/// first seven wrap the router once, as static types (see [`crate::layers::stack`] for why each
-/// sits where it does):
-/// 1. `SetRequestId`: an `x-request-id` on every request before anything logs.
-/// 2. `RequestSpan`: labels (method, route), the `request` span, the upstream-time account.
-/// 3. `AccessLog`: the `served` line.
-/// 4. `RequestMetrics`: request count, duration and overhead metrics, shed requests included.
-/// 5. `InFlightLimit`: the in-flight count (streams until their last byte) and 503 shedding.
-/// 6. `PropagateRequestId`: the id on the response.
-/// 7. `CatchPanic`: a panicking handler answers 500 in Gemini's error JSON.
-///
-/// Then, inside the router, for every route and the fallback:
-/// 8. request decompression (gzip), so every handler reads plain bytes.
-/// 9. `refuse_unsafe_paths`: 400 for paths with `.`/`..` segments or encoded separators, before
-///    any handler or the upstream could resolve them into another path.
-/// 10. `admin_token::guard`: the admin token on `/gemgate/...` and `/metrics` when configured.
+/// Builds the gateway: the route table inside the layer stack ([`crate::layers::stack`], where
+/// the order of the layers and the reason for each is written down).
 ///
 /// Body limits are enforced in the handlers, not by a layer, because the limit depends on the
 /// route (parsed JSON vs streamed uploads) and the error must be Gemini's JSON, not plain text.
@@ -209,31 +190,8 @@ pub fn build_app(state: AppState) -> App {
             let msg = format!("gemgate: {} is not allowed on {}", req.method(), req.uri().path());
             crate::gemini::GeminiError::new(405, msg).into_response()
         })
-        .with_state(state.clone())
-        // Outside the routes, so every `/gemgate/...` route is covered. axum applies a layer to the
-        // routes added before it: add new routes above this line.
-        .layer(middleware::from_fn_with_state(state.clone(), crate::admin_token::guard))
-        .layer(middleware::from_fn(refuse_unsafe_paths))
-        // gzip request bodies are inflated before any handler reads them; body limits apply to
-        // the inflated bytes. Other encodings pass through to the upstream untouched.
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true))
-                .map_request(|req: http::Request<_>| req.map(Body::new)),
-        );
-    crate::layers::stack(router, state.0.in_flight.clone(), state.config().server.max_in_flight)
-}
-
-/// Refuses paths that URL resolution would turn into another path (see `path::check_safe`),
-/// before any route, guard or forwarding sees them.
-async fn refuse_unsafe_paths(req: Request, next: Next) -> Response {
-    match crate::gemini::path::check_safe(req.uri().path()) {
-        Ok(()) => next.run(req).await,
-        Err(what) => {
-            let msg = format!("Invalid request path: it contains {what}, which the gateway does not forward.");
-            crate::gemini::GeminiError::invalid_argument(msg).into_response()
-        }
-    }
+        .with_state(state.clone());
+    crate::layers::stack(router, state.0.in_flight.clone(), &state.config().server)
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -21,6 +21,10 @@ async fn serve(app: gemgate::app::App) -> String {
     format!("http://{addr}")
 }
 
+fn server(max_in_flight: usize) -> gemgate::config::ServerConfig {
+    gemgate::config::ServerConfig { max_in_flight, ..Default::default() }
+}
+
 /// Waits (up to a second) for the count to fall to zero: a slot is released when the server has
 /// dropped the response body, which can be a moment after the client has read its last byte.
 async fn settles_to_zero(in_flight: &AtomicUsize) -> bool {
@@ -39,7 +43,7 @@ async fn a_panicking_handler_answers_gemini_500_with_the_request_id_and_frees_it
         .route("/panic", get(|| async { panic!("secret request text in a panic message") }))
         .route("/ok", get(|| async { "fine" }));
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let gw = serve(gemgate::layers::stack(router, in_flight.clone(), 10)).await;
+    let gw = serve(gemgate::layers::stack(router, in_flight.clone(), &server(10))).await;
     let c = support::client();
 
     let resp = c.get(format!("{gw}/panic")).header("x-request-id", "panic-1").send().await.unwrap();
@@ -70,7 +74,7 @@ async fn beyond_the_limit_the_stack_sheds_before_the_router_runs() {
         }),
     );
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let gw = serve(gemgate::layers::stack(router, in_flight.clone(), 1)).await;
+    let gw = serve(gemgate::layers::stack(router, in_flight.clone(), &server(1))).await;
     let c = support::client();
     let first = tokio::spawn({
         let (c, url) = (c.clone(), format!("{gw}/slow"));

@@ -3,16 +3,19 @@
 
 mod access_log;
 mod catch_panic;
+mod guards;
 mod in_flight;
 mod metrics;
 mod span;
 
 pub use access_log::{AccessLog, AccessLogLayer};
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
+pub use guards::{AdminToken, AdminTokenLayer, Decompress, DecompressLayer, PathSafety, PathSafetyLayer};
 pub use in_flight::{InFlight, InFlightLimit, InFlightLimitLayer};
 pub use metrics::{RequestMetrics, RequestMetricsLayer};
 pub use span::{RequestLabels, RequestSpan, RequestSpanLayer, record_upstream_time};
 
+use crate::config::ServerConfig;
 use http::HeaderName;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -25,7 +28,9 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole stack around a service `S` (the router), outermost first.
 pub type Stack<S> = SetRequestId<
-    RequestSpan<AccessLog<RequestMetrics<InFlightLimit<PropagateRequestId<CatchPanic<S>>>>>>,
+    RequestSpan<
+        AccessLog<RequestMetrics<InFlightLimit<PropagateRequestId<CatchPanic<Decompress<PathSafety<AdminToken<S>>>>>>>>,
+    >,
     MakeRequestUuid,
 >;
 
@@ -44,14 +49,21 @@ pub type Stack<S> = SetRequestId<
 /// 6. `PropagateRequestId`: copies the id onto the response for the client to quote.
 /// 7. `CatchPanic`: a handler that panics answers 500 with Gemini's error JSON instead of
 ///    dropping the connection; the layers above see, count and log an ordinary 500.
-pub fn stack<S>(inner: S, in_flight: Arc<AtomicUsize>, max_in_flight: usize) -> Stack<S> {
+/// 8. `Decompress`: gzip request bodies are inflated, so every handler reads plain bytes.
+/// 9. `PathSafety`: 400 for paths with `.`/`..` segments or encoded separators, before any
+///    handler or the upstream could resolve them into another path.
+/// 10. `AdminToken`: the admin token on `/gemgate/...` and `/metrics` when one is configured.
+pub fn stack<S>(inner: S, in_flight: Arc<AtomicUsize>, server: &ServerConfig) -> Stack<S> {
     ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(RequestSpanLayer)
         .layer(AccessLogLayer)
         .layer(RequestMetricsLayer)
-        .layer(InFlightLimitLayer::new(in_flight, max_in_flight))
+        .layer(InFlightLimitLayer::new(in_flight, server.max_in_flight))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(CatchPanicLayer)
+        .layer(DecompressLayer)
+        .layer(PathSafetyLayer)
+        .layer(AdminTokenLayer::new(&server.admin_token))
         .service(inner)
 }
