@@ -1,6 +1,8 @@
 //! `server.admin_token`: when set, the gateway's own endpoints (everything under `/gemgate/` and
 //! `/metrics`) require `Authorization: Bearer <token>`. Deferred operations are the exception:
-//! each tenant reads its own with its own API key, as before, and never sees another's. The check
+//! each tenant reads its own with its own API key, as before, and never sees another's. The
+//! `/gemgate/ui` page's static files are let through too: a browser cannot send a header when it
+//! navigates, and the page holds no data; its script sends the token on every call it makes. The check
 //! itself runs in the layer stack (`layers::AdminToken`).
 
 use crate::config::Config;

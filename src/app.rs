@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::deferral::Deferral;
 use crate::proxy::{UploadRoutes, Upstream};
+use crate::spend::Spend;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -32,6 +33,7 @@ struct Inner {
     store: Arc<dyn Store>,
     caching: Option<Caching>,
     deferral: Option<Deferral>,
+    spend: Option<Spend>,
     catalog: Catalog,
     clock: Clock,
     cancel: CancellationToken,
@@ -93,7 +95,9 @@ impl AppState {
             )?),
             false => None,
         };
+        let spend = config.spend.enabled.then(|| Spend::new(config.spend.clone(), store.clone(), clock.clone()));
         Ok(Self(Arc::new(Inner {
+            spend,
             config,
             upstream,
             uploads,
@@ -120,6 +124,9 @@ impl AppState {
         if let Some(d) = &self.0.deferral {
             d.start();
         }
+        if let Some(s) = &self.0.spend {
+            s.start(&self.0.tracker, self.0.cancel.clone());
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -136,6 +143,10 @@ impl AppState {
     }
     pub fn deferral(&self) -> Option<&Deferral> {
         self.0.deferral.as_ref()
+    }
+    /// Spend rollups and the recent-request list (`[spend]`).
+    pub fn spend(&self) -> Option<&Spend> {
+        self.0.spend.as_ref()
     }
     /// Prices, minimum cache sizes and model capabilities.
     pub fn catalog(&self) -> &Catalog {
@@ -185,6 +196,11 @@ pub fn build_app(state: AppState) -> App {
             "/gemgate/v1/operations/{id}",
             get(crate::deferral::get_operation).delete(crate::deferral::cancel_operation),
         )
+        .route("/gemgate/v1/spend", get(crate::spend::spend))
+        .route("/gemgate/v1/requests", get(crate::spend::recent))
+        .route("/gemgate/v1/queue", get(crate::spend::queue))
+        .route("/gemgate/ui", get(crate::spend::ui_page))
+        .route("/gemgate/ui/{asset}", get(crate::spend::ui_asset))
         .fallback(crate::generate::dispatch)
         .method_not_allowed_fallback(|req: Request| async move {
             let msg = format!("gemgate: {} is not allowed on {}", req.method(), req.uri().path());

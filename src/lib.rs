@@ -19,10 +19,12 @@ pub mod generate;
 pub mod layers;
 pub mod listener;
 pub mod net;
+pub mod progress;
 pub mod proxy;
 pub mod replay;
 pub mod serve;
 pub mod simulate;
+pub mod spend;
 pub mod store;
 pub mod telemetry;
 

@@ -91,6 +91,7 @@ pub async fn run_requests(
     key: &str,
     speedup: f64,
     concurrency: usize,
+    progress: &indicatif::ProgressBar,
 ) -> ReplaySummary {
     let client = reqwest::Client::new();
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -103,9 +104,12 @@ pub async fn run_requests(
         let model = r.model.trim_start_matches("models/");
         let url = format!("{}/v1beta/models/{model}:generateContent", target.trim_end_matches('/'));
         let (client, key, body, limit) = (client.clone(), key.to_string(), request_body(r, i), limit.clone());
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
-            send_one(&client, &url, &key, body).await
+            let out = send_one(&client, &url, &key, body).await;
+            progress.inc(1);
+            out
         }));
     }
     let mut summary = ReplaySummary { requests: reqs.len(), ..Default::default() };
@@ -128,6 +132,7 @@ pub async fn run_requests(
     summary.p50_ms = pct(0.5);
     summary.p99_ms = pct(0.99);
     summary.wall_seconds = started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
     summary
 }
 
@@ -137,8 +142,12 @@ pub async fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     if let Some(n) = args.limit {
         reqs.truncate(n);
     }
-    eprintln!("replaying {} requests to {} at {}x", reqs.len(), args.target, args.speedup);
-    let summary = run_requests(&reqs, &args.target, &args.key, args.speedup, args.concurrency).await;
+    let show = crate::progress::wanted(args.json);
+    if show {
+        eprintln!("replaying {} requests to {} at {}x", reqs.len(), args.target, args.speedup);
+    }
+    let bar = crate::progress::bar(reqs.len() as u64, "replay", show);
+    let summary = run_requests(&reqs, &args.target, &args.key, args.speedup, args.concurrency, &bar).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -79,7 +79,8 @@ async fn simulate_and_replay(trace: &str, implicit_window: Option<Duration>) -> 
     cfg.clock.speed = SPEED;
     cfg.caching.sweep_interval = Duration::from_millis(SWEEP_MS as u64);
     let gw = support::gateway(cfg).await;
-    let summary = gemgate::replay::run_requests(&reqs, &gw, "replay-key", SPEED, 256).await;
+    let summary =
+        gemgate::replay::run_requests(&reqs, &gw, "replay-key", SPEED, 256, &indicatif::ProgressBar::hidden()).await;
     assert_eq!(summary.by_status.get(&200).copied(), Some(reqs.len()), "{summary:?}");
 
     let ledger = support::get_json(&format!("{emu}/emulator/ledger"), None).await;

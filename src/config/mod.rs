@@ -4,6 +4,7 @@
 mod catalog;
 mod deferral;
 mod env;
+mod spend;
 mod unknown;
 mod validate;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 pub use catalog::{CatalogConfig, PricingConfig};
 pub use deferral::{DeferralConfig, DeferralRule};
+pub use spend::SpendConfig;
 pub use validate::ConfigErrors;
 
 /// The whole gateway configuration. Every key is documented, with its default, in
@@ -30,6 +32,7 @@ pub struct Config {
     pub clock: ClockConfig,
     pub pricing: PricingConfig,
     pub catalog: CatalogConfig,
+    pub spend: SpendConfig,
 }
 
 /// Time scale. Only compressed trace replays change it, and then the emulator must run at the

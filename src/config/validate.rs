@@ -30,6 +30,7 @@ impl std::error::Error for ConfigErrors {}
 
 impl Config {
     pub(super) fn validate(&self, errors: &mut ConfigErrors) {
+        self.spend.validate(errors);
         match url::Url::parse(&self.upstream.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             Ok(_) => errors.push("upstream.url", "must be an http(s) URL with a host".into()),

@@ -33,12 +33,14 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 /// generateContent / streamGenerateContent: read and parse the body once, plan caching, send,
 /// and on a cache rejection resend the original once.
 async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayError> {
+    let started = std::time::Instant::now();
     let (parts, body) = proxy::read_limited_body(req, state.config().server.max_json_body_bytes).await?;
     let value: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
     let uri_path = parts.uri.path().to_string();
     let api = path::parse(&uri_path).ok_or_else(|| GatewayError::Internal("unparsable generate path".into()))?;
     let query = parts.uri.query();
+    let meta = crate::spend::RequestMeta::new(&parts.headers, query, api.is_stream(), started);
     // Deferred execution: batch requests are acknowledged from the durable queue and never reach
     // the code below; flex goes on below with `serviceTier`. When the queue is down: standard
     // tier with SQLite, 503 with the shared Redis queue (see `Deferral::refuses_when_unavailable`).
@@ -137,7 +139,7 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
     plan.annotation.tier = served.map(|t| (t.as_str(), t.discount()));
     let requested = served.or(tier).map_or(crate::accounting::Service::Standard, Tier::service);
     let sse = api.is_stream() && query.is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
-    let mut out = respond::respond(state, resp, &plan, requested, api.is_stream(), sse).await;
+    let mut out = respond::respond(state, resp, &plan, &meta, requested, api.is_stream(), sse).await;
     if let Some(t) = served {
         out.headers_mut().insert(TIER_HEADER, http::HeaderValue::from_static(t.as_str()));
     }

@@ -1,11 +1,13 @@
 //! Building the client's response to a generate call: the `x-gemgate-*` headers, the
 //! `usageMetadata.gemgate` annotation (on the final SSE event for streams), cost accounting, and
-//! learning from usage. [`settle`] is the one place a response's annotation is completed.
+//! learning from usage. [`settle`] is the one place a response's annotation is completed, and
+//! so where its final figures are recorded for the spend rollups (`crate::spend`).
 
 use crate::accounting::Service;
 use crate::app::AppState;
 use crate::caching::{self, Annotation, Plan};
 use crate::proxy::{self, BodyMeter};
+use crate::spend::{RequestMeta, Served};
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -39,9 +41,29 @@ fn buffered_with(status: u16, mut headers: HeaderMap, body: Bytes, ann: &Annotat
     out
 }
 
-/// Learns from a final usage (when caching is on) and completes the annotation with the costs
-/// and the prices they used. `requested` is the tier the request was sent at.
-fn settle(state: &AppState, plan: &Plan, usage: &Value, requested: Service) -> Annotation {
+/// Records a response's final figures (those its headers carry) for the spend rollups.
+fn record(state: &AppState, plan: &Plan, meta: &RequestMeta, status: u16, usage: Option<&Value>, ann: &Annotation) {
+    let Some(spend) = state.spend() else { return };
+    let u = usage.map(crate::accounting::Usage::from_usage_metadata).unwrap_or_default();
+    let explicit_cache = plan.key.is_some() && matches!(ann.outcome, caching::Outcome::Hit | caching::Outcome::Created);
+    let served = Served {
+        model: ann.pricing.as_ref().map_or(plan.model.as_str(), |p| p.key.as_str()),
+        status,
+        outcome: ann.outcome.as_str(),
+        tier: ann.tier.map(|(t, _)| t),
+        explicit_cache,
+        costs: ann.costs,
+        overhead_usd: plan.overhead_usd,
+        prompt_tokens: u.prompt_tokens,
+        cached_tokens: u.cached_tokens,
+        output_tokens: u.output_tokens + u.thoughts_tokens,
+    };
+    spend.record(meta, served);
+}
+
+/// Learns from a final usage (when caching is on), completes the annotation with the costs
+/// and the prices they used, and records them. `requested` is the tier the request was sent at.
+fn settle(state: &AppState, plan: &Plan, meta: &RequestMeta, usage: &Value, requested: Service) -> Annotation {
     let priced = match state.caching() {
         Some(c) => {
             c.learn(plan, usage);
@@ -50,13 +72,16 @@ fn settle(state: &AppState, plan: &Plan, usage: &Value, requested: Service) -> A
         None => state.catalog().costs(&plan.model, usage, requested, plan.overhead_usd, state.clock().now_ms()),
     };
     let (costs, pricing) = priced.map_or((None, None), |(c, p)| (Some(c), Some(p)));
-    Annotation { costs, pricing, ..plan.annotation.clone() }
+    let ann = Annotation { costs, pricing, ..plan.annotation.clone() };
+    record(state, plan, meta, 200, Some(usage), &ann);
+    ann
 }
 
 pub async fn respond(
     state: &AppState,
     resp: proxy::UpstreamResponse,
     plan: &Plan,
+    meta: &RequestMeta,
     requested: Service,
     stream: bool,
     sse: bool,
@@ -72,6 +97,9 @@ pub async fn respond(
         // untouched streams (their headers leave before the usage arrives).
         // A JSON-array stream served from a cache reports the cache's tokens like an SSE one.
         let cached = if status.is_success() && stream { plan.annotation.prefix_tokens } else { 0 };
+        if !status.is_success() {
+            record(state, plan, meta, status.as_u16(), None, &plan.annotation);
+        }
         let mut out = proxy::relay_response(resp);
         plan.annotation.set_headers(out.headers_mut(), cached);
         return out;
@@ -93,7 +121,7 @@ pub async fn respond(
             let Some(usage) = usage else {
                 return buffered(status.as_u16(), headers, body, &plan.annotation);
             };
-            let ann = settle(state, plan, &usage, requested);
+            let ann = settle(state, plan, meta, &usage, requested);
             return buffered_with(status.as_u16(), headers, body, &ann, cached_tokens(&usage));
         }
         let Ok(mut parsed) = serde_json::from_slice::<Value>(&body) else {
@@ -102,7 +130,7 @@ pub async fn respond(
         let Some(usage) = parsed.get("usageMetadata").cloned() else {
             return buffered(status.as_u16(), headers, body, &plan.annotation);
         };
-        let ann = settle(state, plan, &usage, requested);
+        let ann = settle(state, plan, meta, &usage, requested);
         let cached = cached_tokens(&usage);
         let body = if annotate && ann.apply(&mut parsed) {
             Bytes::from(serde_json::to_vec_pretty(&parsed).unwrap_or_default())
@@ -116,13 +144,14 @@ pub async fn respond(
     // when configured, annotated. No event is held back.
     let head = plan.annotation.clone();
     let plan = plan.clone();
+    let meta = meta.clone();
     let state = state.clone();
     let events = caching::sse_events(resp.bytes_stream()).map(move |r| {
         r.map(|event| {
             let out = match caching::is_final_event(&event).then(|| caching::parse_event(&event)).flatten() {
                 Some(mut v) => match v.get("usageMetadata").cloned() {
                     Some(usage) => {
-                        let ann = settle(&state, &plan, &usage, requested);
+                        let ann = settle(&state, &plan, &meta, &usage, requested);
                         if annotate && ann.apply(&mut v) { caching::encode_event(&v) } else { event }
                     }
                     None => event,

@@ -20,13 +20,20 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// The optional attribution header (`crate::spend`); it is the gateway's and never forwarded.
+pub const TAG_HEADER: &str = "x-gemgate-tag";
+
 /// Headers to send upstream: the client's, less hop-by-hop ones and `Host` (set from the
-/// upstream URL), less any the `Connection` header names.
+/// upstream URL), less any the `Connection` header names, less `x-gemgate-tag`.
 pub fn copy_request_headers(from: &HeaderMap) -> HeaderMap {
     let listed = connection_listed(from);
     let mut out = HeaderMap::with_capacity(from.len());
     for (name, value) in from {
-        if is_hop_by_hop(name) || name == header::HOST || listed.iter().any(|l| l == name.as_str()) {
+        if is_hop_by_hop(name)
+            || name == header::HOST
+            || name == TAG_HEADER
+            || listed.iter().any(|l| l == name.as_str())
+        {
             continue;
         }
         out.append(name.clone(), value.clone());

@@ -7,7 +7,7 @@ mod upgrade;
 mod upload;
 mod upstream;
 
-pub use headers::{copy_request_headers, copy_response_headers, owned_sensitive, strip_hop_by_hop};
+pub use headers::{TAG_HEADER, copy_request_headers, copy_response_headers, owned_sensitive, strip_hop_by_hop};
 pub use relay::{BodyMeter, Metered, passthrough, read_limited_body, relay_response};
 pub use upgrade::{forward as forward_upgrade, is_upgrade};
 pub use upload::UploadRoutes;

@@ -107,14 +107,30 @@ impl StrategyResult {
 
 /// Runs the strategies over `reqs` (sorted by time).
 pub fn simulate(reqs: &[SimRequest], ctx: &Ctx) -> Vec<StrategyResult> {
-    vec![
-        StrategyResult::new("never-cache", &replay::never(reqs, ctx)),
-        StrategyResult::new("always-cache", &replay::always(reqs, ctx, ALWAYS_TTL_MS)),
-        StrategyResult::new("gemgate", &replay::policy(reqs, ctx, SWEEP_MS)),
-        StrategyResult::new("clairvoyant greedy", &replay::clairvoyant_greedy(reqs, ctx)),
-        StrategyResult::new("oracle (lower bound)", &oracle::run(reqs, ctx)),
-    ]
+    simulate_showing(reqs, ctx, &indicatif::ProgressBar::hidden())
 }
+
+/// [`simulate`], advancing `progress` by the trace's length as each strategy finishes.
+pub fn simulate_showing(reqs: &[SimRequest], ctx: &Ctx, progress: &indicatif::ProgressBar) -> Vec<StrategyResult> {
+    let n = reqs.len() as u64;
+    let step = |name: &str, r: StrategyResult| {
+        progress.set_message(name.to_string());
+        progress.inc(n);
+        r
+    };
+    let out = vec![
+        step("always-cache", StrategyResult::new("never-cache", &replay::never(reqs, ctx))),
+        step("gemgate", StrategyResult::new("always-cache", &replay::always(reqs, ctx, ALWAYS_TTL_MS))),
+        step("clairvoyant", StrategyResult::new("gemgate", &replay::policy(reqs, ctx, SWEEP_MS))),
+        step("oracle", StrategyResult::new("clairvoyant greedy", &replay::clairvoyant_greedy(reqs, ctx))),
+        step("done", StrategyResult::new("oracle (lower bound)", &oracle::run(reqs, ctx))),
+    ];
+    progress.finish_and_clear();
+    out
+}
+
+/// Traces at least this long get a progress bar (on a terminal, without `--json`).
+const PROGRESS_MIN_REQUESTS: usize = 10_000;
 
 /// What `gemgate simulate` prints.
 #[derive(Debug, Serialize)]
@@ -188,7 +204,10 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         price_source: priced.source,
         model,
         implicit_caching: implicit,
-        results: simulate(&reqs, &ctx),
+        results: {
+            let show = reqs.len() >= PROGRESS_MIN_REQUESTS && crate::progress::wanted(args.json);
+            simulate_showing(&reqs, &ctx, &crate::progress::bar(5 * reqs.len() as u64, "never-cache", show))
+        },
         elapsed_ms: started.elapsed().as_millis(),
     };
     if args.json {

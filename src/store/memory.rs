@@ -1,12 +1,14 @@
 //! In-memory store: nothing survives a restart. For tests and throwaway runs.
 
-use super::{CacheEntry, Store, StoreResult};
+use super::spend::MemoryRollups;
+use super::{CacheEntry, SpendRow, Store, StoreResult};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct MemoryStore {
     caches: Mutex<HashMap<String, CacheEntry>>,
+    spend: MemoryRollups,
 }
 
 #[async_trait::async_trait]
@@ -28,6 +30,17 @@ impl Store for MemoryStore {
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
     }
+    async fn add_spend(&self, rows: &[SpendRow], _retention_ms: i64) -> StoreResult<()> {
+        self.spend.add(rows);
+        Ok(())
+    }
+    async fn spend_rows(&self, from_ms: i64, to_ms: i64) -> StoreResult<Vec<SpendRow>> {
+        Ok(self.spend.rows(from_ms, to_ms))
+    }
+    async fn prune_spend(&self, before_ms: i64) -> StoreResult<()> {
+        self.spend.prune(before_ms);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -35,5 +48,6 @@ mod tests {
     #[tokio::test]
     async fn satisfies_the_store_contract() {
         super::super::contract::round_trip(&super::MemoryStore::default()).await;
+        super::super::contract::spend_rollups(&super::MemoryStore::default()).await;
     }
 }

@@ -5,10 +5,12 @@
 pub mod lock;
 mod memory;
 pub(crate) mod redis;
+mod spend;
 mod sqlite;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
+pub use spend::{SpendFigures, SpendKey, SpendRow};
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreConfig;
@@ -100,6 +102,14 @@ pub trait Store: Send + Sync + 'static {
     async fn put_cache_fenced(&self, entry: &CacheEntry, _token: u64) -> StoreResult<bool> {
         self.put_cache(entry).await.map(|_| true)
     }
+
+    /// Adds `rows` to the spend rollups (summing into existing rows). A backend that expires
+    /// rows by itself keeps them `retention_ms` past their hour.
+    async fn add_spend(&self, rows: &[SpendRow], retention_ms: i64) -> StoreResult<()>;
+    /// The rollup rows whose hour starts in `[from_ms, to_ms)`.
+    async fn spend_rows(&self, from_ms: i64, to_ms: i64) -> StoreResult<Vec<SpendRow>>;
+    /// Forgets rollup rows of hours before `before_ms`.
+    async fn prune_spend(&self, before_ms: i64) -> StoreResult<()>;
 }
 
 /// Opens the configured backend.
@@ -145,5 +155,43 @@ pub(crate) mod contract {
         store.remove_cache("a").await.unwrap();
         assert_eq!(store.get_cache("a").await.unwrap(), None);
         store.ping().await.unwrap();
+    }
+
+    fn spend_row(hour: i64, tag: &str, net: f64) -> SpendRow {
+        let key = SpendKey {
+            hour_ms: hour * 3_600_000,
+            model: "gemini-2.5-flash".into(),
+            tenant: "0123456789abcdef".into(),
+            tag: tag.into(),
+            mechanism: "explicit_cache".into(),
+        };
+        let f = SpendFigures {
+            requests: 1,
+            billed_usd: 0.5,
+            without_gateway_usd: 0.5 + net,
+            net_saving_usd: net,
+            prompt_tokens: 100,
+            cached_tokens: 80,
+            output_tokens: 7,
+        };
+        (key, f)
+    }
+
+    /// Rows with the same key are summed; rows are read back by hour range; pruning forgets
+    /// old hours.
+    pub async fn spend_rollups(store: &dyn Store) {
+        let day = 24 * 3_600_000;
+        store.add_spend(&[spend_row(10, "a", 0.25), spend_row(10, "b", -0.125)], day).await.unwrap();
+        store.add_spend(&[spend_row(10, "a", 0.25), spend_row(12, "a", 1.0)], day).await.unwrap();
+        let mut rows = store.spend_rows(10 * 3_600_000, 12 * 3_600_000).await.unwrap();
+        rows.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!((rows[0].0.tag.as_str(), rows[0].1.requests), ("a", 2));
+        assert!((rows[0].1.net_saving_usd - 0.5).abs() < 1e-12 && rows[0].1.prompt_tokens == 200, "{rows:?}");
+        assert!((rows[1].1.net_saving_usd + 0.125).abs() < 1e-12, "{rows:?}");
+        assert_eq!(store.spend_rows(0, 13 * 3_600_000).await.unwrap().len(), 3);
+        store.prune_spend(11 * 3_600_000).await.unwrap();
+        let left = store.spend_rows(0, 13 * 3_600_000).await.unwrap();
+        assert!(left.iter().all(|(k, _)| k.hour_ms == 12 * 3_600_000), "{left:?}");
     }
 }

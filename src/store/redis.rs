@@ -3,7 +3,7 @@
 //! with a fencing token, so a slow holder cannot overwrite a newer entry. Every call is bounded
 //! by a short timeout: when Redis is down the gateway fails open instead of waiting.
 
-use super::{CacheEntry, Store, StoreError, StoreResult};
+use super::{CacheEntry, SpendRow, Store, StoreError, StoreResult, spend};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -177,5 +177,57 @@ impl Store for RedisStore {
             .map_err(|_| err("redis: timed out"))?
             .map_err(err)?;
         Ok(done == 1)
+    }
+
+    async fn add_spend(&self, rows: &[SpendRow], retention_ms: i64) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let pipe = spend::redis_add_pipeline(&self.prefix, rows, retention_ms);
+        let mut c = self.conn().await?;
+        tokio::time::timeout(self.timeout * 4, pipe.query_async::<()>(&mut c))
+            .await
+            .map_err(|_| err("redis: timed out"))?
+            .map_err(err)
+    }
+
+    async fn spend_rows(&self, from_ms: i64, to_ms: i64) -> StoreResult<Vec<SpendRow>> {
+        let hours: Vec<i64> = spend::hours(from_ms, to_ms).collect();
+        let mut pipe = redis::pipe();
+        for h in &hours {
+            pipe.cmd("HGETALL").arg(self.k("spend", &h.to_string()));
+        }
+        let mut c = self.conn().await?;
+        let all: Vec<std::collections::HashMap<String, String>> =
+            tokio::time::timeout(self.timeout * 4, pipe.query_async(&mut c))
+                .await
+                .map_err(|_| err("redis: timed out"))?
+                .map_err(err)?;
+        let mut out = Vec::new();
+        for (h, fields) in hours.into_iter().zip(all) {
+            out.extend(spend::redis_parse(h, fields)?);
+        }
+        Ok(out)
+    }
+
+    /// Each hour's hash also expires by itself, `retention_ms` after its hour.
+    async fn prune_spend(&self, before_ms: i64) -> StoreResult<()> {
+        let pattern = self.k("spend", "*");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) =
+                self.run(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000)).await?;
+            let old: Vec<&String> = keys
+                .iter()
+                .filter(|k| k.rsplit(':').next().and_then(|h| h.parse::<i64>().ok()).is_some_and(|h| h < before_ms))
+                .collect();
+            if !old.is_empty() {
+                self.run::<()>(redis::cmd("DEL").arg(old)).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Embedded SQLite store (WAL mode): one file, nothing to run. Calls run on the blocking pool.
 
-use super::{CacheEntry, Store, StoreError, StoreResult};
+use super::{CacheEntry, SpendRow, Store, StoreError, StoreResult, spend};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -37,17 +37,18 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(spend::SQLITE_SCHEMA)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     async fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreResult<T> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let guard = conn.lock().map_err(err)?;
-            f(&guard).map_err(err)
+            let mut guard = conn.lock().map_err(err)?;
+            f(&mut guard).map_err(err)
         })
         .await
         .map_err(err)?
@@ -121,6 +122,19 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
+
+    async fn add_spend(&self, rows: &[SpendRow], _retention_ms: i64) -> StoreResult<()> {
+        let rows = rows.to_vec();
+        self.with(move |c| spend::sqlite_add(c, &rows)).await
+    }
+
+    async fn spend_rows(&self, from_ms: i64, to_ms: i64) -> StoreResult<Vec<SpendRow>> {
+        self.with(move |c| spend::sqlite_rows(c, from_ms, to_ms)).await
+    }
+
+    async fn prune_spend(&self, before_ms: i64) -> StoreResult<()> {
+        self.with(move |c| spend::sqlite_prune(c, before_ms)).await
+    }
 }
 
 #[cfg(test)]
@@ -133,10 +147,12 @@ mod tests {
         let path = dir.path().join("nested/gemgate.sqlite");
         let store = SqliteStore::open(&path).unwrap();
         super::super::contract::round_trip(&store).await;
+        super::super::contract::spend_rollups(&store).await;
         drop(store);
         let reopened = SqliteStore::open(&path).unwrap();
         let left = reopened.list_caches().await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].key, "b");
+        assert_eq!(reopened.spend_rows(0, i64::MAX).await.unwrap().len(), 1, "rollups survive a restart");
     }
 }

@@ -36,6 +36,7 @@ pub const DEFER_ITEMS: &str = "gemgate_deferral_items_total";
 pub const DEFER_FLEX: &str = "gemgate_deferral_flex_total";
 pub const DEFER_WEBHOOKS: &str = "gemgate_deferral_webhooks_total";
 pub const PRICE_SOURCE: &str = "gemgate_price_source_total";
+pub const NET_SAVING_USD: &str = "gemgate_net_saving_usd";
 
 /// Installs the global tracing subscriber. `RUST_LOG` wins over the configured level.
 pub fn init_tracing(cfg: &TelemetryConfig) {
@@ -114,5 +115,11 @@ fn describe() {
     describe_counter!(
         PRICE_SOURCE,
         "Priced responses by model and where the price came from: table, family or default (a guess)"
+    );
+    describe_gauge!(
+        NET_SAVING_USD,
+        Unit::Count,
+        "Net saving (USD) reported on responses since start, by model and mechanism: the sum of \
+         x-gemgate-net-saving-usd; negative while caches cost more than they saved"
     );
 }

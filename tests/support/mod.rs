@@ -203,3 +203,14 @@ pub fn committed_token_seconds(listing: &serde_json::Value, now_ms: i64) -> f64 
         })
         .sum()
 }
+
+/// About `tokens` tokens of deterministic text (the emulator counts UTF-8 bytes / 4).
+pub fn document(seed: &str, tokens: usize) -> String {
+    let mut s = format!("Document {seed}. ");
+    let mut i = 0;
+    while s.len() < tokens * 4 {
+        s.push_str(&format!("Clause {i} of {seed} sets out a rule the assistant follows. "));
+        i += 1;
+    }
+    s
+}
