@@ -37,11 +37,13 @@ async fn settles_to_zero(in_flight: &AtomicUsize) -> bool {
     false
 }
 
+async fn panics() -> &'static str {
+    panic!("secret request text in a panic message")
+}
+
 #[tokio::test]
 async fn a_panicking_handler_answers_gemini_500_with_the_request_id_and_frees_its_slot() {
-    let router = axum::Router::new()
-        .route("/panic", get(|| async { panic!("secret request text in a panic message") }))
-        .route("/ok", get(|| async { "fine" }));
+    let router = axum::Router::new().route("/panic", get(panics)).route("/ok", get(|| async { "fine" }));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let gw = serve(gemgate::layers::stack(router, in_flight.clone(), &server(10))).await;
     let c = support::client();

@@ -28,8 +28,8 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole stack around a service `S` (the router), outermost first.
 pub type Stack<S> = SetRequestId<
-    RequestSpan<
-        AccessLog<RequestMetrics<InFlightLimit<PropagateRequestId<CatchPanic<Decompress<PathSafety<AdminToken<S>>>>>>>>,
+    PropagateRequestId<
+        RequestSpan<AccessLog<RequestMetrics<InFlightLimit<CatchPanic<Decompress<PathSafety<AdminToken<S>>>>>>>>,
     >,
     MakeRequestUuid,
 >;
@@ -38,15 +38,16 @@ pub type Stack<S> = SetRequestId<
 /// bottom to top:
 /// 1. `SetRequestId`: gives every request an `x-request-id` (the client's, or a new UUID) before
 ///    anything logs, so every line of a request carries the same id.
-/// 2. `RequestSpan`: works out the request's labels (method, matched route) once, opens the
+/// 2. `PropagateRequestId`: copies the id onto the response for the client to quote; outside
+///    everything that answers, shed and panic answers included.
+/// 3. `RequestSpan`: works out the request's labels (method, matched route) once, opens the
 ///    `request` span every later log line of the request belongs to, and starts the account of
 ///    time spent waiting for the upstream ([`record_upstream_time`]).
-/// 3. `AccessLog`: one `served` line per request (redacted path, status, total and upstream ms).
-/// 4. `RequestMetrics`: requests by route, method and status; duration; the gateway's own
+/// 4. `AccessLog`: one `served` line per request (redacted path, status, total and upstream ms).
+/// 5. `RequestMetrics`: requests by route, method and status; duration; the gateway's own
 ///    overhead (total minus upstream). Outside the in-flight limit, so shed requests are counted.
-/// 5. `InFlightLimit`: counts requests being served (a stream until its last byte, through a
+/// 6. `InFlightLimit`: counts requests being served (a stream until its last byte, through a
 ///    guard on the response body) and answers 503 beyond `server.max_in_flight`.
-/// 6. `PropagateRequestId`: copies the id onto the response for the client to quote.
 /// 7. `CatchPanic`: a handler that panics answers 500 with Gemini's error JSON instead of
 ///    dropping the connection; the layers above see, count and log an ordinary 500.
 /// 8. `Decompress`: gzip request bodies are inflated, so every handler reads plain bytes.
@@ -56,11 +57,11 @@ pub type Stack<S> = SetRequestId<
 pub fn stack<S>(inner: S, in_flight: Arc<AtomicUsize>, server: &ServerConfig) -> Stack<S> {
     ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(RequestSpanLayer)
         .layer(AccessLogLayer)
         .layer(RequestMetricsLayer)
         .layer(InFlightLimitLayer::new(in_flight, server.max_in_flight))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(CatchPanicLayer)
         .layer(DecompressLayer)
         .layer(PathSafetyLayer)
