@@ -1,7 +1,7 @@
 //! The gateway's own API under `/gemgate/v1/`: the cache registry (scopes shown as hashes only).
 
-use crate::app::AppState;
 use crate::clock::rfc3339;
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};

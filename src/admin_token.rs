@@ -25,6 +25,15 @@ pub fn authorized(authorization: Option<&[u8]>, token: &str) -> bool {
     presented.ct_eq(token.as_bytes()).into()
 }
 
+/// The dashboard's files under `/gemgate/ui/` (besides the page itself); the spend module serves
+/// them. Named here, below the layer stack, because the admin-token layer lets them through.
+pub const UI_ASSETS: [&str; 2] = ["app.js", "style.css"];
+
+/// Whether `path` is the dashboard page or one of its files, which the admin token does not guard.
+pub fn is_static_ui(path: &str) -> bool {
+    path == "/gemgate/ui" || path.strip_prefix("/gemgate/ui/").is_some_and(|n| UI_ASSETS.contains(&n))
+}
+
 /// Logs a warning when the admin endpoints are open to every address the gateway listens on.
 pub fn warn_if_open(config: &Config) {
     if config.server.admin_token.is_empty() && !config.server.listen.ip().is_loopback() {

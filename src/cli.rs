@@ -4,6 +4,9 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Seed of the generated workloads unless `--seed` says otherwise (the one the published tables use).
+pub const WORKLOAD_SEED: u64 = 15;
+
 #[derive(Debug, Parser)]
 #[command(name = "gemgate", version, about = "A cost-saving gateway for the Gemini API")]
 pub struct Cli {
@@ -49,9 +52,16 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Trace file: Mooncake JSONL or gemgate's own trace format (detected).
+    #[arg(long, required_unless_present = "workload", conflicts_with = "workload")]
+    pub trace: Option<PathBuf>,
+    /// A generated workload instead of a trace: rag, agents, bursts, poisson-mix, no-reuse; or
+    /// `all` for a Markdown table of every one (docs/cost-policy.md).
     #[arg(long)]
-    pub trace: PathBuf,
-    /// Model to price (default: the trace's own, or gemini-3.8-flash for Mooncake).
+    pub workload: Option<String>,
+    /// Seed of the generated workload.
+    #[arg(long, default_value_t = WORKLOAD_SEED)]
+    pub seed: u64,
+    /// Model to price (default: the trace's own, or gemini-3.8-flash for Mooncake and workloads).
     #[arg(long)]
     pub model: Option<String>,
     /// Price at the rows in force on this day, YYYY-MM-DD (default: today, UTC).
@@ -74,6 +84,10 @@ pub struct SimulateArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Compute only these rows (comma-separated names or name prefixes, e.g. `never,gemgate`;
+    /// default: all). The hindsight baseline and the oracle are the slow ones.
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<String>,
 }
 
 /// `gemgate replay` options (see docs/simulate.md).

@@ -25,7 +25,9 @@ pub mod replay;
 pub mod serve;
 pub mod simulate;
 pub mod spend;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 
-pub use app::{AppState, build_app};
+pub use app::build_app;
+pub use state::AppState;

@@ -124,6 +124,8 @@ async fn hundred_deferred_requests_become_a_few_jobs_billed_at_batch_rates_and_m
     for (i, op) in ops.iter().enumerate() {
         assert_eq!(op["response"]["usageMetadata"]["gemgate"]["tier"], "batch");
         assert_eq!(op["response"]["usageMetadata"]["gemgate"]["discount"], 0.5);
+        assert_eq!(op["response"]["usageMetadata"]["gemgate"]["pricedTier"], "batch");
+        assert!(op["response"]["usageMetadata"]["gemgate"]["netSavingUsd"].as_f64().unwrap() > 0.0);
         let direct = w.generate(&body(i), &[]).await;
         assert_eq!(direct.status(), 200);
         let direct: Value = direct.json().await.unwrap();
@@ -153,13 +155,21 @@ async fn a_waiting_client_gets_the_ordinary_response() {
     let r = w.generate(&body(1), &[("x-gemgate-defer", "batch"), ("x-gemgate-wait", "20s")]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-gemgate-tier"], "batch");
+    let net: f64 = r.headers()["x-gemgate-net-saving-usd"].to_str().unwrap().parse().unwrap();
     let v: Value = r.json().await.unwrap();
     assert!(v["candidates"][0]["content"]["parts"][0]["text"].is_string(), "{v}");
     assert_eq!(v["usageMetadata"]["gemgate"]["tier"], "batch");
+    assert!(net > 0.0 && (v["usageMetadata"]["gemgate"]["netSavingUsd"].as_f64().unwrap() - net).abs() < 1e-7, "{v}");
     // A wait shorter than the batch takes answers 202 with the operation.
     let r = w.generate(&body(2), &[("x-gemgate-defer", "batch"), ("x-gemgate-wait", "10ms")]).await;
     let id = accepted_id(r).await;
-    w.done(&id, Duration::from_secs(20)).await;
+    let (_, op) = w.op(&id, KEY).await;
+    if op["done"] == false {
+        let eta = op["metadata"]["expectedCompletionTime"].as_str().unwrap_or_else(|| panic!("{op}"));
+        assert!(gemgate::clock::parse_rfc3339(eta).is_some(), "{op}");
+    }
+    let op = w.done(&id, Duration::from_secs(20)).await;
+    assert!(op["metadata"].get("expectedCompletionTime").is_none(), "a finished operation has no estimate");
 }
 
 #[tokio::test]
@@ -275,9 +285,21 @@ async fn flex_is_billed_at_flex_rates_and_falls_back_to_standard_when_shed() {
     let w = world(|_| {}, |_| {}).await;
     let r = w.generate(&body(1), &[("x-gemgate-defer", "flex")]).await;
     assert_eq!((r.status().as_u16(), r.headers()["x-gemgate-tier"].to_str().unwrap()), (200, "flex"));
+    let header = |name: &str| r.headers()[name].to_str().unwrap().parse::<f64>().unwrap();
+    let (cost, as_sent, net) =
+        (header("x-gemgate-cost-usd"), header("x-gemgate-cost-as-sent-usd"), header("x-gemgate-net-saving-usd"));
     let v: Value = r.json().await.unwrap();
     let g = &v["usageMetadata"]["gemgate"];
     assert_eq!((&g["tier"], &g["discount"], &g["pricedTier"]), (&json!("flex"), &json!(0.5), &json!("flex")), "{g}");
+    // Flex costs half of what the request cost sent at the standard tier: the half is its saving.
+    assert!((as_sent - 2.0 * cost).abs() < 1e-7 && (net - cost).abs() < 1e-7, "{cost} {as_sent} {net}");
+    assert!((g["netSavingUsd"].as_f64().unwrap() - net).abs() < 1e-7, "{g}");
+    let metrics = w.http.get(format!("{}/metrics", w.gw)).send().await.unwrap().text().await.unwrap();
+    let saved = metrics
+        .lines()
+        .find(|l| l.starts_with("gemgate_deferral_saved_microdollars_total") && l.contains("tier=\"flex\""))
+        .unwrap_or_else(|| panic!("no flex saving counted: {metrics}"));
+    assert!(saved.rsplit(' ').next().unwrap().parse::<f64>().unwrap() > 0.0, "{saved}");
     let l = w.ledger().await;
     assert!(l["flex_input_tokens"].as_u64().unwrap() > 0 && l["input_tokens"] == 0, "{l}");
     // Streaming requests marked batch go flex.

@@ -172,6 +172,60 @@ async fn every_acknowledged_request_gets_exactly_one_result_across_kills() {
     assert_eq!(unique.len(), acked.len());
 }
 
+/// Aborts inside the windows around a job's caches (SQLite queue): see
+/// `support::deferred::crash_inside_cache_windows`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_inside_the_cache_windows_lose_duplicate_and_leak_nothing() {
+    let emu = support::deferred::emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gemgate.sqlite");
+    let db = db.to_str().unwrap().to_string();
+    support::deferred::crash_inside_cache_windows(&emu, |fp| {
+        let store = [("GEMGATE_STORE__BACKEND", "sqlite"), ("GEMGATE_STORE__SQLITE_PATH", db.as_str())];
+        spawn_deferring_gateway(&emu, &store, fp, &support::deferred::CACHE_ENV)
+    })
+    .await;
+}
+
+/// A job whose cache is gone when it runs (here: deleted behind the gateway's back while it was
+/// down, between recording the cache and submitting the job): the requests' cache errors are not
+/// their results; they go again uncached, once, in one more job, and each is answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_whose_cache_is_gone_go_again_uncached_once() {
+    use support::deferred::{CACHE_ENV, KEY, defer_body, finished, shared_doc_request};
+    let emu = support::deferred::emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gemgate.sqlite");
+    let db = db.to_str().unwrap().to_string();
+    let store = [("GEMGATE_STORE__BACKEND", "sqlite"), ("GEMGATE_STORE__SQLITE_PATH", db.as_str())];
+    let mut gw = spawn_deferring_gateway(&emu, &store, Some("cache_recorded"), &CACHE_ENV);
+    let url = gw.url.clone().unwrap();
+    let bodies: Vec<Value> = (0..8).map(shared_doc_request).collect();
+    let ids: Vec<String> =
+        futures::future::join_all(bodies.iter().map(|b| defer_body(&url, b))).await.into_iter().flatten().collect();
+    assert_eq!(ids.len(), 8);
+    gw.die_within(Duration::from_secs(5)).await;
+    let http = support::client();
+    let listed = support::get_json(&format!("{emu}/v1beta/cachedContents"), Some(KEY)).await;
+    let caches = listed["cachedContents"].as_array().cloned().unwrap_or_default();
+    assert!(!caches.is_empty(), "the job's caches were made before the abort: {listed}");
+    for c in &caches {
+        let name = c["name"].as_str().unwrap();
+        let r = http.delete(format!("{emu}/v1beta/{name}")).header("x-goog-api-key", KEY).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let gw = spawn_deferring_gateway(&emu, &store, None, &CACHE_ENV);
+    let done = finished(gw.url(), &ids, Duration::from_secs(30)).await;
+    assert_eq!(done.len(), 8);
+    let (jobs, requests) = support::deferred::assert_exactly_once(gw.url(), &emu).await;
+    assert_eq!((jobs, requests), (2, 8), "the job, then one uncached resubmission of its requests");
+    let ledger = support::get_json(&format!("{emu}/emulator/ledger"), None).await["total"].clone();
+    assert_eq!(ledger["cache_creations"].as_u64().unwrap(), caches.len() as u64, "no new cache: {ledger}");
+    for op in done.values() {
+        assert!(op["response"]["usageMetadata"]["cachedContentTokenCount"].is_null(), "served uncached: {op}");
+    }
+}
+
 #[cfg(unix)]
 fn is_sigkill(s: &std::process::ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;

@@ -42,3 +42,14 @@ async fn random_kills_of_one_of_two_working_replicas_lose_and_duplicate_nothing(
     let (jobs, requests) = assert_exactly_once(b.url(), &emu).await;
     println!("10 kills: {} acknowledged of {next} sent, {requests} queued, {jobs} jobs, each once", acked.len());
 }
+
+/// Aborts inside the windows around a job's caches with the Redis queue: the cache belongs to the
+/// job, so whichever process picks the job up next finds it recorded (or by name) and reuses or
+/// deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_inside_the_cache_windows_lose_duplicate_and_leak_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start_at(&dir.path().join("r.sock"));
+    let emu = emulator().await;
+    crash_inside_cache_windows(&emu, |fp| replica_with(&emu, &redis.url, fp, &CACHE_ENV)).await;
+}

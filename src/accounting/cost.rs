@@ -2,7 +2,7 @@
 //! Pure arithmetic over a [`ModelPrice`] row: `promptTokenCount` includes
 //! `cachedContentTokenCount`; thoughts are billed as output; the tier is picked by prompt size.
 
-use super::pricing::{CreationBilling, ModelPrice};
+use super::pricing::{CreationBilling, ModelPrice, PriceSource};
 use serde_json::Value;
 
 /// The token counts of one response (`usageMetadata`; absent fields are zero).
@@ -210,4 +210,28 @@ mod tests {
         close(storage_usd(&p, 100_000, 1_800_000), 0.05);
         close(storage_usd(&p, 100_000, -5), 0.0);
     }
+}
+
+/// What one response cost (USD), computed from the upstream's own usage and the price table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Costs {
+    /// As served.
+    pub actual_usd: f64,
+    /// Had it been sent as it came (every prompt token at the input rate).
+    pub as_sent_usd: f64,
+    /// `as_sent − actual`, less the creation and storage this request committed.
+    pub net_saving_usd: f64,
+}
+
+/// Which prices a response's costs were computed with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pricing {
+    /// The price table's model key (`gemini-3.8-flash`).
+    pub key: String,
+    /// The row in force: `key@effective_from`.
+    pub row: String,
+    /// `table`, `family` or `default` (a guess: the model is not in the table).
+    pub source: PriceSource,
+    /// The service tier priced (the one the upstream says served the request, if it says).
+    pub service: Service,
 }

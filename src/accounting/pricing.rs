@@ -4,7 +4,7 @@
 //! billed. `PriceTable::builtin()` compiles the shipped file in, so a gateway without it still
 //! prices. Model ids are matched by `catalog::ids` (the same rule every model table uses).
 
-use crate::catalog::ids::{self, Matched};
+use super::ids::{self, Matched};
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! What the gateway did, told to the client: `x-gemgate-*` headers and a `gemgate` object inside
 //! `usageMetadata` (on the final event of a stream). The official SDKs ignore the extra field.
 
-use crate::accounting::{PriceSource, Service};
+pub use crate::accounting::{Costs, Pricing};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -32,30 +32,6 @@ impl Outcome {
             Outcome::Error => "error",
         }
     }
-}
-
-/// What one response cost (USD), computed from the upstream's own usage and the price table.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Costs {
-    /// As served.
-    pub actual_usd: f64,
-    /// Had it been sent as it came (every prompt token at the input rate).
-    pub as_sent_usd: f64,
-    /// `as_sent − actual`, less the creation and storage this request committed.
-    pub net_saving_usd: f64,
-}
-
-/// Which prices a response's costs were computed with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pricing {
-    /// The price table's model key (`gemini-3.8-flash`).
-    pub key: String,
-    /// The row in force: `key@effective_from`.
-    pub row: String,
-    /// `table`, `family` or `default` (a guess: the model is not in the table).
-    pub source: PriceSource,
-    /// The service tier priced (the one the upstream says served the request, if it says).
-    pub service: Service,
 }
 
 /// The annotation for one response.
@@ -131,6 +107,25 @@ impl Annotation {
                 h.insert(PRICE_ROW, v);
             }
         }
+    }
+
+    /// An annotation read back from its JSON (`to_json`), as stored with a deferred result: its
+    /// outcome and costs, enough to give the result's response the same headers.
+    pub fn from_json(v: &Value) -> Self {
+        let outcome = match v["cache"].as_str() {
+            Some("hit") => Outcome::Hit,
+            Some("created") => Outcome::Created,
+            Some("miss") => Outcome::Miss,
+            Some("error") => Outcome::Error,
+            _ => Outcome::Bypass,
+        };
+        let costs = match (v["costUsd"].as_f64(), v["costAsSentUsd"].as_f64(), v["netSavingUsd"].as_f64()) {
+            (Some(actual_usd), Some(as_sent_usd), Some(net_saving_usd)) => {
+                Some(Costs { actual_usd, as_sent_usd, net_saving_usd })
+            }
+            _ => None,
+        };
+        Annotation { costs, prefix_tokens: v["prefixTokens"].as_u64().unwrap_or(0), ..Self::new(outcome) }
     }
 
     /// Inserts the annotation into a parsed response that has `usageMetadata`.

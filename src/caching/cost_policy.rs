@@ -19,79 +19,7 @@
 //!   remains; otherwise **LetExpire**.
 
 use crate::accounting::{CreationBilling, ModelPrice, PriceTable, creation_usd};
-use serde::{Deserialize, Serialize};
-use std::time::Duration;
-
-/// Tuning of the cost policy (`[caching]` in the gateway config). Every field has a default.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CostPolicyConfig {
-    /// Shortest TTL given to a cache.
-    #[serde(with = "humantime_serde")]
-    pub min_ttl: Duration,
-    /// Longest TTL given to a cache (the break-even `min(d, C)/S` may cap it lower).
-    #[serde(with = "humantime_serde")]
-    pub max_ttl: Duration,
-    /// TTL used before any gap between arrivals has been seen.
-    #[serde(with = "humantime_serde")]
-    pub first_ttl: Duration,
-    /// Weight of a new gap in the moving mean and deviation of inter-arrival gaps.
-    pub gap_weight: f64,
-    /// TTL = mean gap + this many deviations (a high quantile of the next gap)...
-    pub ttl_deviations: f64,
-    /// ...but at least this many mean gaps (steady traffic has no deviation to go by).
-    pub ttl_mean_factor: f64,
-    /// Renew on a use when less than this fraction of the target TTL remains.
-    pub renew_below: f64,
-    /// Multiplies the creation threshold (1 = classic ski rental; > 1 waits for more evidence;
-    /// 2 by default, see docs/cost-policy.md for why and what it does to the bound).
-    pub create_margin: f64,
-    /// A prefix counts as served by implicit caching once this share of its tokens comes back
-    /// cached on uncached requests (moving average).
-    pub implicit_share: f64,
-    /// Evidence multiplier for prefixes implicit caching already serves.
-    pub implicit_evidence: f64,
-    /// A cache this close to its expiry is not used (the request could arrive after it).
-    #[serde(with = "humantime_serde")]
-    pub expiry_margin: Duration,
-    /// Delete an idle cache only if at least this much paid TTL would be saved.
-    #[serde(with = "humantime_serde")]
-    pub min_delete_remaining: Duration,
-    /// Create a cache for a request's own prefix at first sight when this tenant's prefixes
-    /// usually come back (conversations: each turn extends the last); see `speculate.rs`.
-    pub speculate: bool,
-    /// First-sight creation needs `p × saving ≥ speculate_margin × its cost`.
-    pub speculate_margin: f64,
-    /// First sightings observed before the return rate is trusted.
-    pub speculate_min_evidence: u64,
-    /// Returns (requests repeating a prefix seen before) sent without a gateway cache before
-    /// anything is created for a tenant and model: until then nothing says whether the
-    /// upstream's implicit caching already serves them for free.
-    pub implicit_probes: u64,
-}
-
-impl Default for CostPolicyConfig {
-    fn default() -> Self {
-        Self {
-            min_ttl: Duration::from_secs(60),
-            max_ttl: Duration::from_secs(3600),
-            first_ttl: Duration::from_secs(300),
-            gap_weight: 0.25,
-            ttl_deviations: 4.0,
-            ttl_mean_factor: 2.0,
-            renew_below: 0.75,
-            create_margin: 2.0,
-            implicit_share: 0.8,
-            implicit_evidence: 4.0,
-            expiry_margin: Duration::from_secs(5),
-            min_delete_remaining: Duration::from_secs(60),
-            speculate: true,
-            speculate_margin: 1.2,
-            speculate_min_evidence: 20,
-            implicit_probes: 5,
-        }
-    }
-}
+pub use crate::config::CostPolicyConfig;
 
 /// What to do for one prefix boundary now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +65,12 @@ pub struct PrefixStats {
     /// No creation before this time, after a failed one.
     pub cooldown_until_ms: i64,
     /// This boundary was first seen as a request's own (longest) prefix: its return, if any,
-    /// teaches the tenant's return rate.
+    /// teaches the tenant's return rate (of this first-sight class).
     pub first_as_longest: bool,
+    pub first_class: u8,
+    /// Uses of the current cache, and of the last one (for rewarm).
+    pub hits: u64,
+    pub last_cache_hits: u64,
 }
 
 impl PrefixStats {
@@ -159,6 +91,7 @@ impl PrefixStats {
     pub fn on_gone(&mut self, now_ms: i64) {
         if let Some(c) = self.cache.take() {
             self.paid_until_ms = c.expire_ms.min(now_ms).max(self.paid_until_ms);
+            self.last_cache_hits = std::mem::take(&mut self.hits);
         }
     }
 
@@ -222,6 +155,12 @@ impl CostPolicy {
         tokens as f64 * self.price.storage_per_token_ms()
     }
 
+    /// The longest gap a cache of `tokens` pays to be kept across: `min(d, C)/S`.
+    pub fn break_even_ms(&self, tokens: u64) -> f64 {
+        let s = self.storage_per_ms(tokens);
+        if s > 0.0 { self.hit_saving_usd(tokens, 0).min(self.creation_usd(tokens)) / s } else { f64::INFINITY }
+    }
+
     /// The TTL to give this prefix's cache now (see the module doc).
     pub fn ttl_ms(&self, st: &PrefixStats, tokens: u64) -> i64 {
         let cfg = &self.cfg;
@@ -230,12 +169,16 @@ impl CostPolicy {
         } else {
             (st.gap_mean_ms + cfg.ttl_deviations * st.gap_dev_ms).max(cfg.ttl_mean_factor * st.gap_mean_ms)
         };
-        let s = self.storage_per_ms(tokens);
-        let break_even =
-            if s > 0.0 { self.hit_saving_usd(tokens, 0).min(self.creation_usd(tokens)) / s } else { f64::INFINITY };
         let min = cfg.min_ttl.as_millis() as f64;
-        let max = (cfg.max_ttl.as_millis() as f64).min(break_even).max(min);
-        predicted.clamp(min, max).round() as i64
+        predicted.clamp(min, self.ttl_cap_ms(tokens, st.arrivals).max(min)).round() as i64
+    }
+
+    /// The longest TTL for a prefix seen `arrivals` times (see `ttl_evidence`).
+    pub fn ttl_cap_ms(&self, tokens: u64, arrivals: u64) -> f64 {
+        let break_even = self.break_even_ms(tokens);
+        let evidence = self.cfg.ttl_evidence.as_millis() as f64;
+        let cap = if evidence > 0.0 { (break_even * evidence * arrivals.max(1) as f64).sqrt() } else { break_even };
+        (self.cfg.max_ttl.as_millis() as f64).min(break_even).min(cap)
     }
 
     /// A request whose prefix includes this boundary (`tokens` long) arrives at `now_ms`.
@@ -247,7 +190,12 @@ impl CostPolicy {
         let cfg = &self.cfg;
         let prev = st.last_arrival_ms;
         if let Some(p) = prev {
-            st.learn_gap((now_ms - p).max(0) as f64, cfg.gap_weight);
+            let gap = (now_ms - p).max(0) as f64;
+            // An idle period says nothing about how long the next run of arrivals keeps coming.
+            let idle = cfg.idle_gap_break_evens > 0.0 && gap > cfg.idle_gap_break_evens * self.break_even_ms(tokens);
+            if !idle {
+                st.learn_gap(gap, cfg.gap_weight);
+            }
         }
         st.arrivals += 1;
         st.last_arrival_ms = Some(now_ms);
@@ -258,6 +206,7 @@ impl CostPolicy {
         if let Some(c) = st.cache {
             if c.expire_ms > now_ms + cfg.expiry_margin.as_millis() as i64 {
                 st.regret_usd = 0.0;
+                st.hits += 1;
                 let ttl = self.ttl_ms(st, tokens);
                 if let Some(c) = &mut st.cache {
                     c.last_used_ms = now_ms;
@@ -285,11 +234,17 @@ impl CostPolicy {
             return Decision::Observe;
         }
         let ttl = self.ttl_ms(st, tokens);
+        // Rewarm: the last cache was read often enough that the prefix is worth one again now.
+        let implicit = st.implicit_share >= cfg.implicit_share;
+        if cfg.rewarm_hits > 0 && st.last_cache_hits >= cfg.rewarm_hits && !implicit {
+            st.last_cache_hits = 0;
+            return Decision::Create { ttl_ms: ttl };
+        }
         // Creating now costs C, but this request then reads the prefix cached instead of paying
         // for it fresh, so the price of buying now is C − d plus storage for one TTL.
         let buy = (self.creation_usd(tokens) - d + s * ttl as f64).max(0.0);
         let mut threshold = cfg.create_margin * buy;
-        if st.implicit_share >= cfg.implicit_share {
+        if implicit {
             threshold *= cfg.implicit_evidence;
         }
         if st.regret_usd >= threshold { Decision::Create { ttl_ms: ttl } } else { Decision::Observe }

@@ -2,7 +2,7 @@
 //! and a bounded wait for every request that wants it.
 
 use super::ops::{self, Credential};
-use super::{Boundary, Caching, EXPIRY_MARGIN_MS, Outcome, rewrite};
+use super::{Boundary, CacheView, Caching, Outcome, rewrite};
 use crate::store::CacheEntry;
 use crate::telemetry;
 use serde_json::{Map, Value};
@@ -95,15 +95,15 @@ impl Caching {
             }
         };
         let now = e.clock.now_ms();
-        let result = match e.registry.get_or_load(&job.key).await.filter(|x| x.expire_ms > now + EXPIRY_MARGIN_MS) {
+        let result = match e.registry.get_or_load(&job.key).await.filter(|x| e.engine.usable(x.expire_ms, now)) {
             Some(existing) => (Some(existing.snapshot()), false),
             None => self.create_upstream(&job, token).await,
         };
         if let Err(err) = store.release_lease(&job.key, token).await {
             tracing::debug!(%err, "lease release failed; it will lapse");
         }
-        if let Some(entry) = &result.0 {
-            self.state(&job.key).lock().expect("poisoned").sync(Some(entry), e.clock.now_ms());
+        if let (Some(entry), false) = &result {
+            e.engine.created(&job.key, CacheView::from(entry), false, e.clock.now_ms());
         }
         result
     }
@@ -134,7 +134,7 @@ impl Caching {
                 let entry =
                     CacheEntry::new(&job.key, &c.name, &job.model, &job.scope, c.tokens, job.contents, now, expire_ms);
                 if e.registry.insert_fenced(entry.clone(), token).await {
-                    self.state(&job.key).lock().expect("poisoned").stats.on_created(now, expire_ms);
+                    e.engine.created(&job.key, CacheView::from(&entry), true, now);
                     return (Some(entry), true);
                 }
                 // A newer holder won (our lease lapsed while the upstream was slow): drop ours.
@@ -165,8 +165,7 @@ impl Caching {
                     }
                 };
                 metrics::counter!(telemetry::CACHE_CREATIONS, "result" => kind).increment(1);
-                let cooldown = e.cfg.cooldown.as_millis() as i64;
-                self.state(&job.key).lock().expect("poisoned").stats.on_create_failed(now, cooldown);
+                e.engine.create_failed(&job.key, now);
                 (None, false)
             }
         }

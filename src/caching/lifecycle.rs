@@ -3,7 +3,7 @@
 //! early, or let it expire), drops expired entries and writes hit counts back to the store.
 
 use super::Caching;
-use super::cost_policy::Decision;
+use super::engine::{CacheView, Sweep};
 use super::ops::{self, Credential};
 use crate::store::CacheEntry;
 use crate::telemetry;
@@ -27,7 +27,7 @@ pub(super) fn renew(c: &Caching, entry: &CacheEntry, ttl_ms: i64, cred: &Credent
                     cur.expire_ms = expire_ms;
                     e.registry.insert(cur).await;
                 }
-                this.state(&key).lock().expect("poisoned").stats.on_renewed(expire_ms);
+                e.engine.renewed(&key, expire_ms);
             }
             Err(err) => {
                 metrics::counter!(telemetry::CACHE_RENEWALS, "result" => "error").increment(1);
@@ -45,34 +45,20 @@ pub(super) async fn sweep(c: &Caching, now: i64) {
         if e.cancel.is_cancelled() {
             return;
         }
-        // A cache warmed from the store may have no policy state in this process yet; judge it
-        // on a temporary one rather than allocating state for every entry on every pass.
-        let st = e.states.get(&hot.key);
-        let decision = {
-            let mut temp = super::BoundaryState::default();
-            let mut guard = st.as_ref().map(|s| s.lock().expect("poisoned"));
-            let state = guard.as_deref_mut().unwrap_or(&mut temp);
-            state.sync(Some(&hot.snapshot()), now);
-            e.rules.on_tick(&hot.model, state, now, hot.tokens)
-        };
-        let gone = |st: &Option<std::sync::Arc<std::sync::Mutex<super::BoundaryState>>>| {
-            if let Some(s) = st {
-                s.lock().expect("poisoned").stats.on_gone(now);
-            }
-        };
-        if hot.expire_ms <= now {
+        let verdict = e.engine.sweep(&hot.key, &hot.model, CacheView::from(&hot.snapshot()), now);
+        if verdict == Sweep::Expired {
             e.registry.remove(&hot.key).await;
-            gone(&st);
+            e.engine.gone(&hot.key, now);
             metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "expired").increment(1);
             continue;
         }
-        if decision == Decision::Delete {
+        if verdict == Sweep::Delete {
             if let Some(cred) = e.creds.get(&hot.scope) {
                 match ops::delete(&e.upstream, &hot.name, &cred, e.timeout).await {
                     Ok(()) => {
                         metrics::counter!(telemetry::CACHE_DELETIONS, "reason" => "idle").increment(1);
                         e.registry.remove(&hot.key).await;
-                        gone(&st);
+                        e.engine.gone(&hot.key, now);
                         continue;
                     }
                     Err(err) => tracing::warn!(?err, "idle cache deletion failed"),

@@ -9,24 +9,28 @@
 mod annotate;
 pub mod cost_policy;
 mod create;
+pub mod engine;
 mod fingerprint;
 mod lifecycle;
-pub(crate) mod ops;
 mod policy;
 pub mod registry;
-mod rewrite;
+pub(crate) mod rewrite;
 mod rules;
 mod sizing;
 mod speculate;
+pub mod trace;
 
+pub use crate::gemini::error::parse_too_small;
+pub(crate) use crate::proxy::calls as ops;
+pub use crate::proxy::calls::Credential;
 pub use annotate::{
     Annotation, Costs, Outcome, Pricing, annotate_body, encode_event, is_final_event, parse_event, sse_events,
 };
 pub use cost_policy::Decision;
+pub use engine::{CacheView, Engine, Intent, Request, Sweep};
 pub use fingerprint::{Boundary, Fingerprint, fingerprint, scope_of};
-pub use ops::Credential;
 pub use rules::{BoundaryState, Rules};
-pub use sizing::{Sizer, parse_too_small};
+pub use sizing::Sizer;
 pub use speculate::{Arrival, ReturnStats};
 
 use crate::accounting::{self, Service};
@@ -36,7 +40,6 @@ use crate::config::CachingConfig;
 use crate::gemini::canonical;
 use crate::gemini::path::ApiPath;
 use crate::proxy::Upstream;
-use crate::simulate::trace::{TraceBoundary, TraceRecord, TraceWriter};
 use crate::store::{CacheEntry, Store};
 use crate::telemetry;
 use registry::Registry;
@@ -47,6 +50,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use trace::{TraceBoundary, TraceRecord, TraceWriter};
 
 /// What to do with one generate request.
 #[derive(Debug, Clone)]
@@ -91,16 +95,14 @@ impl Plan {
 /// Result of a creation job: the entry (if any) and whether this process made it.
 type CreateResult = Option<(Option<CacheEntry>, bool)>;
 
-struct Engine {
+/// The live side: the pure [`Engine`] plus everything that acts on its intents.
+struct Inner {
     cfg: CachingConfig,
     clock: Clock,
     registry: Registry,
     sizer: Sizer,
-    rules: Rules,
+    engine: Engine,
     catalog: Catalog,
-    states: moka::sync::Cache<String, Arc<Mutex<BoundaryState>>>,
-    /// Per (scope, model): how often a request's own prefix comes back (see speculate.rs).
-    returns: moka::sync::Cache<String, Arc<Mutex<ReturnStats>>>,
     /// Creations under way: when each started, and where its result will appear.
     inflight: Mutex<HashMap<String, (tokio::time::Instant, watch::Receiver<CreateResult>)>>,
     renewing: Mutex<HashSet<String>>,
@@ -113,12 +115,9 @@ struct Engine {
     cancel: CancellationToken,
 }
 
-/// Margin before expiry inside which a cache is no longer used.
-const EXPIRY_MARGIN_MS: i64 = 5_000;
-
-/// Handle to the caching engine; cheap to clone.
+/// Handle to the live caching engine; cheap to clone.
 #[derive(Clone)]
-pub struct Caching(Arc<Engine>);
+pub struct Caching(Arc<Inner>);
 
 /// The handles the engine needs from the gateway.
 pub struct Deps {
@@ -136,24 +135,15 @@ impl Caching {
     pub fn new(cfg: CachingConfig, deps: Deps) -> anyhow::Result<Self> {
         let trace =
             if cfg.trace_file.as_os_str().is_empty() { None } else { Some(TraceWriter::open(&cfg.trace_file)?) };
-        let states = moka::sync::Cache::builder()
-            .max_capacity(cfg.registry_capacity)
-            .time_to_idle(Duration::from_secs(6 * 3600))
-            .build();
         let creds =
             moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(24 * 3600)).build();
-        Ok(Caching(Arc::new(Engine {
+        Ok(Caching(Arc::new(Inner {
             registry: Registry::new(deps.store, cfg.registry_capacity),
             sizer: Sizer::new(cfg.initial_bytes_per_token),
-            rules: Rules::from_config(&cfg, deps.catalog.prices().clone()),
+            engine: Engine::new(&cfg, deps.catalog.prices().clone()),
             catalog: deps.catalog,
             cfg,
             clock: deps.clock,
-            states,
-            returns: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(Duration::from_secs(7 * 24 * 3600))
-                .build(),
             inflight: Mutex::default(),
             renewing: Mutex::default(),
             creds,
@@ -181,16 +171,8 @@ impl Caching {
         self.0.registry.entries()
     }
 
-    /// What the first-sight rule learns for one tenant (credential scope) and model.
-    fn returns(&self, scope: &str, model: &str) -> Arc<Mutex<ReturnStats>> {
-        self.0.returns.get_with(format!("{scope}:{model}"), Default::default)
-    }
-
-    fn state(&self, key: &str) -> Arc<Mutex<BoundaryState>> {
-        self.0.states.get_with(key.to_string(), || Arc::new(Mutex::new(BoundaryState::default())))
-    }
-
-    /// Decides how to send one generate request, creating a cache if the policy says so.
+    /// Decides how to send one generate request (the engine decides; this acts on its intent:
+    /// registry look-ups, creation, renewal).
     pub async fn plan(
         &self,
         path: &ApiPath<'_>,
@@ -220,68 +202,35 @@ impl Caching {
             e.creds.insert(scope.clone(), c.clone());
         }
 
-        // The tenant's first-sight statistics, shared by steps 1 and 2.
-        let returns = self.returns(&scope, &model);
-
-        // 1. The longest boundary with a live cache; the policy sees this use.
-        let mut hit: Option<(usize, Arc<registry::Hot>, Decision)> = None;
-        for (i, b) in fp.boundaries.iter().enumerate().rev() {
-            let Some(entry) = e.registry.get(&b.key) else { continue };
-            if entry.expire_ms <= now + EXPIRY_MARGIN_MS {
-                e.registry.remove(&b.key).await;
-                continue;
-            }
-            let st = self.state(&b.key);
-            let mut st = st.lock().expect("poisoned");
-            st.sync(Some(&entry), now);
-            plan.shared_tokens = entry.tokens;
-            let d = e.rules.on_request(
-                &model,
-                &mut returns.lock().expect("poisoned"),
-                &mut st,
-                Arrival::new(now, entry.tokens, 0),
-            );
-            hit = Some((i, entry, d));
-            break;
-        }
-
-        // 2. Every longer eligible boundary is observed; the longest that should be a cache wins.
-        // Models without explicit caching (known from the catalog) have no eligible boundary.
-        let min = if e.catalog.explicit_caching(&scope, &model, path.version, cred.as_ref()) {
-            e.catalog.min_tokens(&model) as f64 * e.cfg.size_margin
-        } else {
-            f64::INFINITY
+        // The engine decides on estimated token counts and the registry's view.
+        let estimated: Vec<(String, u64)> =
+            fp.boundaries.iter().map(|b| (b.key.clone(), e.sizer.estimate_tokens(&model, b.bytes))).collect();
+        let explicit = e.catalog.explicit_caching(&scope, &model, path.version, cred.as_ref());
+        let req = Request {
+            scope: &scope,
+            model: &model,
+            now_ms: now,
+            boundaries: &estimated,
+            min_tokens: explicit.then(|| u64::from(e.catalog.min_tokens(&model))),
         };
-        let covered = hit.as_ref().map_or(0, |(_, entry, _)| entry.tokens);
-        let start = hit.as_ref().map_or(0, |(i, _, _)| i + 1);
-        let mut chosen: Option<(&Boundary, i64, u64)> = None;
-        let eligible: Vec<(&Boundary, u64)> = fp.boundaries[start..]
-            .iter()
-            .map(|b| (b, e.sizer.estimate_tokens(&model, b.bytes)))
-            .filter(|(_, tokens)| *tokens as f64 >= min)
-            .collect();
-        for (j, (b, tokens)) in eligible.iter().enumerate() {
-            let st = self.state(&b.key);
-            let mut st = st.lock().expect("poisoned");
-            st.sync(None, now);
-            if st.stats.arrivals > 0 {
-                plan.shared_tokens = *tokens;
-            }
-            // The request's own prefix may be cached at first sight (speculate.rs).
-            let a = Arrival { own_prefix: j + 1 == eligible.len(), ..Arrival::new(now, *tokens, covered) };
-            let d = e.rules.on_request(&model, &mut returns.lock().expect("poisoned"), &mut st, a);
-            if let Decision::Create { ttl_ms } = d {
-                chosen = Some((b, ttl_ms, *tokens));
-            }
+        let hots: Vec<Option<Arc<registry::Hot>>> = fp.boundaries.iter().map(|b| e.registry.get(&b.key)).collect();
+        let intent = e.engine.decide(&req, |key| {
+            let i = fp.boundaries.iter().position(|b| b.key == key)?;
+            hots[i].as_ref().map(|h| CacheView::from(&h.snapshot()))
+        });
+        plan.shared_tokens = intent.shared_tokens;
+        for &i in &intent.forget {
+            e.registry.remove(&fp.boundaries[i].key).await;
         }
 
-        // 3. Create (single flight, bounded wait), else use what exists.
-        if let (Some((b, ttl_ms, _)), Some(cred)) = (chosen, cred.clone()) {
+        // Create (single flight, bounded wait), else use what exists.
+        if let (Some((i, ttl_ms)), Some(cred)) = (intent.create, cred.clone()) {
+            let b = &fp.boundaries[i];
             let found = e
                 .registry
                 .get_or_load(&b.key)
                 .await
-                .filter(|x| x.expire_ms > now + EXPIRY_MARGIN_MS)
+                .filter(|x| e.engine.usable(x.expire_ms, now))
                 .map(|h| h.snapshot());
             let (outcome, entry) = match found {
                 Some(entry) => (Outcome::Hit, Some(entry)),
@@ -296,9 +245,10 @@ impl Caching {
             }
             plan.annotation.outcome = outcome;
         }
-        if let Some((_, entry, decision)) = hit {
+        if let Some(i) = intent.hit {
+            let entry = hots[i].as_ref().expect("the engine used a cache the registry has").snapshot();
             self.use_entry(&mut plan, body, &entry, Outcome::Hit, now);
-            if let (Decision::Renew { ttl_ms }, Some(cred)) = (decision, cred.as_ref()) {
+            if let (Some(ttl_ms), Some(cred)) = (intent.renew_ttl_ms, cred.as_ref()) {
                 let extension = (now + ttl_ms - entry.expire_ms).max(0);
                 plan.overhead_usd = self.storage_usd(&model, entry.tokens, extension);
                 lifecycle::renew(self, &entry, ttl_ms, cred);
@@ -348,9 +298,7 @@ impl Caching {
     /// Forgets a cache the upstream rejected (deleted or expired behind the gateway's back).
     pub async fn invalidate(&self, key: &str) {
         self.0.registry.remove(key).await;
-        if let Some(st) = self.0.states.get(key) {
-            st.lock().expect("poisoned").stats.on_gone(self.0.clock.now_ms());
-        }
+        self.0.engine.gone(key, self.0.clock.now_ms());
     }
 
     /// Learns from a response's usageMetadata: the bytes/token ratio, implicit caching by the
@@ -365,17 +313,8 @@ impl Caching {
         if plan.key.is_some() {
             metrics::counter!(telemetry::CACHE_TOKENS_SERVED).increment(cached);
         } else if plan.annotation.outcome != Outcome::Bypass {
-            if plan.shared_tokens > 0 {
-                self.returns(&plan.scope, &plan.model)
-                    .lock()
-                    .expect("poisoned")
-                    .note_implicit(plan.shared_tokens, cached);
-            }
-            for (key, _) in &plan.boundaries {
-                if let Some(st) = e.states.get(key) {
-                    st.lock().expect("poisoned").last_implicit = cached;
-                }
-            }
+            let keys = plan.boundaries.iter().map(|(k, _)| k.as_str());
+            e.engine.responded(&plan.scope, &plan.model, keys, plan.shared_tokens, cached);
         }
         if let Some(w) = &e.trace {
             if plan.annotation.outcome != Outcome::Bypass {
@@ -411,7 +350,10 @@ impl Caching {
     pub fn account(&self, plan: &Plan, usage: &Value, requested: Service) -> Option<(Costs, Pricing)> {
         let (costs, pricing) =
             self.0.catalog.costs(&plan.model, usage, requested, plan.overhead_usd, self.0.clock.now_ms())?;
-        let gross = costs.as_sent_usd - costs.actual_usd;
+        // The cache's own saving: the tier's discount (as-sent is priced at standard) is not it.
+        let u = crate::accounting::Usage::from_usage_metadata(usage);
+        let row = self.0.catalog.price(&plan.model, self.0.clock.now_ms()).row;
+        let gross = crate::accounting::as_sent_usd(row, &u, pricing.service) - costs.actual_usd;
         if plan.key.is_some() && gross > 0.0 {
             metrics::counter!(telemetry::CACHE_SAVED_MICRO_USD, "model" => pricing.key.clone())
                 .increment((gross * 1e6) as u64);

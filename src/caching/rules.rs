@@ -4,11 +4,11 @@
 //! [`Decision`]s over the same per-boundary state, so the engine has one code path.
 
 use super::cost_policy::{CacheState, CostPolicy, CostPolicyConfig, Decision, PrefixStats};
+use super::engine::CacheView;
 use super::policy::{self, Observed, Rule};
 use super::speculate::{Arrival, ReturnStats};
 use crate::accounting::PriceTable;
 use crate::config::CachingConfig;
-use crate::store::CacheEntry;
 use std::sync::Arc;
 
 /// What the engine keeps per prefix boundary.
@@ -24,7 +24,7 @@ pub struct BoundaryState {
 
 impl BoundaryState {
     /// Makes the policy's view of the cache agree with the registry's.
-    pub fn sync(&mut self, entry: Option<&CacheEntry>, now_ms: i64) {
+    pub fn sync(&mut self, entry: Option<CacheView>, now_ms: i64) {
         match (entry, self.stats.cache) {
             (Some(e), cur) => {
                 let last_used = cur.map_or(e.last_used_ms, |c| c.last_used_ms.max(e.last_used_ms));
@@ -40,20 +40,21 @@ impl BoundaryState {
 pub enum Rules {
     /// One policy per model name. Model names come from the client, so the map is bounded.
     Cost {
-        cfg: CostPolicyConfig,
+        cfg: Box<CostPolicyConfig>,
         prices: Arc<PriceTable>,
         per_model: moka::sync::Cache<String, Arc<CostPolicy>>,
+        /// Prices of this day (a replay), else of the day each decision is made.
+        day: Option<chrono::NaiveDate>,
     },
     Hits {
         rule: Rule,
         ttl_ms: i64,
         renew_before_ms: i64,
         idle_ms: i64,
+        /// A cache this close to its expiry is not used.
+        expiry_margin_ms: i64,
     },
 }
-
-/// Margin before expiry inside which a cache is no longer used.
-const EXPIRY_MARGIN_MS: i64 = 5_000;
 
 /// Cost policies kept at once (one per model name seen).
 const MAX_MODEL_POLICIES: u64 = 1_000;
@@ -66,20 +67,30 @@ impl Rules {
                 ttl_ms: c.ttl.as_millis() as i64,
                 renew_before_ms: c.renew_before.as_millis() as i64,
                 idle_ms: c.idle_delete_after.as_millis() as i64,
+                expiry_margin_ms: c.cost.expiry_margin.as_millis() as i64,
             }
         } else {
             let per_model = moka::sync::Cache::builder().max_capacity(MAX_MODEL_POLICIES).build();
-            Rules::Cost { cfg: c.cost.clone(), prices, per_model }
+            Rules::Cost { cfg: Box::new(c.cost.clone()), prices, per_model, day: None }
+        }
+    }
+
+    /// The same rules priced at the rows in force on `day` (for replaying a trace).
+    pub fn at(self, day: chrono::NaiveDate) -> Self {
+        match self {
+            Rules::Cost { cfg, prices, per_model, .. } => Rules::Cost { cfg, prices, per_model, day: Some(day) },
+            hits => hits,
         }
     }
 
     fn cost_policy(&self, model: &str) -> Option<Arc<CostPolicy>> {
-        let Rules::Cost { cfg, prices, per_model } = self else { return None };
+        let Rules::Cost { cfg, prices, per_model, day } = self else { return None };
         // Keyed by the price row in force, not by the model string a client sent: the map stays
         // as small as the price table, and a new row takes effect on its day.
-        let row = prices.price_at(model, crate::accounting::today()).row_name();
+        let day = day.unwrap_or_else(crate::accounting::today);
+        let row = prices.price_at(model, day).row_name();
         Some(per_model.get_with(row, || {
-            let (p, fell_back) = CostPolicy::new(cfg.clone(), prices, model);
+            let (p, fell_back) = CostPolicy::at((**cfg).clone(), prices, model, day);
             if fell_back {
                 tracing::warn!(model, "no price for this model; caching decisions use the default row");
             }
@@ -96,12 +107,12 @@ impl Rules {
                 let p = self.cost_policy(model).expect("cost rules");
                 p.on_arrival(rs, &mut st.stats, Arrival { last_implicit: st.last_implicit, ..a })
             }
-            Rules::Hits { rule, ttl_ms, renew_before_ms, .. } => {
+            Rules::Hits { rule, ttl_ms, renew_before_ms, expiry_margin_ms, .. } => {
                 st.recent.record(now, rule);
                 st.stats.arrivals += 1;
                 st.stats.last_arrival_ms = Some(now);
                 if let Some(c) = &mut st.stats.cache {
-                    if c.expire_ms > now + EXPIRY_MARGIN_MS {
+                    if c.expire_ms > now + *expiry_margin_ms {
                         c.last_used_ms = now;
                         return if c.expire_ms - now < *renew_before_ms {
                             Decision::Renew { ttl_ms: *ttl_ms }
@@ -137,6 +148,7 @@ impl Rules {
 mod tests {
     use super::*;
     use crate::config::CachingConfig;
+    use crate::store::CacheEntry;
 
     fn hits(min_hits: u32) -> Rules {
         let cfg = CachingConfig { policy: "hits".into(), min_hits, ..CachingConfig::default() };
@@ -183,7 +195,7 @@ mod tests {
             Decision::Create { .. }
         ));
         let e = CacheEntry::new("k", "cachedContents/x", "models/gemini-2.5-flash", "s", 8000, 0, 1_000, 400_000);
-        st.sync(Some(&e), 1_000);
+        st.sync(Some(CacheView::from(&e)), 1_000);
         assert_eq!(
             r.on_request("models/gemini-2.5-flash", &mut rs, &mut st, Arrival::new(2_000, 8000, 0)),
             Decision::Use

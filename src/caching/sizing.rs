@@ -54,18 +54,6 @@ impl Sizer {
     }
 }
 
-/// Parses `Cached content is too small. total_token_count=N, min_total_token_count=M`.
-pub fn parse_too_small(message: &str) -> Option<(u64, u32)> {
-    let num_after = |tag: &str| -> Option<u64> {
-        let start = message.find(tag)? + tag.len();
-        let digits: String = message[start..].chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
-    };
-    let min = num_after("min_total_token_count=")?;
-    let total = num_after(" total_token_count=").or_else(|| num_after("total_token_count="))?;
-    Some((total, min as u32))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,12 +71,5 @@ mod tests {
         }
         assert!((s.bytes_per_token("models/m") - 5.0).abs() < 0.01);
         assert_eq!(s.bytes_per_token("models/other"), 4.0);
-    }
-
-    #[test]
-    fn parses_the_too_small_error() {
-        let msg = "Cached content is too small. total_token_count=653, min_total_token_count=1024";
-        assert_eq!(parse_too_small(msg), Some((653, 1024)));
-        assert_eq!(parse_too_small("something else"), None);
     }
 }

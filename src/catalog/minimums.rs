@@ -2,7 +2,7 @@
 //! `catalog::ids` after aliases), overridden by what the upstream's "too small" answers state. The
 //! learned part is keyed by model strings clients send, so it is bounded.
 
-use super::ids;
+use crate::accounting::ids;
 use std::collections::BTreeMap;
 
 /// Learned minimums kept at most (least recently used go first).

@@ -11,15 +11,16 @@
 //!
 //! Everything keyed by model strings a client sends is bounded (`catalog.max_entries`).
 
-pub mod ids;
+pub use crate::accounting::ids;
 mod minimums;
 
 pub use minimums::Minimums;
 
 use crate::accounting::{self, PriceSource, PriceTable, Priced, Service, day_of_ms};
-use crate::caching::{Costs, Credential, Pricing};
+use crate::accounting::{Costs, Pricing};
 use crate::config::CatalogConfig;
 use crate::proxy::Upstream;
+use crate::proxy::calls::Credential;
 use crate::telemetry;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -87,16 +88,19 @@ impl Catalog {
 
     /// Counts a priced response by model and price source (a bounded set of model labels).
     pub fn count_price_source(&self, model: &str, source: PriceSource) {
-        let id = ids::bare(model);
-        let label = {
-            let mut seen = self.0.metric_models.lock().expect("poisoned");
-            if seen.contains(id) || (seen.len() < MAX_METRIC_MODELS && seen.insert(id.to_string())) {
-                id.to_string()
-            } else {
-                "other".to_string()
-            }
-        };
+        let label = self.model_label(model);
         metrics::counter!(telemetry::PRICE_SOURCE, "model" => label, "source" => source.as_str()).increment(1);
+    }
+
+    /// The model as a metric label: its bare id, or `other` past the first few hundred models.
+    fn model_label(&self, model: &str) -> String {
+        let id = ids::bare(model);
+        let mut seen = self.0.metric_models.lock().expect("poisoned");
+        if seen.contains(id) || (seen.len() < MAX_METRIC_MODELS && seen.insert(id.to_string())) {
+            id.to_string()
+        } else {
+            "other".to_string()
+        }
     }
 
     pub fn min_tokens(&self, model: &str) -> u32 {
@@ -151,13 +155,13 @@ impl Catalog {
         let this = self.clone();
         self.0.tracker.spawn(async move {
             let e = &this.0;
-            match crate::caching::ops::get_model(&e.upstream, &version, &id, &cred, e.timeout).await {
+            match crate::proxy::calls::get_model(&e.upstream, &version, &id, &cred, e.timeout).await {
                 Ok(v) => {
                     let explicit = supports(&v, "createCachedContent");
                     tracing::debug!(model = %id, explicit, "model capabilities learned");
                     e.explicit.insert(key, Explicit::Learned(explicit));
                 }
-                Err(crate::caching::ops::OpError::Status(404, _)) => {
+                Err(crate::proxy::calls::OpError::Status(404, _)) => {
                     // The model does not exist for this credential: nothing can be cached for it.
                     e.explicit.insert(key, Explicit::Learned(false));
                 }
@@ -169,8 +173,10 @@ impl Catalog {
 
 impl Catalog {
     /// What a response cost (from its `usageMetadata`) at the price in force at `now_ms`, at the
-    /// tier the usage says served it (`serviceTier`), else at `requested`. `overhead_usd` is the
-    /// cache creation and storage the request committed. `None` without a model.
+    /// tier the usage says served it (`serviceTier`), else at `requested`; what it would have cost
+    /// sent as it came at the standard tier; and the net saving after `overhead_usd` (the cache
+    /// creation and storage the request committed). Counts a deferred tier's saving in USD.
+    /// `None` without a model.
     pub fn costs(
         &self,
         model: &str,
@@ -187,11 +193,16 @@ impl Catalog {
         let service = served.unwrap_or(requested);
         let u = accounting::Usage::from_usage_metadata(usage);
         let p = priced.row;
-        let costs = Costs {
-            actual_usd: accounting::actual_usd(p, &u, service),
-            as_sent_usd: accounting::as_sent_usd(p, &u, service),
-            net_saving_usd: accounting::net_saving_usd(p, &u, service, overhead_usd),
-        };
+        // "As sent" is what the client would have paid sending the request itself: no cache, at
+        // the standard tier. So a deferred (flex, batch) response shows its tier's saving too.
+        let actual_usd = accounting::actual_usd(p, &u, service);
+        let as_sent_usd = accounting::as_sent_usd(p, &u, Service::Standard);
+        let costs = Costs { actual_usd, as_sent_usd, net_saving_usd: as_sent_usd - actual_usd - overhead_usd };
+        let tier_saving = as_sent_usd - accounting::as_sent_usd(p, &u, service);
+        if matches!(service, Service::Flex | Service::Batch) && tier_saving > 0.0 {
+            metrics::counter!(telemetry::DEFER_SAVED_MICRO_USD, "tier" => service.as_str(), "model" => self.model_label(model))
+                .increment((tier_saving * 1e6).round() as u64);
+        }
         self.count_price_source(model, priced.source);
         let pricing = Pricing { key: priced.key.to_string(), row: priced.row_name(), source: priced.source, service };
         Some((costs, pricing))

@@ -75,6 +75,13 @@ pub struct DeferralConfig {
     pub service_key_envs: Vec<String>,
     /// API version used for the gateway's own batch and file calls.
     pub upstream_version: String,
+    /// Cache-aware jobs: a job whose requests share a large prefix (system instruction, tools,
+    /// leading turns) gets one explicit cache for it when the cost engine says it pays.
+    pub cache_shared_prefixes: bool,
+    /// How long a job is assumed to run before any job of its model has finished (then the
+    /// average of finished jobs is used); sizes the cache's storage cost and TTL.
+    #[serde(with = "humantime_serde")]
+    pub expected_job_run: Duration,
     /// Rules that defer requests from unmodified applications; the first match wins, and
     /// request headers win over rules.
     pub rules: Vec<DeferralRule>,
@@ -128,6 +135,8 @@ impl Default for DeferralConfig {
             webhook_initial_backoff: Duration::from_secs(1),
             service_key_envs: Vec::new(),
             upstream_version: "v1beta".into(),
+            cache_shared_prefixes: true,
+            expected_job_run: Duration::from_secs(1800),
             rules: Vec::new(),
         }
     }
@@ -155,6 +164,9 @@ impl DeferralConfig {
         }
         if self.tick.is_zero() {
             bad("tick", "must be greater than 0");
+        }
+        if self.expected_job_run < Duration::from_secs(1) {
+            bad("expected_job_run", "must be at least 1s");
         }
         if self.claim_ttl < Duration::from_millis(300) {
             bad("claim_ttl", "must be at least 300ms");

@@ -2,6 +2,7 @@
 //! command-line overrides, then one `validate()` that reports every problem at once.
 
 mod catalog;
+mod cost_policy;
 mod deferral;
 mod env;
 mod spend;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use catalog::{CatalogConfig, PricingConfig};
+pub use cost_policy::CostPolicyConfig;
 pub use deferral::{DeferralConfig, DeferralRule};
 pub use spend::SpendConfig;
 pub use validate::ConfigErrors;
@@ -244,7 +246,7 @@ pub struct CachingConfig {
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
     /// Tuning of the `cost` policy.
-    pub cost: crate::caching::cost_policy::CostPolicyConfig,
+    pub cost: CostPolicyConfig,
 }
 
 impl Default for CachingConfig {

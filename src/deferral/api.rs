@@ -5,7 +5,6 @@
 use super::delivery::operation;
 use super::queue::Item;
 use super::{Deferral, ItemResult};
-use crate::app::AppState;
 use crate::gemini::GeminiError;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -29,9 +28,13 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
     GeminiError::new(503, "gemgate: the deferral queue is unavailable; retry later").into_response()
 }
 
+/// What the operations API needs from the gateway's state: the deferral handle, when enabled.
+#[derive(Clone)]
+pub struct DeferralState(pub Option<Deferral>);
+
 /// The deferral handle and the caller's scope, or the response to give instead.
-fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) -> Result<(Deferral, String), GeminiError> {
-    let Some(d) = state.deferral() else {
+fn caller(state: &DeferralState, headers: &HeaderMap, query: Option<&str>) -> Result<(Deferral, String), GeminiError> {
+    let Some(d) = &state.0 else {
         return Err(GeminiError::not_found("gemgate: deferred execution is disabled"));
     };
     match d.observe(headers, query) {
@@ -43,7 +46,7 @@ fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) -> Result<
 /// The caller's operation `id` (with or without the `operations/` prefix), or the response to
 /// give instead: another scope's operation is "not found", exactly like a missing one.
 async fn own_item(
-    state: &AppState,
+    state: &DeferralState,
     headers: &HeaderMap,
     query: Option<&str>,
     id: &str,
@@ -70,13 +73,13 @@ fn strip(id: &str) -> &str {
 
 /// `GET /gemgate/v1/operations/{id}`
 pub async fn get_operation(
-    State(state): State<AppState>,
+    State(state): State<DeferralState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     match own_item(&state, &headers, q.as_deref(), &id).await {
-        Ok((_, item)) => json_ok(&operation(&item)),
+        Ok((d, item)) => json_ok(&super::delivery::with_expected_completion(&d.0, operation(&item), &item)),
         Err(r) => r,
     }
 }
@@ -84,7 +87,7 @@ pub async fn get_operation(
 /// `DELETE /gemgate/v1/operations/{id}`: the request's result becomes CANCELLED unless it already
 /// has one; a submitted job whose requests are all cancelled is cancelled upstream.
 pub async fn cancel_operation(
-    State(state): State<AppState>,
+    State(state): State<DeferralState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -114,7 +117,7 @@ pub async fn cancel_operation(
 
 /// `GET /gemgate/v1/operations?pageSize=&pageToken=`: the caller's operations, newest first.
 pub async fn list_operations(
-    State(state): State<AppState>,
+    State(state): State<DeferralState>,
     Query(params): Query<HashMap<String, String>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -127,7 +130,9 @@ pub async fn list_operations(
     let after = params.get("pageToken").filter(|t| !t.is_empty());
     match d.queue().items_of_scope(&scope, size, after.map(String::as_str)).await {
         Ok(items) => {
-            let mut body = json!({"operations": items.iter().map(operation).collect::<Vec<_>>()});
+            let ops: Vec<_> =
+                items.iter().map(|i| super::delivery::with_expected_completion(&d.0, operation(i), i)).collect();
+            let mut body = json!({"operations": ops});
             if items.len() == size {
                 if let Some(last) = items.last() {
                     body["nextPageToken"] = json!(last.id);

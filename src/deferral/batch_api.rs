@@ -89,7 +89,12 @@ impl BatchApi<'_> {
         }
     }
 
-    async fn json(&self, method: http::Method, path: &str, body: Option<Vec<u8>>) -> Result<Value, CallError> {
+    pub(super) async fn json(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Value, CallError> {
         let resp = self.call(method, path, body).await?;
         let bytes = resp.bytes().await.map_err(|e| CallError::Transport(e.without_url().to_string()))?;
         if bytes.is_empty() {

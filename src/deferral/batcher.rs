@@ -119,6 +119,9 @@ async fn submit_claimed(d: &Inner, held: Held, id: &str, cred: Credential) {
             super::ItemResult::error(503, msg)
         };
         metrics::counter!(telemetry::DEFER_JOBS, "state" => "rejected").increment(1);
+        if let Err(e) = super::batch_cache::release(d, &api, &job.id).await {
+            tracing::warn!(job = %job.id, error = %e, "releasing the job's caches failed");
+        }
         if let Ok(n) = d.queue.finish_job(&job.id, "REJECTED", &[], &result, now).await {
             metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "error").increment(n as u64);
         }
@@ -146,6 +149,12 @@ async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job, held: &Held) -> Re
         }
     }
     let inputs = d.queue.job_inputs(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
+    // Decided (and the caches made) before the attempt is noted: a crash in between finds them
+    // recorded or by name, and the job is still only an intent.
+    if !held.confirm(d).await {
+        return Err(CallError::Transport("lost the job's claim before making its caches".into()));
+    }
+    let inputs = super::batch_cache::prepare(d, api, job, inputs).await?;
     if inputs.is_empty() {
         // Every request was cancelled before submission.
         let rest = super::ItemResult::error(499, "cancelled");
@@ -208,9 +217,18 @@ mod tests {
         let cfg = DeferralConfig { max_age: Duration::from_secs(60), ..Default::default() };
         let queue = Arc::new(SqliteQueue::in_memory().unwrap());
         let upstream = crate::proxy::Upstream::new(&Default::default()).unwrap();
+        let catalog = crate::catalog::Catalog::new(
+            Default::default(),
+            crate::accounting::PriceTable::builtin(),
+            Default::default(),
+            upstream.clone(),
+            Duration::from_secs(1),
+            Default::default(),
+        );
         let d = Deferral::with_queue(
             cfg,
             queue.clone(),
+            catalog,
             upstream,
             Duration::from_secs(1),
             clock.clone(),

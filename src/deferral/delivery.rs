@@ -4,6 +4,7 @@
 use super::Inner;
 use super::marking::{TIER_HEADER, Tier};
 use super::queue::{Item, ItemResult, ItemState};
+use crate::caching::Annotation;
 use crate::gemini::GeminiError;
 use crate::telemetry;
 use axum::response::{IntoResponse, Response};
@@ -21,15 +22,33 @@ fn location(id: &str) -> String {
 fn annotated(response: &Value, id: &str) -> Value {
     let mut r = response.clone();
     if let Some(u) = r.get_mut("usageMetadata").and_then(Value::as_object_mut) {
-        u.insert(
-            "gemgate".into(),
-            json!({"tier": Tier::Batch.as_str(), "discount": Tier::Batch.discount(), "operation": id}),
-        );
+        // The costs were added when the result was stored (see batch_cache::annotate).
+        let g = u.entry("gemgate").or_insert_with(|| json!({}));
+        if let Some(g) = g.as_object_mut() {
+            g.insert("tier".into(), json!(Tier::Batch.as_str()));
+            g.insert("discount".into(), json!(Tier::Batch.discount()));
+            g.insert("operation".into(), json!(id));
+        }
     }
     r
 }
 
-/// The operation resource for an item.
+/// Adds `metadata.expectedCompletionTime` to an unfinished batch operation: when its job should
+/// have its results, from the request's arrival, the flush age and the learned run time of the
+/// model's jobs (`deferral.expected_job_run` until one has finished). An estimate, not a promise.
+pub fn with_expected_completion(d: &Inner, mut op: Value, item: &Item) -> Value {
+    if item.result.is_none() {
+        let run = d.runs.expected_ms(&item.model, d.cfg.expected_job_run.as_millis() as i64);
+        let at = item.created_ms + d.cfg.max_age.as_millis() as i64 + run;
+        op["metadata"]["expectedCompletionTime"] = json!(crate::clock::rfc3339(at.max(d.clock.now_ms())));
+    }
+    op
+}
+
+/// The operation resource for an item. `metadata.state` is one of: `QUEUED` (on disk, not yet in
+/// a job), `SUBMITTING` (in a job not yet accepted upstream), the upstream job's state without its
+/// `BATCH_STATE_` prefix while it runs (`PENDING`, `RUNNING`, or `SUBMITTED` before the first
+/// poll), then `SUCCEEDED`, `FAILED` or `CANCELLED` once it has its one result.
 pub fn operation(item: &Item) -> Value {
     let state = match (&item.result, item.state) {
         (Some(ItemResult::Response(_)), _) => "SUCCEEDED".to_string(),
@@ -97,7 +116,13 @@ pub fn accepted(id: &str, item: Option<&Item>) -> Response {
 /// or the error in Gemini's shape with its status.
 pub fn result_response(item: &Item) -> Response {
     let mut resp = match &item.result {
-        Some(ItemResult::Response(r)) => json_response(StatusCode::OK, &annotated(r, &item.id)),
+        Some(ItemResult::Response(r)) => {
+            let mut resp = json_response(StatusCode::OK, &annotated(r, &item.id));
+            let usage = &r["usageMetadata"];
+            let cached = usage["cachedContentTokenCount"].as_u64().unwrap_or(0);
+            Annotation::from_json(&usage["gemgate"]).set_headers(resp.headers_mut(), cached);
+            resp
+        }
         Some(ItemResult::Error(e)) => {
             let code = e["code"].as_u64().unwrap_or(500) as u16;
             let msg = e["message"].as_str().unwrap_or("batch item failed");

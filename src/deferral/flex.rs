@@ -53,7 +53,7 @@ pub async fn send(
     loop {
         let started = std::time::Instant::now();
         let resp = upstream.send(request(flex_body.clone())).await;
-        crate::app::record_upstream_time(started.elapsed());
+        crate::telemetry::record_upstream_time(started.elapsed());
         let resp = resp?;
         if !is_shed(resp.status().as_u16()) {
             metrics::counter!(telemetry::DEFER_FLEX, "outcome" => "served").increment(1);
@@ -66,7 +66,7 @@ pub async fn send(
                 tracing::info!(attempts = attempt + 1, "flex request shed; sending it standard");
                 let started = std::time::Instant::now();
                 let resp = upstream.send(request(body)).await;
-                crate::app::record_upstream_time(started.elapsed());
+                crate::telemetry::record_upstream_time(started.elapsed());
                 return tag(resp?, Tier::Standard);
             }
             return tag(resp, Tier::Flex);

@@ -5,6 +5,7 @@
 mod admission;
 mod api;
 mod batch_api;
+mod batch_cache;
 mod batcher;
 mod claims;
 mod credentials;
@@ -18,7 +19,7 @@ mod redis_queue;
 mod sqlite;
 mod worker;
 
-pub use api::{cancel_operation, get_operation, list_operations};
+pub use api::{DeferralState, cancel_operation, get_operation, list_operations};
 pub use credentials::{Credential, Credentials};
 pub use delivery::hmac_sha256_hex;
 pub use marking::{Marking, Tier};
@@ -26,6 +27,7 @@ pub use queue::{ItemResult, Queue};
 pub use redis_queue::RedisQueue;
 pub use sqlite::SqliteQueue;
 
+use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::{DeferralConfig, StoreConfig};
 use crate::gemini::path::ApiPath;
@@ -56,6 +58,10 @@ struct Inner {
     webhook_secret: Option<Vec<u8>>,
     /// (scope, model) pairs the upstream accepted (see admission.rs).
     admitted: admission::Admitted,
+    /// Prices, cache minimums and capabilities for cache-aware jobs (see batch_cache.rs).
+    catalog: Catalog,
+    /// Learned job run times per model (sizes a job cache's storage and TTL).
+    runs: batch_cache::Runs,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
@@ -67,9 +73,11 @@ pub struct Deferral(Arc<Inner>);
 impl Deferral {
     /// Opens the queue in the configured store: the SQLite file, in memory for `memory`, or the
     /// shared Redis for `redis` (then every replica's worker claims jobs before working on them).
+    #[expect(clippy::too_many_arguments, reason = "the shared services a deferral worker uses")]
     pub fn new(
         cfg: DeferralConfig,
         store: &StoreConfig,
+        catalog: Catalog,
         upstream: Upstream,
         timeout: Duration,
         clock: Clock,
@@ -81,12 +89,14 @@ impl Deferral {
             "redis" => Arc::new(RedisQueue::open(&store.redis_url, &store.redis_prefix, store.redis_timeout)?),
             _ => Arc::new(SqliteQueue::open(&store.sqlite_path)?),
         };
-        Ok(Self::with_queue(cfg, queue, upstream, timeout, clock, tracker, cancel))
+        Ok(Self::with_queue(cfg, queue, catalog, upstream, timeout, clock, tracker, cancel))
     }
 
+    #[expect(clippy::too_many_arguments, reason = "the shared services a deferral worker uses")]
     pub fn with_queue(
         cfg: DeferralConfig,
         queue: Arc<dyn Queue>,
+        catalog: Catalog,
         upstream: Upstream,
         timeout: Duration,
         clock: Clock,
@@ -111,6 +121,8 @@ impl Deferral {
             poke: Notify::new(),
             webhook_secret,
             admitted: Default::default(),
+            catalog,
+            runs: Default::default(),
             tracker,
             cancel,
         }))

@@ -4,6 +4,7 @@
 
 use super::Inner;
 use super::batch_api::{BatchApi, CallError, http_of_grpc};
+use super::batch_cache;
 use super::batcher::{new_job, retry_delay_ms};
 use super::credentials::Credential;
 use super::queue::{ItemResult, Job, JobState};
@@ -67,6 +68,7 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
         Ok(op) => op,
         // Deleted upstream (or no longer visible): handled as a failed job.
         Err(CallError::Status(403 | 404, _)) => {
+            batch_cache::release(d, api, &job.id).await?;
             return failed(d, job, "BATCH_STATE_DELETED", &Value::Null).await;
         }
         Err(e) => return Err(e),
@@ -74,8 +76,15 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
     let state = op["metadata"]["state"].as_str().unwrap_or("BATCH_STATE_UNSPECIFIED").to_string();
     let now = d.clock.now_ms();
     if state == "BATCH_STATE_SUCCEEDED" {
-        let results = api.results(&op).await?;
+        let mut results = api.results(&op).await?;
         super::failpoint("fetched");
+        d.runs.observe(&job.model, now - job.created_ms);
+        let used = batch_cache::used(d, &job.id).await?;
+        batch_cache::annotate(d, job, &mut results).await?;
+        batch_cache::release(d, api, &job.id).await?;
+        if used && results.iter().any(|(_, r)| batch_cache::is_cache_error(r)) {
+            return resubmit_cache_errors(d, job, &state, results).await;
+        }
         let rest = ItemResult::error(500, "gemgate: the batch output has no result for this request");
         let n =
             d.queue.finish_job(&job.id, &state, &results, &rest, now).await.map_err(|e| CallError::Transport(e.0))?;
@@ -90,20 +99,52 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
         return Ok(());
     }
     if TERMINAL_FAILURES.contains(&state.as_str()) {
+        batch_cache::release(d, api, &job.id).await?;
         return failed(d, job, &state, &op["error"]).await;
     }
     // Still pending or running. If every request of the job was cancelled, cancel the job.
     let open = d.queue.open_items(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
     if open == 0 {
         let _ = api.cancel(batch).await;
+        batch_cache::release(d, api, &job.id).await?;
         let rest = ItemResult::error(499, "cancelled");
         let _ = d.queue.finish_job(&job.id, "CANCELLED_BY_GATEWAY", &[], &rest, now).await;
         metrics::counter!(telemetry::DEFER_JOBS, "state" => "cancelled").increment(1);
         return Ok(());
     }
+    batch_cache::extend(d, api, job).await?;
     let interval = next_interval(job.poll_interval_ms, &d.cfg);
     let next = now + jittered(interval, d.cfg.poll_jitter, rand::random::<f64>());
     d.queue.schedule(&job.id, next, interval, Some(&state)).await.map_err(|e| CallError::Transport(e.0))
+}
+
+/// A finished job some of whose requests failed because the cache they referenced was gone (it
+/// expired under a slow job): every other result is stored, and those requests go again, uncached,
+/// in a new job. Repeating this after a crash is harmless: stored results are kept, not replaced.
+async fn resubmit_cache_errors(
+    d: &Inner,
+    job: &Job,
+    state: &str,
+    results: Vec<(String, ItemResult)>,
+) -> Result<(), CallError> {
+    let now = d.clock.now_ms();
+    let (mut stored, mut responses) = (0u64, 0u64);
+    for (key, r) in results.iter().filter(|(_, r)| !batch_cache::is_cache_error(r)) {
+        if d.queue.resolve(key, r, now).await.map_err(|e| CallError::Transport(e.0))? {
+            stored += 1;
+            responses += matches!(r, ItemResult::Response(_)) as u64;
+        }
+    }
+    let next = new_job(&job.scope, &job.model, job.resubmits, now);
+    batch_cache::mark_uncached(d, &next.id).await?;
+    d.queue.resubmit_job(&job.id, state, &next).await.map_err(|e| CallError::Transport(e.0))?;
+    let retried = (results.len() as u64).saturating_sub(stored);
+    metrics::counter!(telemetry::DEFER_JOB_CACHES, "event" => "resubmitted").increment(retried);
+    metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "response").increment(responses);
+    metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "error").increment(stored - responses);
+    tracing::warn!(job = %job.id, next = %next.id, stored, "requests whose job cache was gone go again uncached");
+    super::results_changed(d);
+    Ok(())
 }
 
 /// A job that ended without results: resubmit its open requests as a new job, or fail them.

@@ -233,6 +233,10 @@ pub trait Queue: Send + Sync + 'static {
     /// Deletes results finished before `before_ms` and finished jobs older than it.
     async fn purge(&self, before_ms: i64) -> QResult<usize>;
     async fn stats(&self) -> QResult<Stats>;
+    /// The explicit caches a job uses (a JSON state, see `batch_cache.rs`), if one is recorded.
+    async fn job_cache(&self, job_id: &str) -> QResult<Option<String>>;
+    /// Records a job's cache state durably (replacing the previous one). Purged with old results.
+    async fn set_job_cache(&self, job_id: &str, state: &str, now: i64) -> QResult<()>;
 
     /// True when several gateway processes share this queue: their workers then claim a job
     /// before working on it, and a request that cannot be queued is refused (503), not served

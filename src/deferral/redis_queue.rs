@@ -26,6 +26,9 @@ const BULK: u32 = 20;
 
 type Row = Vec<Option<String>>;
 
+/// A job's cache state expires on its own in Redis after this long (longer than any job runs).
+const JOB_CACHE_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl RedisQueue {
     /// Does not connect yet: the gateway starts while Redis is down and connects on first use.
     pub fn open(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
@@ -65,6 +68,10 @@ impl RedisQueue {
 
     async fn bulk<T: redis::FromRedisValue>(&self, script: &redis::Script, args: &[&[u8]]) -> QResult<T> {
         self.eval_within(self.timeout * BULK, script, args).await
+    }
+
+    fn job_cache_key(&self, job_id: &str) -> String {
+        format!("{}q:jobcache:{job_id}", self.prefix)
     }
 
     fn claim_key(&self, key: &str) -> String {
@@ -332,6 +339,25 @@ impl Queue for RedisQueue {
             jobs_submitted: at(3) as u64,
             oldest_queued_ms: (at(4) >= 0 && at(0) > 0).then(|| at(4)),
         })
+    }
+
+    async fn job_cache(&self, job_id: &str) -> QResult<Option<String>> {
+        let mut c = self.conn().await?;
+        let key = self.job_cache_key(job_id);
+        tokio::time::timeout(self.timeout, redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut c))
+            .await
+            .map_err(|_| err("timed out"))?
+            .map_err(err)
+    }
+
+    async fn set_job_cache(&self, job_id: &str, state: &str, _now: i64) -> QResult<()> {
+        let mut c = self.conn().await?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.job_cache_key(job_id)).arg(state).arg("PX").arg(JOB_CACHE_KEEP.as_millis() as u64);
+        tokio::time::timeout(self.timeout, cmd.query_async::<()>(&mut c))
+            .await
+            .map_err(|_| err("timed out"))?
+            .map_err(err)
     }
 
     fn shared(&self) -> bool {

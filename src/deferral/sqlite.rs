@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS deferred_jobs (
     poll_interval_ms INTEGER NOT NULL,
     upstream_state TEXT,
     finished_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS deferred_job_caches (
+    job_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
 );";
 
 pub struct SqliteQueue {
@@ -354,6 +359,11 @@ impl Queue for SqliteQueue {
                  AND NOT EXISTS (SELECT 1 FROM deferred_items i WHERE i.job_id = deferred_jobs.id)",
                 [before_ms],
             )?;
+            tx.execute(
+                "DELETE FROM deferred_job_caches WHERE updated_ms < ?1
+                 AND job_id NOT IN (SELECT id FROM deferred_jobs WHERE state != 'done')",
+                [before_ms],
+            )?;
             tx.commit()?;
             Ok(n)
         })
@@ -362,6 +372,27 @@ impl Queue for SqliteQueue {
 
     async fn stats(&self) -> QResult<Stats> {
         self.with(tx::stats).await
+    }
+
+    async fn job_cache(&self, job_id: &str) -> QResult<Option<String>> {
+        let id = job_id.to_string();
+        self.with(move |c| {
+            c.query_row("SELECT state FROM deferred_job_caches WHERE job_id = ?1", [id], |r| r.get(0)).optional()
+        })
+        .await
+    }
+
+    async fn set_job_cache(&self, job_id: &str, state: &str, now: i64) -> QResult<()> {
+        let (id, st) = (job_id.to_string(), state.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO deferred_job_caches (job_id, state, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(job_id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+                params![id, st, now],
+            )
+            .map(|_| ())
+        })
+        .await
     }
 }
 

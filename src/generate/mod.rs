@@ -3,14 +3,15 @@
 
 mod respond;
 
-use crate::app::{AppState, record_upstream_time};
 use crate::caching::{self, Outcome, Plan};
 use crate::deferral::Tier;
 use crate::deferral::marking::TIER_HEADER;
 use crate::error::GatewayError;
 use crate::gemini::path::{self, Door};
 use crate::proxy::{self, UpstreamRequest};
+use crate::state::AppState;
 use crate::telemetry;
+use crate::telemetry::record_upstream_time;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -19,13 +20,15 @@ use http::{HeaderMap, Method, header};
 /// Fallback handler: every path that is not the gateway's own goes through here.
 pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let result = match path::parse(req.uri().path()) {
-        _ if proxy::is_upgrade(req.headers()) => proxy::forward_upgrade(&state, req).await,
+        _ if proxy::is_upgrade(req.headers()) => {
+            proxy::forward_upgrade(state.upstream(), || state.hold_in_flight(), req).await
+        }
         Some(p) if p.is_generate() && req.method() == Method::POST => generate(&state, req).await,
         Some(p) if p.door == Door::Upload => {
             let origin = req.uri().query().and_then(|q| state.uploads().origin_for(q));
-            proxy::passthrough(&state, req, origin).await
+            proxy::passthrough(state.passthrough(), req, origin).await
         }
-        _ => proxy::passthrough(&state, req, None).await,
+        _ => proxy::passthrough(state.passthrough(), req, None).await,
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }

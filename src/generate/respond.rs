@@ -4,10 +4,10 @@
 //! so where its final figures are recorded for the spend rollups (`crate::spend`).
 
 use crate::accounting::Service;
-use crate::app::AppState;
 use crate::caching::{self, Annotation, Plan};
 use crate::proxy::{self, BodyMeter};
 use crate::spend::{RequestMeta, Served};
+use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;

@@ -139,7 +139,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // The `/gemgate/ui` page's static files hold no data, and a browser navigating cannot send
         // the header; the page's script sends the token on every call it makes.
-        let static_ui = req.method() == http::Method::GET && crate::spend::is_static_ui(req.uri().path());
+        let static_ui = req.method() == http::Method::GET && crate::admin_token::is_static_ui(req.uri().path());
         if self.token.is_empty()
             || !is_admin_path(req.uri().path())
             || static_ui

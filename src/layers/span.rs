@@ -13,21 +13,8 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
 
-tokio::task_local! {
-    static UPSTREAM_TIME: Cell<Duration>;
-}
-
-/// Adds time spent waiting for the upstream to the current request's account, so the overhead
-/// histogram can subtract it. Outside a request (background tasks) it only feeds the histogram.
-pub fn record_upstream_time(d: Duration) {
-    metrics::histogram!(crate::telemetry::UPSTREAM_DURATION).record(d.as_secs_f64());
-    let _ = UPSTREAM_TIME.try_with(|c| c.set(c.get() + d));
-}
-
-/// Time the current request has spent waiting for the upstream so far (zero outside a request).
-pub(super) fn upstream_time() -> Duration {
-    UPSTREAM_TIME.try_with(Cell::get).unwrap_or_default()
-}
+pub use crate::telemetry::record_upstream_time;
+pub(super) use crate::telemetry::upstream_time;
 
 /// A request's low-cardinality labels, in its extensions for the metrics layer.
 #[derive(Clone, Debug)]
@@ -83,6 +70,6 @@ where
         let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
         let span = tracing::info_span!("request", id = %id, method = %labels.method, route = %labels.route);
         req.extensions_mut().insert(labels);
-        UPSTREAM_TIME.scope(Cell::new(Duration::ZERO), self.inner.call(req)).instrument(span)
+        crate::telemetry::upstream_time_scope(self.inner.call(req)).instrument(span)
     }
 }

@@ -7,7 +7,6 @@ mod io;
 
 pub use body::{BodyLimits, BodyTimedOut, SlowBody, is_slow_body};
 
-use crate::app::App;
 use axum::Router;
 use axum::body::Body;
 use axum::response::IntoResponse;
@@ -19,6 +18,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+/// What the server loop runs for every request: the route table inside the layer stack.
+type App = crate::layers::Stack<axum::Router>;
 
 /// Limits on how slowly a client may send a request.
 #[derive(Debug, Clone, Copy)]

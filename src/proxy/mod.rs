@@ -1,6 +1,7 @@
 //! Faithful forwarding to the upstream: headers, bodies and streams pass through untouched,
 //! except hop-by-hop headers and the resumable-upload URL, which must point back at the gateway.
 
+pub mod calls;
 mod headers;
 mod relay;
 mod upgrade;
@@ -8,7 +9,7 @@ mod upload;
 mod upstream;
 
 pub use headers::{TAG_HEADER, copy_request_headers, copy_response_headers, owned_sensitive, strip_hop_by_hop};
-pub use relay::{BodyMeter, Metered, passthrough, read_limited_body, relay_response};
+pub use relay::{BodyMeter, Metered, Passthrough, passthrough, read_limited_body, relay_response};
 pub use upgrade::{forward as forward_upgrade, is_upgrade};
 pub use upload::UploadRoutes;
 pub use upstream::{Upstream, UpstreamRequest, UpstreamResponse};

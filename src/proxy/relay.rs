@@ -2,8 +2,8 @@
 //! uploads and long SSE streams are never held in memory. Dropping the client side drops the
 //! upstream response, which cancels the upstream call.
 
+use super::{UploadRoutes, Upstream};
 use super::{UpstreamRequest, UpstreamResponse, copy_request_headers, strip_hop_by_hop};
-use crate::app::AppState;
 use crate::error::GatewayError;
 use crate::telemetry::{REQUEST_BYTES, RESPONSE_BYTES};
 use axum::body::{Body, Bytes};
@@ -92,9 +92,17 @@ pub async fn read_limited_body(req: Request, limit: u64) -> Result<(http::reques
     }
 }
 
+/// What forwarding a request as it came needs from the gateway.
+#[derive(Clone, Copy)]
+pub struct Passthrough<'a> {
+    pub upstream: &'a Upstream,
+    pub uploads: &'a UploadRoutes,
+    pub max_body_bytes: u64,
+}
+
 /// Forwards a request as it came, streaming its body, and relays the response.
-pub async fn passthrough(state: &AppState, req: Request, origin: Option<String>) -> Result<Response, GatewayError> {
-    let limit = state.config().server.max_body_bytes;
+pub async fn passthrough(to: Passthrough<'_>, req: Request, origin: Option<String>) -> Result<Response, GatewayError> {
+    let limit = to.max_body_bytes;
     if content_length(&req).is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
@@ -105,15 +113,15 @@ pub async fn passthrough(state: &AppState, req: Request, origin: Option<String>)
     let upstream_req = UpstreamRequest { method: parts.method.clone(), path_and_query, headers, body: Body::new(body) };
     let started = std::time::Instant::now();
     let slow = parts.extensions.get::<crate::listener::BodyTimedOut>().cloned().unwrap_or_default();
-    let resp = match state.upstream().send_to(origin.as_deref(), upstream_req).await {
+    let resp = match to.upstream.send_to(origin.as_deref(), upstream_req).await {
         Ok(resp) => resp,
         // The upstream call failed because the client's body stopped coming: say so.
         Err(_) if slow.get() => return Err(GatewayError::ClientTooSlow("the request body arrived too slowly".into())),
         Err(e) => return Err(e),
     };
-    crate::app::record_upstream_time(started.elapsed());
+    crate::telemetry::record_upstream_time(started.elapsed());
     let mut out = relay_response(resp);
-    state.uploads().rewrite(&parts.headers, out.headers_mut(), state.upstream().base());
+    to.uploads.rewrite(&parts.headers, out.headers_mut(), to.upstream.base());
     Ok(out)
 }
 

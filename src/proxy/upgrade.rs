@@ -3,8 +3,8 @@
 //! the client's connection and the upstream's are spliced byte for byte for the session's life.
 //! The session holds an in-flight slot until it ends and is logged when it closes.
 
+use super::Upstream;
 use super::{copy_request_headers, copy_response_headers, relay_response};
-use crate::app::AppState;
 use crate::error::GatewayError;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,13 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// Forwards an upgrade request and, on 101, splices the two connections in the background.
-pub async fn forward(state: &AppState, mut req: Request) -> Result<Response, GatewayError> {
+/// `hold` is called once the upgrade is accepted; what it returns is kept until the spliced
+/// connection ends (the gateway's in-flight slot).
+pub async fn forward<H: Send + 'static>(
+    upstream: &Upstream,
+    hold: impl FnOnce() -> H,
+    mut req: Request,
+) -> Result<Response, GatewayError> {
     let client_side = hyper::upgrade::on(&mut req);
     let (parts, _) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
@@ -34,8 +40,8 @@ pub async fn forward(state: &AppState, mut req: Request) -> Result<Response, Gat
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, protocol.clone());
     let started = Instant::now();
-    let resp = state.upstream().send_upgrade(parts.method.clone(), &path_and_query, headers).await?;
-    crate::app::record_upstream_time(started.elapsed());
+    let resp = upstream.send_upgrade(parts.method.clone(), &path_and_query, headers).await?;
+    crate::telemetry::record_upstream_time(started.elapsed());
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(relay_response(resp));
     }
@@ -43,7 +49,7 @@ pub async fn forward(state: &AppState, mut req: Request) -> Result<Response, Gat
     copy_response_headers(resp.headers(), &mut out);
     out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     out.insert(header::UPGRADE, resp.headers().get(header::UPGRADE).cloned().unwrap_or(protocol));
-    let slot = state.hold_in_flight();
+    let slot = hold();
     tokio::spawn(
         async move {
             let opened = Instant::now();

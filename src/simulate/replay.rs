@@ -1,44 +1,64 @@
 //! Replaying a trace on a virtual clock through a caching strategy: never cache, always cache
 //! (create at first sight, fixed TTL, no renewal — what marker-driven gateways do), or gemgate's
-//! [`CostPolicy`], driven exactly as the live engine drives it (see `docs/cost-policy.md`).
+//! own decision [`Engine`], the very one the live gateway runs (see `docs/cost-policy.md`).
 
 use super::trace::SimRequest;
 use super::{Ctx, Tally};
-use crate::accounting::{Service, Usage, actual_usd};
-use crate::caching::cost_policy::{CostPolicy, Decision, PrefixStats};
-use crate::caching::{Arrival, ReturnStats};
+use crate::accounting::{ModelPrice, Service, Usage, actual_usd};
+use crate::caching::{CacheView, Engine, Request, Sweep};
+use crate::config::CostPolicyConfig;
 use std::collections::HashMap;
+use std::hash::Hash;
 
 /// A live simulated cache.
-struct SimCache {
+pub(super) struct SimCache {
     start: i64,
     expire: i64,
+    last_used: i64,
     tokens: u64,
-    model: String,
+    /// Index of the cache's model in [`World::prices`].
+    model: usize,
 }
 
-#[derive(Default)]
-struct World<'a> {
-    caches: HashMap<&'a str, SimCache>,
+/// The simulated upstream: the caches alive, keyed by boundary (its key, or an interned id), and
+/// the bill. Every strategy is billed by it.
+pub(super) struct World<K> {
+    caches: HashMap<K, SimCache>,
     tally: Tally,
+    /// The price row of each model seen, looked up once.
+    prices: Vec<(String, ModelPrice)>,
 }
 
-impl<'a> World<'a> {
-    fn create(&mut self, ctx: &Ctx, key: &'a str, tokens: u64, model: &str, now: i64, ttl: i64) {
-        self.end(ctx, key); // a cache the policy gave up on still runs to its expiry
-        let price = ctx.price(model);
-        let c = crate::accounting::creation_usd(price, ctx.prices.cache_creation, tokens);
+impl<K> Default for World<K> {
+    fn default() -> Self {
+        World { caches: HashMap::new(), tally: Tally::default(), prices: Vec::new() }
+    }
+}
+
+impl<K: Copy + Eq + Hash> World<K> {
+    /// Index of `model`'s price row in `prices`.
+    fn price_ix(&mut self, ctx: &Ctx, model: &str) -> usize {
+        self.prices.iter().position(|(m, _)| m == model).unwrap_or_else(|| {
+            self.prices.push((model.to_string(), ctx.price(model).clone()));
+            self.prices.len() - 1
+        })
+    }
+
+    pub(super) fn create(&mut self, ctx: &Ctx, key: K, tokens: u64, model: &str, now: i64, ttl: i64) {
+        self.end(key); // a cache the policy gave up on still runs to its expiry
+        let m = self.price_ix(ctx, model);
+        let c = crate::accounting::creation_usd(&self.prices[m].1, ctx.prices.cache_creation, tokens);
         self.tally.creations += 1;
         self.tally.creation_usd += c;
         self.tally.total_usd += c;
-        self.caches.insert(key, SimCache { start: now, expire: now + ttl, tokens, model: model.to_string() });
+        self.caches.insert(key, SimCache { start: now, expire: now + ttl, last_used: now, tokens, model: m });
     }
 
     /// Ends a cache's life at `at` (or its expiry, if earlier) and bills its storage.
-    fn end_at(&mut self, ctx: &Ctx, key: &str, at: i64) {
-        if let Some(c) = self.caches.remove(key) {
+    fn end_at(&mut self, key: K, at: i64) {
+        if let Some(c) = self.caches.remove(&key) {
             let ms = (at.min(c.expire) - c.start).max(0) as f64;
-            let usd = c.tokens as f64 * ms * ctx.price(&c.model).storage_per_token_ms();
+            let usd = c.tokens as f64 * ms * self.prices[c.model].1.storage_per_token_ms();
             self.tally.storage_token_ms += c.tokens as f64 * ms;
             self.tally.storage_usd += usd;
             self.tally.total_usd += usd;
@@ -46,56 +66,74 @@ impl<'a> World<'a> {
     }
 
     /// Lets a cache run to its expiry and bills it.
-    fn end(&mut self, ctx: &Ctx, key: &str) {
-        self.end_at(ctx, key, i64::MAX);
+    fn end(&mut self, key: K) {
+        self.end_at(key, i64::MAX);
     }
 
-    fn alive(&self, key: &str, now: i64) -> bool {
-        self.caches.get(key).is_some_and(|c| c.expire > now)
+    /// What the simulated upstream holds for `key`, as the registry would show it.
+    fn view(&self, key: K) -> Option<CacheView> {
+        self.caches.get(&key).map(|c| CacheView {
+            tokens: c.tokens,
+            created_ms: c.start,
+            expire_ms: c.expire,
+            last_used_ms: c.last_used,
+        })
+    }
+
+    fn alive(&self, key: K, now: i64) -> bool {
+        self.caches.get(&key).is_some_and(|c| c.expire > now)
+    }
+
+    /// Moves a live cache's expiry (a renewal).
+    pub(super) fn extend(&mut self, key: K, expire: i64) {
+        if let Some(c) = self.caches.get_mut(&key) {
+            c.expire = expire;
+        }
     }
 
     /// Bills one request served with `cached` tokens at the cached rate.
-    fn serve(&mut self, ctx: &Ctx, r: &SimRequest, cached: u64, explicit: bool) {
+    pub(super) fn serve(&mut self, ctx: &Ctx, r: &SimRequest, cached: u64, explicit: bool) {
         let u = Usage {
             prompt_tokens: r.prompt_tokens,
             cached_tokens: cached.min(r.prompt_tokens),
             output_tokens: r.output_tokens,
             ..Usage::default()
         };
+        let m = self.price_ix(ctx, &r.model);
         let t = &mut self.tally;
-        t.total_usd += actual_usd(ctx.price(&r.model), &u, Service::Standard);
+        t.total_usd += actual_usd(&self.prices[m].1, &u, Service::Standard);
         t.requests += 1;
         t.prompt_tokens += r.prompt_tokens;
         t.cached_tokens += u.cached_tokens;
         t.hit_requests += u64::from(explicit);
     }
 
-    fn finish(mut self, ctx: &Ctx) -> Tally {
-        let keys: Vec<&str> = self.caches.keys().copied().collect();
+    pub(super) fn finish(mut self) -> Tally {
+        let keys: Vec<K> = self.caches.keys().copied().collect();
         for k in keys {
-            self.end(ctx, k);
+            self.end(k);
         }
         self.tally
     }
 }
 
-fn eligible<'r>(ctx: &Ctx, r: &'r SimRequest) -> impl DoubleEndedIterator<Item = &'r (String, u64)> {
+pub(super) fn eligible<'r>(ctx: &Ctx, r: &'r SimRequest) -> impl DoubleEndedIterator<Item = &'r (String, u64)> {
     let min = ctx.min_tokens(&r.model);
     r.boundaries.iter().filter(move |b| b.1 >= min)
 }
 
 /// Every request as sent, implicit caching included.
 pub fn never(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
-    let mut w = World::default();
+    let mut w = World::<&str>::default();
     for r in reqs {
         w.serve(ctx, r, r.implicit_cached_tokens, false);
     }
-    w.finish(ctx)
+    w.finish()
 }
 
 /// Create a cache for the longest eligible boundary unless it is alive; `ttl_ms`, no renewal.
 pub fn always(reqs: &[SimRequest], ctx: &Ctx, ttl_ms: i64) -> Tally {
-    let mut w = World::default();
+    let mut w = World::<&str>::default();
     for r in reqs {
         let Some((key, tokens)) = eligible(ctx, r).next_back() else {
             w.serve(ctx, r, r.implicit_cached_tokens, false);
@@ -106,125 +144,83 @@ pub fn always(reqs: &[SimRequest], ctx: &Ctx, ttl_ms: i64) -> Tally {
         }
         w.serve(ctx, r, *tokens, true);
     }
-    w.finish(ctx)
+    w.finish()
 }
 
-/// gemgate's policy: per request, the longest boundary with a live cache is used (on_request →
-/// Use/Renew); every longer eligible boundary is observed with that cache's size as covered
-/// (on_request → Observe/Create) and the longest `Create` is made and used; a sweeper calls
-/// on_tick on every cached boundary every `sweep_ms`.
+/// gemgate's engine ([`Engine`], the same one the live gateway runs) on a simulated upstream:
+/// per request the engine decides from the caches alive in the simulation; creations always
+/// succeed at once, renewals too; a sweeper asks the engine about every cache every `sweep_ms`.
+/// Implicit caching is reported back to the engine as the live gateway reports it from
+/// responses (one request late).
 pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
-    let mut w = World::default();
-    let mut stats: HashMap<&str, PrefixStats> = HashMap::new();
-    let mut policies: HashMap<&str, CostPolicy> = HashMap::new();
-    let mut returns: HashMap<&str, ReturnStats> = HashMap::new();
-    // What the upstream served implicitly on the last request through each boundary sent without
-    // a gateway cache: the live engine learns it from responses, so decisions see it one late.
-    let mut last_implicit: HashMap<&str, u64> = HashMap::new();
+    policy_with(reqs, ctx, &ctx.cfg, sweep_ms)
+}
+
+/// [`policy`] with another tuning than the context's (policy v1, for comparison).
+pub fn policy_with(reqs: &[SimRequest], ctx: &Ctx, cfg: &CostPolicyConfig, sweep_ms: i64) -> Tally {
+    let caching = crate::config::CachingConfig { cost: cfg.clone(), ..ctx.caching() };
+    let engine = Engine::for_replay(&caching, std::sync::Arc::new(ctx.prices.clone()), ctx.at);
+    let mut w = World::<&str>::default();
     let mut next_tick = reqs.first().map_or(0, |r| r.t_ms);
     let last = reqs.last().map_or(0, |r| r.t_ms);
-    let end = last + ctx.cfg.max_ttl.as_millis() as i64 + sweep_ms;
+    let end = last + cfg.max_ttl.as_millis() as i64 + sweep_ms;
     let mut i = 0;
     while i < reqs.len() || next_tick <= end {
         if i >= reqs.len() || next_tick <= reqs[i].t_ms {
-            sweep(&mut w, &mut stats, &policies, ctx, next_tick);
+            sweep(&mut w, &engine, next_tick);
             next_tick += sweep_ms;
             continue;
         }
         let r = &reqs[i];
         i += 1;
         let now = r.t_ms;
-        let pol = policies.entry(r.model.as_str()).or_insert_with(|| ctx.policy(&r.model));
-        let bounds: Vec<&(String, u64)> = eligible(ctx, r).collect();
-        let used = bounds.iter().rposition(|(k, _)| {
-            stats
-                .get(k.as_str())
-                .and_then(|s| s.cache)
-                .is_some_and(|c| c.expire_ms > now + pol.cfg.expiry_margin.as_millis() as i64)
-        });
-        let mut served = r.implicit_cached_tokens;
-        let mut explicit = false;
-        // Tokens of the longest boundary seen before (what implicit caching could serve).
-        let mut shared = 0;
-        // As in the live engine: the used boundary's arrival counts as a return, and its renewal
-        // happens only if no longer cache is created below.
-        let mut renew = None;
-        let rs = returns.entry(r.model.as_str()).or_default();
-        let mut covered = 0;
-        if let Some(u) = used {
-            let (key, tokens) = bounds[u];
-            let st = stats.get_mut(key.as_str()).expect("used boundary has stats");
-            shared = *tokens;
-            let last = last_implicit.get(key.as_str()).copied().unwrap_or(0);
-            let a = Arrival { last_implicit: last, ..Arrival::new(now, *tokens, 0) };
-            if let Decision::Renew { ttl_ms } = pol.on_arrival(rs, st, a) {
-                renew = Some((key.as_str(), ttl_ms));
-            }
-            covered = *tokens;
-            explicit = true;
+        let req = Request {
+            scope: "",
+            model: &r.model,
+            now_ms: now,
+            boundaries: &r.boundaries,
+            min_tokens: Some(ctx.min_tokens(&r.model)),
+        };
+        let intent = engine.decide(&req, |key| w.view(key));
+        for &f in &intent.forget {
+            w.end(&r.boundaries[f].0); // runs to its expiry unused
         }
-        let mut create = None;
-        let from = used.map_or(0, |u| u + 1);
-        for (j, (key, tokens)) in bounds.iter().enumerate().skip(from) {
-            let st = stats.entry(key.as_str()).or_default();
-            if st.arrivals > 0 {
-                shared = *tokens;
+        let (served, explicit) = if let Some((c, ttl_ms)) = intent.create {
+            let (key, tokens) = &r.boundaries[c];
+            w.create(ctx, key, *tokens, &r.model, now, ttl_ms);
+            let view = w.view(key).expect("just created");
+            engine.created(key, view, true, now);
+            (*tokens, true)
+        } else if let Some(h) = intent.hit {
+            let key = r.boundaries[h].0.as_str();
+            if let Some(ttl_ms) = intent.renew_ttl_ms {
+                if let Some(c) = w.caches.get_mut(key) {
+                    c.expire = now + ttl_ms;
+                }
+                engine.renewed(key, now + ttl_ms);
             }
-            let last = last_implicit.get(key.as_str()).copied().unwrap_or(0);
-            let own_prefix = j + 1 == bounds.len();
-            let d = pol.on_arrival(
-                rs,
-                st,
-                Arrival { last_implicit: last, own_prefix, ..Arrival::new(now, *tokens, covered) },
-            );
-            if st.cache.is_none() && w.caches.contains_key(key.as_str()) {
-                w.end(ctx, key); // lapsed in the policy's eyes
-            }
-            if let Decision::Create { ttl_ms } = d {
-                create = Some((key.as_str(), *tokens, ttl_ms));
-            }
-        }
-        if explicit {
-            served = covered;
-        }
-        if let Some((key, tokens, ttl_ms)) = create {
-            w.create(ctx, key, tokens, &r.model, now, ttl_ms);
-            stats.get_mut(key).expect("observed").on_created(now, now + ttl_ms);
-            served = tokens;
-            explicit = true;
-        } else if !explicit {
-            rs.note_implicit(shared, r.implicit_cached_tokens);
-            for (key, _) in &bounds {
-                last_implicit.insert(key.as_str(), r.implicit_cached_tokens);
-            }
-        } else if let Some((key, ttl_ms)) = renew {
-            stats.get_mut(key).expect("used").on_renewed(now + ttl_ms);
             if let Some(c) = w.caches.get_mut(key) {
-                c.expire = now + ttl_ms;
+                c.last_used = now;
             }
-        }
+            (w.caches[key].tokens, true)
+        } else {
+            let keys = r.boundaries.iter().map(|(k, _)| k.as_str());
+            engine.responded(req.scope, req.model, keys, intent.shared_tokens, r.implicit_cached_tokens);
+            (r.implicit_cached_tokens, false)
+        };
         w.serve(ctx, r, served, explicit);
     }
-    w.finish(ctx)
+    w.finish()
 }
 
-/// One sweeper pass: forget expired caches, delete those the policy says to.
-fn sweep<'a>(
-    w: &mut World<'a>,
-    stats: &mut HashMap<&'a str, PrefixStats>,
-    policies: &HashMap<&str, CostPolicy>,
-    ctx: &Ctx,
-    now: i64,
-) {
-    let live: Vec<(&'a str, u64, String)> = w.caches.iter().map(|(k, c)| (*k, c.tokens, c.model.clone())).collect();
-    for (key, tokens, model) in live {
-        let Some(st) = stats.get_mut(key) else {
-            continue;
-        };
-        let expired = w.caches.get(key).is_some_and(|c| c.expire <= now);
-        if expired || policies[model.as_str()].on_tick(st, now, tokens) == Decision::Delete {
-            w.end_at(ctx, key, now);
-            st.on_gone(now);
+/// One sweeper pass: forget expired caches, delete those the engine says to.
+fn sweep(w: &mut World<&str>, engine: &Engine, now: i64) {
+    let live: Vec<(&str, String)> = w.caches.iter().map(|(k, c)| (*k, w.prices[c.model].0.clone())).collect();
+    for (key, model) in live {
+        let view = w.view(key).expect("listed");
+        if engine.sweep(key, &model, view, now) != Sweep::Keep {
+            w.end_at(key, now);
+            engine.gone(key, now);
         }
     }
 }
@@ -237,7 +233,7 @@ fn sweep<'a>(
 /// storage), with an expiry right after the last arrival it is kept for. Greedy: it ignores that
 /// a later, longer cache may take over, so it is an upper bound on the optimum, not the optimum.
 pub fn clairvoyant_greedy(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
-    let mut w = World::default();
+    let mut w = World::<&str>::default();
     let mut arrivals: HashMap<&str, Vec<(i64, u64)>> = HashMap::new();
     for r in reqs {
         for (k, _) in eligible(ctx, r) {
@@ -286,5 +282,5 @@ pub fn clairvoyant_greedy(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
         }
         w.serve(ctx, r, served, explicit);
     }
-    w.finish(ctx)
+    w.finish()
 }

@@ -2,7 +2,7 @@
 //! `/gemgate/v1/queue` (the deferral queue now) and the `/gemgate/ui` page that reads them.
 
 use super::{Dim, group};
-use crate::app::AppState;
+use crate::admin_token::UI_ASSETS;
 use crate::gemini::GeminiError;
 use crate::store::SpendFigures;
 use axum::Json;
@@ -62,11 +62,19 @@ fn figures_json(f: &SpendFigures) -> Value {
     v
 }
 
+/// What the spend API needs from the gateway's state.
+#[derive(Clone)]
+pub struct SpendState {
+    pub spend: Option<super::Spend>,
+    pub deferral: Option<crate::deferral::Deferral>,
+    pub clock: crate::clock::Clock,
+}
+
 /// `GET /gemgate/v1/spend?from=&to=&window=&group_by=model,tag`: rollup totals over the window
 /// and, per distinct value of the `group_by` dimensions (hour, model, tenant, tag, mechanism),
 /// the same figures.
-pub async fn spend(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let Some(s) = state.spend() else { return disabled() };
+pub async fn spend(State(state): State<SpendState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(s) = state.spend.as_ref() else { return disabled() };
     let (from, to) = match range(&q, s.now_ms()) {
         Ok(r) => r,
         Err(e) => return bad(e),
@@ -115,8 +123,8 @@ pub async fn spend(State(state): State<AppState>, Query(q): Query<HashMap<String
 
 /// `GET /gemgate/v1/requests?limit=&model=&tenant=&tag=&outcome=`: the most recent generate
 /// requests (metadata only), newest first, filtered by exact values.
-pub async fn recent(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let Some(s) = state.spend() else { return disabled() };
+pub async fn recent(State(state): State<SpendState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(s) = state.spend.as_ref() else { return disabled() };
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => 100,
         Some(Ok(l)) if (1..=MAX_LIMIT).contains(&l) => l,
@@ -138,11 +146,11 @@ pub async fn recent(State(state): State<AppState>, Query(q): Query<HashMap<Strin
 }
 
 /// `GET /gemgate/v1/queue`: the deferral queue now.
-pub async fn queue(State(state): State<AppState>) -> Response {
-    let Some(d) = state.deferral() else { return Json(json!({"enabled": false})).into_response() };
+pub async fn queue(State(state): State<SpendState>) -> Response {
+    let Some(d) = state.deferral.as_ref() else { return Json(json!({"enabled": false})).into_response() };
     match d.queue().stats().await {
         Ok(st) => {
-            let now = state.clock().now_ms();
+            let now = state.clock.now_ms();
             Json(json!({
                 "enabled": true,
                 "queued": st.queued,
@@ -158,9 +166,11 @@ pub async fn queue(State(state): State<AppState>) -> Response {
 }
 
 const PAGE: &str = include_str!("ui/index.html");
+/// The page's files, in the order of [`crate::admin_token::UI_ASSETS`] (which lets them through
+/// the admin token): name, content type, body.
 const ASSETS: [(&str, &str, &str); 2] = [
-    ("app.js", "text/javascript; charset=utf-8", include_str!("ui/app.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("ui/style.css")),
+    (UI_ASSETS[0], "text/javascript; charset=utf-8", include_str!("ui/app.js")),
+    (UI_ASSETS[1], "text/css; charset=utf-8", include_str!("ui/style.css")),
 ];
 /// The page loads only its own script and style and talks only to this gateway.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
@@ -188,9 +198,4 @@ pub async fn ui_asset(Path(name): Path<String>) -> Response {
         Some((_, ct, body)) => static_response(ct, body),
         None => GeminiError::not_found(format!("gemgate: no UI asset {name:?}")).into_response(),
     }
-}
-
-/// Whether `path` is one of the page's static files, which the admin token does not guard.
-pub fn is_static_ui(path: &str) -> bool {
-    path == "/gemgate/ui" || path.strip_prefix("/gemgate/ui/").is_some_and(|n| ASSETS.iter().any(|(a, _, _)| *a == n))
 }

@@ -35,6 +35,8 @@ pub const DEFER_JOBS: &str = "gemgate_deferral_jobs_total";
 pub const DEFER_ITEMS: &str = "gemgate_deferral_items_total";
 pub const DEFER_FLEX: &str = "gemgate_deferral_flex_total";
 pub const DEFER_WEBHOOKS: &str = "gemgate_deferral_webhooks_total";
+pub const DEFER_JOB_CACHES: &str = "gemgate_deferral_job_caches_total";
+pub const DEFER_SAVED_MICRO_USD: &str = "gemgate_deferral_saved_microdollars_total";
 pub const PRICE_SOURCE: &str = "gemgate_price_source_total";
 pub const NET_SAVING_USD: &str = "gemgate_net_saving_usd";
 
@@ -113,6 +115,14 @@ fn describe() {
     describe_counter!(DEFER_FLEX, "Flex attempts by outcome: served, shed, fallback_standard");
     describe_counter!(DEFER_WEBHOOKS, "Webhook deliveries by outcome");
     describe_counter!(
+        DEFER_SAVED_MICRO_USD,
+        "What the flex and batch tiers saved against the standard tier, in millionths of a USD, by tier and model"
+    );
+    describe_counter!(
+        DEFER_JOB_CACHES,
+        "Explicit caches of batch jobs by event: created, reused, failed, extended, deleted, resubmitted"
+    );
+    describe_counter!(
         PRICE_SOURCE,
         "Priced responses by model and where the price came from: table, family or default (a guess)"
     );
@@ -122,4 +132,27 @@ fn describe() {
         "Net saving (USD) reported on responses since start, by model and mechanism: the sum of \
          x-gemgate-net-saving-usd; negative while caches cost more than they saved"
     );
+}
+
+tokio::task_local! {
+    static UPSTREAM_TIME: std::cell::Cell<std::time::Duration>;
+}
+
+/// Adds time spent waiting for the upstream to the current request's account, so the overhead
+/// histogram can subtract it. Outside a request (background tasks) it does nothing.
+pub fn record_upstream_time(d: std::time::Duration) {
+    metrics::histogram!(UPSTREAM_DURATION).record(d.as_secs_f64());
+    let _ = UPSTREAM_TIME.try_with(|c| c.set(c.get() + d));
+}
+
+/// Runs one request's handling with its own upstream-time account, which [`upstream_time`] reads.
+pub fn upstream_time_scope<F: std::future::Future>(
+    f: F,
+) -> tokio::task::futures::TaskLocalFuture<std::cell::Cell<std::time::Duration>, F> {
+    UPSTREAM_TIME.scope(std::cell::Cell::new(std::time::Duration::ZERO), f)
+}
+
+/// Time the current request has spent waiting for the upstream so far (zero outside a request).
+pub fn upstream_time() -> std::time::Duration {
+    UPSTREAM_TIME.try_with(std::cell::Cell::get).unwrap_or_default()
 }

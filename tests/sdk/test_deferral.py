@@ -125,3 +125,71 @@ def test_flex_deferred_call_returns_an_ordinary_response_billed_at_flex_rates(de
     ledger = _ledger(emu_url)
     assert ledger["flex_input_tokens"] > 0
     assert ledger["input_tokens"] == 0
+
+
+@pytest.fixture(scope="module")
+def cache_aware_stack():
+    """(emulator URL, gateway URL) for cache-aware jobs: requests flushed together after 1 s."""
+    with tempfile.TemporaryDirectory() as tmp:
+        emu_cfg = Path(tmp) / "emulator.toml"
+        emu_cfg.write_text('[batch]\nprocessing_delay = "300ms"\n')
+        emu, emu_url = _spawn(
+            [str(BIN), "emulator", "--listen", "127.0.0.1:0", "--config", str(emu_cfg)]
+        )
+        env = {
+            "GEMGATE_STORE__SQLITE_PATH": str(Path(tmp) / "gemgate.sqlite"),
+            "GEMGATE_CACHING__ENABLED": "false",
+            "GEMGATE_DEFERRAL__TICK": "50ms",
+            "GEMGATE_DEFERRAL__MAX_AGE": "1s",
+            "GEMGATE_DEFERRAL__POLL_INITIAL": "200ms",
+            "GEMGATE_DEFERRAL__POLL_MAX": "1s",
+        }
+        gw, gw_url = _spawn(
+            [str(BIN), "serve", "--listen", "127.0.0.1:0", "--upstream", emu_url], env
+        )
+        try:
+            yield emu_url, gw_url
+        finally:
+            _stop(gw)
+            _stop(emu)
+
+
+def test_batch_questions_over_one_document_share_one_cache(cache_aware_stack):
+    """Eight SDK calls over the same ~12k-token system instruction, deferred to batch: one job,
+    one cache made for it and deleted at its end, every answer as a direct call's, and each
+    response's usageMetadata says what it cost against the standard tier."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from google.genai import types
+
+    emu_url, gw_url = cache_aware_stack
+    _reset_ledger(emu_url)
+    document = " ".join(f"Clause {i}: deliveries in zone {i % 17} take {i % 5 + 1} days." for i in range(900))
+    config = types.GenerateContentConfig(system_instruction=document)
+    questions = [f"Question {i}: how long do deliveries in zone {i} take?" for i in range(8)]
+    clients = [_client(gw_url, {"x-gemgate-defer": "batch", "x-gemgate-wait": "60s"}) for _ in questions]
+
+    def ask(pair):
+        c, q = pair
+        return c.models.generate_content(model=MODEL, contents=q, config=config)
+
+    with ThreadPoolExecutor(len(questions)) as pool:
+        answers = list(pool.map(ask, zip(clients, questions)))
+    ledger = _ledger(emu_url)
+    assert ledger["batch_jobs_submitted"] == 1, ledger
+    assert ledger["batch_requests"] == len(questions), ledger
+    assert ledger["cache_creations"] == 1 and ledger["cache_deletions"] == 1, ledger
+    assert ledger["input_tokens"] == 0, "nothing billed at the standard rate"
+
+    direct_client = _client(emu_url)
+    for q, resp in zip(questions, answers):
+        assert resp.usage_metadata.cached_content_token_count > 10_000
+        direct = direct_client.models.generate_content(model=MODEL, contents=q, config=config)
+        assert resp.text == direct.text
+        assert resp.usage_metadata.prompt_token_count == direct.usage_metadata.prompt_token_count
+        # The gateway's dollar figures arrive as headers the SDK keeps on the response.
+        headers = {k.lower(): v for k, v in (resp.sdk_http_response.headers or {}).items()}
+        assert headers["x-gemgate-tier"] == "batch", headers
+        assert headers["x-gemgate-cache"] == "hit", headers
+        assert float(headers["x-gemgate-net-saving-usd"]) > 0, headers
+        assert float(headers["x-gemgate-cost-usd"]) < float(headers["x-gemgate-cost-as-sent-usd"]), headers

@@ -100,11 +100,16 @@ pub fn request(i: usize) -> Value {
 
 /// Sends one generate request (deferred to batch when `batch`); the status and body.
 pub async fn send(gw: &str, i: usize, batch: bool) -> Option<(u16, Value)> {
+    send_body(gw, &request(i), batch).await
+}
+
+/// Sends `body` as a generate request (deferred to batch when `batch`); the status and body.
+pub async fn send_body(gw: &str, body: &Value, batch: bool) -> Option<(u16, Value)> {
     let mut req = super::client()
         .post(format!("{gw}/v1beta/models/gemini-2.5-flash:generateContent"))
         .header("x-goog-api-key", KEY)
         .timeout(Duration::from_secs(5))
-        .json(&request(i));
+        .json(body);
     if batch {
         req = req.header("x-gemgate-defer", "batch");
     }
@@ -114,7 +119,12 @@ pub async fn send(gw: &str, i: usize, batch: bool) -> Option<(u16, Value)> {
 
 /// Sends one deferred request; `Some(id)` only if it was acknowledged (202).
 pub async fn defer(gw: &str, i: usize) -> Option<String> {
-    match send(gw, i, true).await? {
+    defer_body(gw, &request(i)).await
+}
+
+/// Defers `body`; `Some(id)` only if it was acknowledged (202).
+pub async fn defer_body(gw: &str, body: &Value) -> Option<String> {
+    match send_body(gw, body, true).await? {
         (202, op) => Some(op["name"].as_str()?.trim_start_matches("operations/").to_string()),
         _ => None,
     }
@@ -164,4 +174,78 @@ pub async fn assert_exactly_once(gw: &str, emu: &str) -> (usize, usize) {
     assert_eq!(ledger["batch_jobs_submitted"], names.len(), "{ledger}");
     assert_eq!(ledger["batch_requests"], ops.len(), "each queued request billed exactly once: {ledger}");
     (names.len(), ops.len())
+}
+
+/// Where a gateway is aborted around a job's caches: after recording that they are being made,
+/// after making one (before recording it), after recording them (before submission), after the
+/// job is created upstream (before the queue records it), after fetching results, and after
+/// deleting the caches (before the results are stored).
+pub const CACHE_FAILPOINTS: [&str; 6] =
+    ["cache_intent", "cache_created", "cache_recorded", "created", "fetched", "cache_deleted"];
+
+/// Settings under which jobs of these tests get caches: a short expected run (little storage to
+/// pay) and jobs of up to 8 requests (four per document).
+pub const CACHE_ENV: [(&str, &str); 3] = [
+    ("GEMGATE_DEFERRAL__EXPECTED_JOB_RUN", "1m"),
+    ("GEMGATE_DEFERRAL__MAX_ITEMS_PER_JOB", "8"),
+    ("GEMGATE_CACHING__ENABLED", "false"),
+];
+
+/// A request over one of two shared ~3k-token documents (one per system instruction).
+pub fn shared_doc_request(i: usize) -> Value {
+    let doc = i % 2;
+    let text: String = (0..600).map(|k| format!("Fact {doc}.{k} holds. ")).collect();
+    json!({
+        "systemInstruction": {"parts": [{"text": format!("Document {doc}. {text}")}]},
+        "contents": [{"role": "user", "parts": [{"text": format!("crash question {i}")}]}]
+    })
+}
+
+/// Starts the gateway (`spawn`, with a failpoint) again and again, each time aborting it inside
+/// one of the cache windows while it takes deferred requests over shared documents; then a clean
+/// start finishes the work. Every acknowledged request gets one result, no job is submitted twice,
+/// every cache made is deleted and none is left.
+pub async fn crash_inside_cache_windows(emu: &str, spawn: impl Fn(Option<&str>) -> Replica) {
+    let mut acked = Vec::new();
+    let mut next = 0;
+    for _ in 0..2 {
+        for fp in CACHE_FAILPOINTS {
+            let mut gw = spawn(Some(fp));
+            if let Some(url) = gw.url.clone() {
+                let bodies: Vec<Value> = (next..next + 8).map(shared_doc_request).collect();
+                next += 8;
+                let ids = futures::future::join_all(bodies.iter().map(|b| defer_body(&url, b))).await;
+                acked.extend(ids.into_iter().flatten());
+            }
+            gw.die_within(Duration::from_secs(3)).await;
+        }
+    }
+    assert!(acked.len() >= 40, "too few acknowledged to prove anything: {}", acked.len());
+    let gw = spawn(None);
+    finished(gw.url(), &acked, Duration::from_secs(60)).await;
+    let (jobs, requests) = assert_exactly_once(gw.url(), emu).await;
+    // Caches are deleted when their job ends: poll until the last job's are gone.
+    let until = Instant::now() + Duration::from_secs(20);
+    let ledger = loop {
+        let l = super::get_json(&format!("{emu}/emulator/ledger"), None).await["total"].clone();
+        let left = super::get_json(&format!("{emu}/v1beta/cachedContents"), Some(KEY)).await;
+        if left["cachedContents"].as_array().is_none_or(Vec::is_empty) && l["cache_creations"] == l["cache_deletions"] {
+            break l;
+        }
+        assert!(Instant::now() < until, "caches left behind: {left} {l}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let made = ledger["cache_creations"].as_u64().unwrap();
+    assert!(made >= 2, "the jobs had caches: {ledger}");
+    // Two documents: at most two caches per job, so none was made twice for the same job.
+    assert!(made <= 2 * jobs as u64, "{made} caches for {jobs} jobs: some made twice");
+    println!(
+        "{} kills inside cache windows: {} acknowledged of {next} sent, {requests} queued, {jobs} jobs, each once; \
+         caches created={} deleted={} cached_tokens={}",
+        2 * CACHE_FAILPOINTS.len(),
+        acked.len(),
+        ledger["cache_creations"],
+        ledger["cache_deletions"],
+        ledger["cached_tokens"]
+    );
 }

@@ -84,6 +84,17 @@ async function generate(apiKey, contents, system, headers) {
   });
 }
 
+// Polls a predicate in the page until it holds. page.evaluate runs through the DevTools protocol,
+// which the page's Content-Security-Policy does not restrict; Playwright's waitForFunction may
+// compile its predicate with eval inside the page, which that policy (rightly) forbids.
+async function waitInPage(page, predicate, timeoutMs = 5_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await page.evaluate(predicate))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${predicate}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 test("40 requests, then the page and the spend API show the sum of the responses' savings", async (t) => {
   const system = document("ui-policy", 9000);
   for (let i = 0; i < 30; i++) {
@@ -117,12 +128,12 @@ test("40 requests, then the page and the spend API show the sum of the responses
 
   // Without the token the page loads but shows no figures.
   await page.goto(`${gateway.url}/gemgate/ui`);
-  await page.waitForFunction(() => document.getElementById("status").textContent.includes("#token="));
+  await waitInPage(page, () => document.getElementById("status").textContent.includes("#token="));
   assert.equal(await page.textContent("#net-saving"), "–");
 
   await page.goto(`${gateway.url}/gemgate/ui#token=${TOKEN}&window=24h`);
   await page.reload();
-  await page.waitForFunction(() => Number(document.body.dataset.loads || 0) >= 1, null, { timeout: 15_000 });
+  await waitInPage(page, () => Number(document.body.dataset.loads || 0) >= 1, 15_000);
   const shown = Number(await page.getAttribute("#net-saving", "data-usd"));
   const text = (await page.textContent("#net-saving")).trim();
   const fromText = Number(text.replace(/[^0-9.]/g, "")) * (text.startsWith("−") ? -1 : 1);

@@ -1,8 +1,8 @@
-//! The gateway's own calls to the cachedContents API: create, renew (PATCH ttl), delete. They
-//! carry the credential of the tenant whose cache it is, held in memory only.
+//! The gateway's own calls to the Gemini API (cachedContents create, renew (PATCH ttl), delete;
+//! a model's GET). They carry the credential of the tenant they act for, held in memory only.
 
+use super::Upstream;
 use crate::clock::parse_rfc3339;
-use crate::proxy::Upstream;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 use std::time::Duration;
@@ -84,7 +84,7 @@ async fn call(
         return Ok(v);
     }
     let message = v["error"]["message"].as_str().unwrap_or("").to_string();
-    if let Some((total, min)) = super::sizing::parse_too_small(&message) {
+    if let Some((total, min)) = crate::gemini::error::parse_too_small(&message) {
         return Err(OpError::TooSmall { total, min });
     }
     Err(OpError::Status(status, message))
