@@ -2,14 +2,10 @@
 //! `/metrics`) require `Authorization: Bearer <token>`. Deferred operations are the exception:
 //! each tenant reads its own with its own API key, as before, and never sees another's. The
 //! `/gemgate/ui` page's static files are let through too: a browser cannot send a header when it
-//! navigates, and the page holds no data; its script sends the token on every call it makes.
+//! navigates, and the page holds no data; its script sends the token on every call it makes. The check
+//! itself runs in the layer stack (`layers::AdminToken`).
 
 use crate::config::Config;
-use crate::gemini::GeminiError;
-use crate::state::AppState;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 /// The tenant-facing part of `/gemgate/`, authenticated by the tenant's own key.
@@ -29,20 +25,13 @@ pub fn authorized(authorization: Option<&[u8]>, token: &str) -> bool {
     presented.ct_eq(token.as_bytes()).into()
 }
 
-/// Middleware on the whole router: admin paths need the token when one is configured.
-pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let token = &state.config().server.admin_token;
-    let static_ui = req.method() == http::Method::GET && crate::spend::is_static_ui(req.uri().path());
-    if token.is_empty() || !is_admin_path(req.uri().path()) || static_ui {
-        return next.run(req).await;
-    }
-    if authorized(req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes()), token) {
-        return next.run(req).await;
-    }
-    let msg = "gemgate: this endpoint requires the admin token (Authorization: Bearer <server.admin_token>)";
-    let mut resp = GeminiError::new(401, msg).into_response();
-    resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
-    resp
+/// The dashboard's files under `/gemgate/ui/` (besides the page itself); the spend module serves
+/// them. Named here, below the layer stack, because the admin-token layer lets them through.
+pub const UI_ASSETS: [&str; 2] = ["app.js", "style.css"];
+
+/// Whether `path` is the dashboard page or one of its files, which the admin token does not guard.
+pub fn is_static_ui(path: &str) -> bool {
+    path == "/gemgate/ui" || path.strip_prefix("/gemgate/ui/").is_some_and(|n| UI_ASSETS.contains(&n))
 }
 
 /// Logs a warning when the admin endpoints are open to every address the gateway listens on.

@@ -16,6 +16,7 @@ pub mod emulator;
 pub mod error;
 pub mod gemini;
 pub mod generate;
+pub mod layers;
 pub mod listener;
 pub mod net;
 pub mod progress;

@@ -7,13 +7,13 @@ use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::deferral::Deferral;
+pub use crate::layers::InFlight;
 use crate::proxy::{UploadRoutes, Upstream};
 use crate::spend::Spend;
 use crate::store::Store;
-use crate::telemetry;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -185,27 +185,9 @@ impl AppState {
     pub fn tracker(&self) -> &TaskTracker {
         &self.0.tracker
     }
-}
-
-/// Holds the in-flight count (and gauge) up until the response body is finished or dropped.
-pub struct InFlight {
-    counter: Arc<AtomicUsize>,
-    /// Requests in flight, this one included, when it entered.
-    pub count: usize,
-}
-
-impl InFlight {
-    fn enter(counter: &Arc<AtomicUsize>) -> Self {
-        metrics::gauge!(telemetry::IN_FLIGHT).increment(1.0);
-        let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
-        InFlight { counter: counter.clone(), count }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!(telemetry::IN_FLIGHT).decrement(1.0);
+    /// The count of requests in flight that the layer stack's limit shares with upgraded sessions.
+    pub fn in_flight_counter(&self) -> Arc<AtomicUsize> {
+        self.0.in_flight.clone()
     }
 }
 

@@ -314,13 +314,13 @@ pub fn render(results: &Path, criterion_dir: Option<&Path>) -> anyhow::Result<St
         (Some(a50), Some(a99)) => {
             writeln!(
                 s,
-                "| small passthrough @1000/s: added p50 ≤ 0.15 ms | {a50:+.3} ms | {} |",
-                verdict(le(a50, 0.15))
+                "| small passthrough @1000/s: added p50 ≤ 0.10 ms | {a50:+.3} ms | {} |",
+                verdict(le(a50, 0.10))
             )?;
             writeln!(
                 s,
-                "| small passthrough @1000/s: added p99 ≤ 1 ms | {a99:+.3} ms | {} |",
-                verdict(le(a99, 1.0))
+                "| small passthrough @1000/s: added p99 ≤ 0.5 ms | {a99:+.3} ms | {} |",
+                verdict(le(a99, 0.5))
             )?;
         }
         _ => writeln!(s, "| small passthrough @1000/s | not measured | – |")?,

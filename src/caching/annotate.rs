@@ -4,7 +4,7 @@
 pub use crate::accounting::{Costs, Pricing};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 /// What happened to a request, as the `x-gemgate-cache` header says it.
@@ -84,23 +84,27 @@ impl Annotation {
     /// The `x-gemgate-*` headers of a response: what happened to the cache, the tokens served
     /// from it, and (once the usage is known) the costs and where their prices came from.
     pub fn set_headers(&self, h: &mut HeaderMap, cached_tokens: u64) {
-        h.insert("x-gemgate-cache", HeaderValue::from_static(self.outcome.as_str()));
-        h.insert("x-gemgate-cached-tokens", HeaderValue::from(cached_tokens));
+        // Names built at compile time: every generate response carries these.
+        const CACHE: HeaderName = HeaderName::from_static("x-gemgate-cache");
+        const CACHED_TOKENS: HeaderName = HeaderName::from_static("x-gemgate-cached-tokens");
+        const COST: HeaderName = HeaderName::from_static("x-gemgate-cost-usd");
+        const COST_AS_SENT: HeaderName = HeaderName::from_static("x-gemgate-cost-as-sent-usd");
+        const NET_SAVING: HeaderName = HeaderName::from_static("x-gemgate-net-saving-usd");
+        const PRICE_SOURCE: HeaderName = HeaderName::from_static("x-gemgate-price-source");
+        const PRICE_ROW: HeaderName = HeaderName::from_static("x-gemgate-price-row");
+        h.insert(CACHE, HeaderValue::from_static(self.outcome.as_str()));
+        h.insert(CACHED_TOKENS, HeaderValue::from(cached_tokens));
         if let Some(c) = &self.costs {
-            for (name, v) in [
-                ("x-gemgate-cost-usd", c.actual_usd),
-                ("x-gemgate-cost-as-sent-usd", c.as_sent_usd),
-                ("x-gemgate-net-saving-usd", c.net_saving_usd),
-            ] {
+            for (name, v) in [(COST, c.actual_usd), (COST_AS_SENT, c.as_sent_usd), (NET_SAVING, c.net_saving_usd)] {
                 if let Ok(v) = HeaderValue::from_str(&format!("{v:.8}")) {
                     h.insert(name, v);
                 }
             }
         }
         if let Some(p) = &self.pricing {
-            h.insert("x-gemgate-price-source", HeaderValue::from_static(p.source.as_str()));
+            h.insert(PRICE_SOURCE, HeaderValue::from_static(p.source.as_str()));
             if let Ok(v) = HeaderValue::from_str(&p.row) {
-                h.insert("x-gemgate-price-row", v);
+                h.insert(PRICE_ROW, v);
             }
         }
     }

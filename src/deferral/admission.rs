@@ -36,7 +36,7 @@ impl Deferral {
             method: Method::GET,
             path_and_query: format!("/{version}/{model}"),
             headers,
-            body: reqwest::Body::from(Vec::new()),
+            body: Body::empty(),
         };
         let resp = match self.0.upstream.send(req).await {
             Ok(r) => r,

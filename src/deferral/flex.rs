@@ -39,7 +39,7 @@ pub async fn send(
     path_and_query: &str,
     headers: &HeaderMap,
     body: Bytes,
-) -> Result<reqwest::Response, GatewayError> {
+) -> Result<crate::proxy::UpstreamResponse, GatewayError> {
     let request = |bytes: Bytes| UpstreamRequest {
         method: Method::POST,
         path_and_query: path_and_query.to_string(),
@@ -76,7 +76,7 @@ pub async fn send(
     }
 }
 
-fn tag(mut resp: reqwest::Response, tier: Tier) -> Result<reqwest::Response, GatewayError> {
+fn tag(mut resp: crate::proxy::UpstreamResponse, tier: Tier) -> Result<crate::proxy::UpstreamResponse, GatewayError> {
     resp.headers_mut().insert(TIER_HEADER, HeaderValue::from_static(tier.as_str()));
     Ok(resp)
 }

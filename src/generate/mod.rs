@@ -166,7 +166,7 @@ async fn send(
     headers: &HeaderMap,
     body: Bytes,
     flex: bool,
-) -> Result<reqwest::Response, GatewayError> {
+) -> Result<proxy::UpstreamResponse, GatewayError> {
     if flex {
         let cfg = &state.config().deferral;
         return crate::deferral::flex::send(state.upstream(), cfg, path_and_query, headers, body).await;

@@ -26,13 +26,18 @@ fn cached_tokens(usage: &Value) -> u64 {
 }
 
 /// A response whose body has already been read.
-pub fn buffered(status: u16, mut headers: HeaderMap, body: Bytes, ann: &Annotation) -> Response {
+pub fn buffered(status: u16, headers: HeaderMap, body: Bytes, ann: &Annotation) -> Response {
+    buffered_with(status, headers, body, ann, 0)
+}
+
+/// [`buffered`], reporting `cached_tokens` in the annotation headers (set once, not twice).
+fn buffered_with(status: u16, mut headers: HeaderMap, body: Bytes, ann: &Annotation, cached_tokens: u64) -> Response {
     headers.remove(header::CONTENT_LENGTH);
-    ann.set_headers(&mut headers, 0);
+    ann.set_headers(&mut headers, cached_tokens);
     BodyMeter::RESPONSE.add(body.len());
     let mut out = Body::from(body).into_response();
     *out.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    out.headers_mut().extend(headers);
+    *out.headers_mut() = headers;
     out
 }
 
@@ -74,7 +79,7 @@ fn settle(state: &AppState, plan: &Plan, meta: &RequestMeta, usage: &Value, requ
 
 pub async fn respond(
     state: &AppState,
-    resp: reqwest::Response,
+    resp: proxy::UpstreamResponse,
     plan: &Plan,
     meta: &RequestMeta,
     requested: Service,
@@ -107,7 +112,7 @@ pub async fn respond(
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
-                return crate::error::GatewayError::UpstreamUnreachable(e.without_url().to_string()).into_response();
+                return crate::error::GatewayError::UpstreamUnreachable(e.to_string()).into_response();
             }
         };
         if untouched {
@@ -117,9 +122,7 @@ pub async fn respond(
                 return buffered(status.as_u16(), headers, body, &plan.annotation);
             };
             let ann = settle(state, plan, meta, &usage, requested);
-            let mut out = buffered(status.as_u16(), headers, body, &ann);
-            ann.set_headers(out.headers_mut(), cached_tokens(&usage));
-            return out;
+            return buffered_with(status.as_u16(), headers, body, &ann, cached_tokens(&usage));
         }
         let Ok(mut parsed) = serde_json::from_slice::<Value>(&body) else {
             return buffered(status.as_u16(), headers, body, &plan.annotation);
@@ -134,9 +137,7 @@ pub async fn respond(
         } else {
             body
         };
-        let mut out = buffered(status.as_u16(), headers, body, &ann);
-        ann.set_headers(out.headers_mut(), cached);
-        return out;
+        return buffered_with(status.as_u16(), headers, body, &ann, cached);
     }
 
     // SSE: relay event by event; the final event (with finishReason) is parsed for usage and,

@@ -19,6 +19,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+/// What the server loop runs for every request: the route table inside the layer stack.
+type App = crate::layers::Stack<axum::Router>;
+
 /// Limits on how slowly a client may send a request.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientLimits {
@@ -39,7 +42,7 @@ impl ClientLimits {
 /// Serves `app` on `listener` until `shutdown` is cancelled, then until the connections open at
 /// that moment have finished (the caller bounds that wait). Connections accepted after it are
 /// answered by `app` for `/healthz` and `/readyz` (which then says 503) and with 503 otherwise.
-pub async fn serve(listener: TcpListener, app: Router, limits: ClientLimits, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, app: App, limits: ClientLimits, shutdown: CancellationToken) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read);
@@ -69,12 +72,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ClientLimits, shu
 
 /// After shutdown: keep the port answering, so load balancers read a 503 from `/readyz` instead
 /// of a refused connection, until the process exits.
-async fn answer_while_leaving(
-    listener: TcpListener,
-    app: Router,
-    builder: auto::Builder<TokioExecutor>,
-    l: ClientLimits,
-) {
+async fn answer_while_leaving(listener: TcpListener, app: App, builder: auto::Builder<TokioExecutor>, l: ClientLimits) {
     let leaving = Router::new()
         .route("/healthz", axum::routing::any_service(app.clone()))
         .route("/readyz", axum::routing::any_service(app))
@@ -86,21 +84,25 @@ async fn answer_while_leaving(
     }
 }
 
-fn service(app: Router, limits: ClientLimits) -> Service {
+fn service<A>(app: A, limits: ClientLimits) -> Service<A> {
     Service { app, limits }
 }
 
 /// The router behind a hyper connection, with every request body under the body limits.
 #[derive(Clone)]
-struct Service {
-    app: Router,
+struct Service<A> {
+    app: A,
     limits: ClientLimits,
 }
 
-impl hyper::service::Service<http::Request<Incoming>> for Service {
+impl<A> hyper::service::Service<http::Request<Incoming>> for Service<A>
+where
+    A: tower::Service<http::Request<Body>, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone,
+{
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = tower::util::Oneshot<Router, http::Request<Body>>;
+    type Future = tower::util::Oneshot<A, http::Request<Body>>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let flag = BodyTimedOut::default();

@@ -52,6 +52,20 @@ pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
+/// Removes hop-by-hop headers (and any the `Connection` header names) in place: a response is
+/// passed on with its own header map, edited, instead of a copy.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed = connection_listed(h);
+    if listed.is_empty() && !h.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let drop: Vec<HeaderName> =
+        h.keys().filter(|n| is_hop_by_hop(n) || listed.iter().any(|l| l == n.as_str())).cloned().collect();
+    for name in drop {
+        h.remove(name);
+    }
+}
+
 /// A copy of `v` in its own allocation, marked sensitive. A header parsed by the server is a slice
 /// of the connection's whole header buffer, so a value kept beyond the request (a credential)
 /// must be copied out, or every header of that request stays in memory with it.
@@ -87,5 +101,22 @@ mod tests {
         let out = copy_request_headers(&h);
         assert_eq!(out.len(), 2);
         assert!(out.contains_key("x-goog-api-key") && out.contains_key("authorization"));
+    }
+
+    #[test]
+    fn stripping_in_place_keeps_what_copying_keeps() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-drop-me"));
+        h.insert("x-drop-me", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.append("set-cookie", HeaderValue::from_static("a=1"));
+        h.append("set-cookie", HeaderValue::from_static("b=2"));
+        h.insert("x-goog-upload-url", HeaderValue::from_static("http://u/1"));
+        let mut copied = HeaderMap::new();
+        copy_response_headers(&h, &mut copied);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, copied);
+        assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+        assert!(!h.contains_key("x-drop-me") && !h.contains_key("transfer-encoding"));
     }
 }

@@ -3,15 +3,18 @@
 //! upstream response, which cancels the upstream call.
 
 use super::{UploadRoutes, Upstream};
-use super::{UpstreamRequest, copy_request_headers, copy_response_headers};
+use super::{UpstreamRequest, UpstreamResponse, copy_request_headers, strip_hop_by_hop};
 use crate::error::GatewayError;
 use crate::telemetry::{REQUEST_BYTES, RESPONSE_BYTES};
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use axum::response::Response;
 use http::header::CONTENT_LENGTH;
+use http_body::Frame;
 use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 /// Counts body bytes into a metrics counter as they pass.
 #[derive(Clone, Copy)]
@@ -22,6 +25,45 @@ impl BodyMeter {
     pub const RESPONSE: Self = Self(RESPONSE_BYTES);
     pub fn add(self, n: usize) {
         metrics::counter!(self.0).increment(n as u64);
+    }
+}
+
+pin_project! {
+    /// A body passed on frame by frame (trailers included), its data counted by a [`BodyMeter`].
+    pub struct Metered<B> {
+        #[pin]
+        inner: B,
+        meter: BodyMeter,
+    }
+}
+
+impl<B> Metered<B> {
+    pub fn new(inner: B, meter: BodyMeter) -> Self {
+        Self { inner, meter }
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for Metered<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(f)) = &frame {
+            if let Some(data) = f.data_ref() {
+                this.meter.add(data.len());
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -67,18 +109,8 @@ pub async fn passthrough(to: Passthrough<'_>, req: Request, origin: Option<Strin
     let (parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
     let headers = copy_request_headers(&parts.headers);
-    let stream = http_body_util::Limited::new(body, limit as usize).into_data_stream().map(|r| {
-        if let Ok(b) = &r {
-            BodyMeter::REQUEST.add(b.len());
-        }
-        r
-    });
-    let upstream_req = UpstreamRequest {
-        method: parts.method.clone(),
-        path_and_query,
-        headers,
-        body: reqwest::Body::wrap_stream(stream),
-    };
+    let body = Metered::new(http_body_util::Limited::new(body, limit as usize), BodyMeter::REQUEST);
+    let upstream_req = UpstreamRequest { method: parts.method.clone(), path_and_query, headers, body: Body::new(body) };
     let started = std::time::Instant::now();
     let slow = parts.extensions.get::<crate::listener::BodyTimedOut>().cloned().unwrap_or_default();
     let resp = match to.upstream.send_to(origin.as_deref(), upstream_req).await {
@@ -93,19 +125,14 @@ pub async fn passthrough(to: Passthrough<'_>, req: Request, origin: Option<Strin
     Ok(out)
 }
 
-/// Turns an upstream response into a client response, streaming the body chunk by chunk.
-pub fn relay_response(resp: reqwest::Response) -> Response {
-    let status = resp.status();
-    let mut headers = http::HeaderMap::new();
-    copy_response_headers(resp.headers(), &mut headers);
-    let stream = resp.bytes_stream().map(|r| {
-        if let Ok(b) = &r {
-            BodyMeter::RESPONSE.add(b.len());
-        }
-        r
-    });
-    let mut out = Body::from_stream(stream).into_response();
-    *out.status_mut() = status;
+/// Turns an upstream response into a client response, streaming the body frame by frame.
+pub fn relay_response(resp: UpstreamResponse) -> Response {
+    let (parts, body) = resp.into_parts();
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    // Only status and headers cross: the upstream connection's version and extensions do not.
+    let mut out = Response::new(Body::new(Metered::new(body, BodyMeter::RESPONSE)));
+    *out.status_mut() = parts.status;
     *out.headers_mut() = headers;
     out
 }

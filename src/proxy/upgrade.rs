@@ -54,10 +54,11 @@ pub async fn forward<H: Send + 'static>(
         async move {
             let opened = Instant::now();
             let (client, upstream) = tokio::join!(client_side, resp.upgrade());
+            let upstream = upstream.map(TokioIo::new);
             let (client, mut upstream) = match (client, upstream) {
                 (Ok(c), Ok(u)) => (c, u),
                 (c, u) => {
-                    let err = c.err().map(|e| e.to_string()).or(u.err().map(|e| e.without_url().to_string()));
+                    let err = c.err().map(|e| e.to_string()).or(u.err().map(|e| e.to_string()));
                     tracing::warn!(error = err.unwrap_or_default(), "upgrade failed after 101");
                     return;
                 }

@@ -2,6 +2,7 @@
 //! `/gemgate/v1/queue` (the deferral queue now) and the `/gemgate/ui` page that reads them.
 
 use super::{Dim, group};
+use crate::admin_token::UI_ASSETS;
 use crate::gemini::GeminiError;
 use crate::store::SpendFigures;
 use axum::Json;
@@ -165,9 +166,11 @@ pub async fn queue(State(state): State<SpendState>) -> Response {
 }
 
 const PAGE: &str = include_str!("ui/index.html");
+/// The page's files, in the order of [`crate::admin_token::UI_ASSETS`] (which lets them through
+/// the admin token): name, content type, body.
 const ASSETS: [(&str, &str, &str); 2] = [
-    ("app.js", "text/javascript; charset=utf-8", include_str!("ui/app.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("ui/style.css")),
+    (UI_ASSETS[0], "text/javascript; charset=utf-8", include_str!("ui/app.js")),
+    (UI_ASSETS[1], "text/css; charset=utf-8", include_str!("ui/style.css")),
 ];
 /// The page loads only its own script and style and talks only to this gateway.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
@@ -195,9 +198,4 @@ pub async fn ui_asset(Path(name): Path<String>) -> Response {
         Some((_, ct, body)) => static_response(ct, body),
         None => GeminiError::not_found(format!("gemgate: no UI asset {name:?}")).into_response(),
     }
-}
-
-/// Whether `path` is one of the page's static files, which the admin token does not guard.
-pub fn is_static_ui(path: &str) -> bool {
-    path == "/gemgate/ui" || path.strip_prefix("/gemgate/ui/").is_some_and(|n| ASSETS.iter().any(|(a, _, _)| *a == n))
 }

@@ -6,7 +6,7 @@
 mod api;
 mod group;
 
-pub use api::{SpendState, is_static_ui, queue, recent, spend, ui_asset, ui_page};
+pub use api::{SpendState, queue, recent, spend, ui_asset, ui_page};
 pub use group::{Dim, group};
 
 use crate::caching::Costs;

@@ -145,12 +145,14 @@ pub fn record_upstream_time(d: std::time::Duration) {
     let _ = UPSTREAM_TIME.try_with(|c| c.set(c.get() + d));
 }
 
-/// Runs one request's handling and returns its result with the upstream time recorded in it.
-pub async fn with_upstream_time<F: std::future::Future>(f: F) -> (F::Output, std::time::Duration) {
-    UPSTREAM_TIME
-        .scope(std::cell::Cell::new(std::time::Duration::ZERO), async {
-            let out = f.await;
-            (out, UPSTREAM_TIME.with(|c| c.get()))
-        })
-        .await
+/// Runs one request's handling with its own upstream-time account, which [`upstream_time`] reads.
+pub fn upstream_time_scope<F: std::future::Future>(
+    f: F,
+) -> tokio::task::futures::TaskLocalFuture<std::cell::Cell<std::time::Duration>, F> {
+    UPSTREAM_TIME.scope(std::cell::Cell::new(std::time::Duration::ZERO), f)
+}
+
+/// Time the current request has spent waiting for the upstream so far (zero outside a request).
+pub fn upstream_time() -> std::time::Duration {
+    UPSTREAM_TIME.try_with(std::cell::Cell::get).unwrap_or_default()
 }

@@ -1,0 +1,79 @@
+//! Request metrics: requests by matched route, method and status; the time until the response
+//! headers; and the gateway's own overhead (that time minus the time spent waiting upstream).
+
+use super::RequestLabels;
+use crate::telemetry::{OVERHEAD, REQUEST_DURATION, REQUESTS};
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+use tower::{Layer, Service};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestMetricsLayer;
+
+impl<S> Layer<S> for RequestMetricsLayer {
+    type Service = RequestMetrics<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestMetrics { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RequestMetrics<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<Request<B>> for RequestMetrics<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = MetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Set by the span layer; worked out here when this layer is used on its own.
+        let labels = req.extensions().get::<RequestLabels>().cloned().unwrap_or_else(|| RequestLabels::of(&req));
+        MetricsFuture { inner: self.inner.call(req), labels, started: Instant::now() }
+    }
+}
+
+pin_project! {
+    pub struct MetricsFuture<F> {
+        #[pin]
+        inner: F,
+        labels: RequestLabels,
+        started: Instant,
+    }
+}
+
+impl<F, R, E> Future for MetricsFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        if let Ok(resp) = &result {
+            let total = this.started.elapsed();
+            let upstream = super::span::upstream_time();
+            let RequestLabels { method, route } = this.labels;
+            let status = resp.status().as_u16().to_string();
+            metrics::counter!(REQUESTS, "route" => route.clone(), "method" => *method, "status" => status).increment(1);
+            metrics::histogram!(REQUEST_DURATION, "route" => route.clone()).record(total.as_secs_f64());
+            if !upstream.is_zero() {
+                metrics::histogram!(OVERHEAD).record(total.saturating_sub(upstream).as_secs_f64());
+            }
+        }
+        Poll::Ready(result)
+    }
+}
