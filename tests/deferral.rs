@@ -22,12 +22,8 @@ async fn world(emu: impl FnOnce(&mut EmulatorConfig), gw: impl FnOnce(&mut Confi
     ecfg.batch.processing_delay = Duration::from_millis(300);
     emu(&mut ecfg);
     let emu = format!("http://{}", support::serve(gemgate::emulator::router(EmulatorState::new(ecfg))).await);
-    let mut cfg = support::config(&emu);
-    cfg.caching.enabled = false;
+    let mut cfg = support::fast_deferral_config(&emu);
     let d = &mut cfg.deferral;
-    d.tick = Duration::from_millis(50);
-    d.poll_initial = Duration::from_millis(100);
-    d.poll_max = Duration::from_millis(400);
     d.max_age = Duration::from_millis(300);
     d.flex_retry_delay = Duration::from_millis(10);
     gw(&mut cfg);

@@ -46,12 +46,8 @@ async fn run(cache: bool) -> Run {
     let mut ecfg = EmulatorConfig::default();
     ecfg.batch.processing_delay = Duration::from_millis(300);
     let emu = format!("http://{}", support::serve(gemgate::emulator::router(EmulatorState::new(ecfg))).await);
-    let mut cfg = support::config(&emu);
-    cfg.caching.enabled = false;
+    let mut cfg = support::fast_deferral_config(&emu);
     let d = &mut cfg.deferral;
-    d.tick = Duration::from_millis(50);
-    d.poll_initial = Duration::from_millis(100);
-    d.poll_max = Duration::from_millis(400);
     d.max_age = Duration::from_secs(3);
     d.max_items_per_job = 100;
     d.cache_shared_prefixes = cache;

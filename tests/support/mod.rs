@@ -214,3 +214,15 @@ pub fn document(seed: &str, tokens: usize) -> String {
     }
     s
 }
+
+/// A gateway config in front of `emu` whose deferral runs on test time: caching off, a 50 ms
+/// tick and 100–400 ms polling. Tests set `max_age` and the rest themselves.
+pub fn fast_deferral_config(emu: &str) -> gemgate::config::Config {
+    let mut cfg = config(emu);
+    cfg.caching.enabled = false;
+    let d = &mut cfg.deferral;
+    d.tick = std::time::Duration::from_millis(50);
+    d.poll_initial = std::time::Duration::from_millis(100);
+    d.poll_max = std::time::Duration::from_millis(400);
+    cfg
+}
