@@ -8,6 +8,7 @@ ledger shows the tokens billed at the batch rate. Self-contained: its own fixtur
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -51,12 +52,13 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-@pytest.fixture(scope="module")
-def deferral_stack():
-    """(emulator URL, gateway URL): a batch takes 500 ms in the emulator, flushes after 200 ms."""
+@contextlib.contextmanager
+def _stack(processing_delay, max_age):
+    """(emulator URL, gateway URL): the emulator takes `processing_delay` per batch, the gateway
+    flushes deferred requests after `max_age`."""
     with tempfile.TemporaryDirectory() as tmp:
         emu_cfg = Path(tmp) / "emulator.toml"
-        emu_cfg.write_text('[batch]\nprocessing_delay = "500ms"\n')
+        emu_cfg.write_text(f'[batch]\nprocessing_delay = "{processing_delay}"\n')
         emu, emu_url = _spawn(
             [str(BIN), "emulator", "--listen", "127.0.0.1:0", "--config", str(emu_cfg)]
         )
@@ -64,7 +66,7 @@ def deferral_stack():
             "GEMGATE_STORE__SQLITE_PATH": str(Path(tmp) / "gemgate.sqlite"),
             "GEMGATE_CACHING__ENABLED": "false",
             "GEMGATE_DEFERRAL__TICK": "50ms",
-            "GEMGATE_DEFERRAL__MAX_AGE": "200ms",
+            "GEMGATE_DEFERRAL__MAX_AGE": max_age,
             "GEMGATE_DEFERRAL__POLL_INITIAL": "200ms",
             "GEMGATE_DEFERRAL__POLL_MAX": "1s",
         }
@@ -76,6 +78,13 @@ def deferral_stack():
         finally:
             _stop(gw)
             _stop(emu)
+
+
+@pytest.fixture(scope="module")
+def deferral_stack():
+    """A batch takes 500 ms in the emulator; the gateway flushes after 200 ms."""
+    with _stack("500ms", "200ms") as urls:
+        yield urls
 
 
 def _ledger(emu_url: str) -> dict:
@@ -129,29 +138,9 @@ def test_flex_deferred_call_returns_an_ordinary_response_billed_at_flex_rates(de
 
 @pytest.fixture(scope="module")
 def cache_aware_stack():
-    """(emulator URL, gateway URL) for cache-aware jobs: requests flushed together after 1 s."""
-    with tempfile.TemporaryDirectory() as tmp:
-        emu_cfg = Path(tmp) / "emulator.toml"
-        emu_cfg.write_text('[batch]\nprocessing_delay = "300ms"\n')
-        emu, emu_url = _spawn(
-            [str(BIN), "emulator", "--listen", "127.0.0.1:0", "--config", str(emu_cfg)]
-        )
-        env = {
-            "GEMGATE_STORE__SQLITE_PATH": str(Path(tmp) / "gemgate.sqlite"),
-            "GEMGATE_CACHING__ENABLED": "false",
-            "GEMGATE_DEFERRAL__TICK": "50ms",
-            "GEMGATE_DEFERRAL__MAX_AGE": "1s",
-            "GEMGATE_DEFERRAL__POLL_INITIAL": "200ms",
-            "GEMGATE_DEFERRAL__POLL_MAX": "1s",
-        }
-        gw, gw_url = _spawn(
-            [str(BIN), "serve", "--listen", "127.0.0.1:0", "--upstream", emu_url], env
-        )
-        try:
-            yield emu_url, gw_url
-        finally:
-            _stop(gw)
-            _stop(emu)
+    """For cache-aware jobs: requests flushed together after 1 s, batches take 300 ms."""
+    with _stack("300ms", "1s") as urls:
+        yield urls
 
 
 def test_batch_questions_over_one_document_share_one_cache(cache_aware_stack):
