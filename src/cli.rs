@@ -49,9 +49,16 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Trace file: Mooncake JSONL or gemgate's own trace format (detected).
+    #[arg(long, required_unless_present = "workload", conflicts_with = "workload")]
+    pub trace: Option<PathBuf>,
+    /// A generated workload instead of a trace: rag, agents, bursts, poisson-mix, no-reuse; or
+    /// `all` for a Markdown table of every one (docs/cost-policy.md).
     #[arg(long)]
-    pub trace: PathBuf,
-    /// Model to price (default: the trace's own, or gemini-3.8-flash for Mooncake).
+    pub workload: Option<String>,
+    /// Seed of the generated workload.
+    #[arg(long, default_value_t = crate::simulate::workloads::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Model to price (default: the trace's own, or gemini-3.8-flash for Mooncake and workloads).
     #[arg(long)]
     pub model: Option<String>,
     /// Price at the rows in force on this day, YYYY-MM-DD (default: today, UTC).
@@ -74,6 +81,10 @@ pub struct SimulateArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Compute only these rows (comma-separated names or name prefixes, e.g. `never,gemgate`;
+    /// default: all). The hindsight baseline and the oracle are the slow ones.
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<String>,
 }
 
 /// `gemgate replay` options (see docs/simulate.md).

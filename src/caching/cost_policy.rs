@@ -65,8 +65,12 @@ pub struct PrefixStats {
     /// No creation before this time, after a failed one.
     pub cooldown_until_ms: i64,
     /// This boundary was first seen as a request's own (longest) prefix: its return, if any,
-    /// teaches the tenant's return rate.
+    /// teaches the tenant's return rate (of this first-sight class).
     pub first_as_longest: bool,
+    pub first_class: u8,
+    /// Uses of the current cache, and of the last one (for rewarm).
+    pub hits: u64,
+    pub last_cache_hits: u64,
 }
 
 impl PrefixStats {
@@ -87,6 +91,7 @@ impl PrefixStats {
     pub fn on_gone(&mut self, now_ms: i64) {
         if let Some(c) = self.cache.take() {
             self.paid_until_ms = c.expire_ms.min(now_ms).max(self.paid_until_ms);
+            self.last_cache_hits = std::mem::take(&mut self.hits);
         }
     }
 
@@ -150,6 +155,12 @@ impl CostPolicy {
         tokens as f64 * self.price.storage_per_token_ms()
     }
 
+    /// The longest gap a cache of `tokens` pays to be kept across: `min(d, C)/S`.
+    pub fn break_even_ms(&self, tokens: u64) -> f64 {
+        let s = self.storage_per_ms(tokens);
+        if s > 0.0 { self.hit_saving_usd(tokens, 0).min(self.creation_usd(tokens)) / s } else { f64::INFINITY }
+    }
+
     /// The TTL to give this prefix's cache now (see the module doc).
     pub fn ttl_ms(&self, st: &PrefixStats, tokens: u64) -> i64 {
         let cfg = &self.cfg;
@@ -158,12 +169,16 @@ impl CostPolicy {
         } else {
             (st.gap_mean_ms + cfg.ttl_deviations * st.gap_dev_ms).max(cfg.ttl_mean_factor * st.gap_mean_ms)
         };
-        let s = self.storage_per_ms(tokens);
-        let break_even =
-            if s > 0.0 { self.hit_saving_usd(tokens, 0).min(self.creation_usd(tokens)) / s } else { f64::INFINITY };
         let min = cfg.min_ttl.as_millis() as f64;
-        let max = (cfg.max_ttl.as_millis() as f64).min(break_even).max(min);
-        predicted.clamp(min, max).round() as i64
+        predicted.clamp(min, self.ttl_cap_ms(tokens, st.arrivals).max(min)).round() as i64
+    }
+
+    /// The longest TTL for a prefix seen `arrivals` times (see `ttl_evidence`).
+    pub fn ttl_cap_ms(&self, tokens: u64, arrivals: u64) -> f64 {
+        let break_even = self.break_even_ms(tokens);
+        let evidence = self.cfg.ttl_evidence.as_millis() as f64;
+        let cap = if evidence > 0.0 { (break_even * evidence * arrivals.max(1) as f64).sqrt() } else { break_even };
+        (self.cfg.max_ttl.as_millis() as f64).min(break_even).min(cap)
     }
 
     /// A request whose prefix includes this boundary (`tokens` long) arrives at `now_ms`.
@@ -175,7 +190,12 @@ impl CostPolicy {
         let cfg = &self.cfg;
         let prev = st.last_arrival_ms;
         if let Some(p) = prev {
-            st.learn_gap((now_ms - p).max(0) as f64, cfg.gap_weight);
+            let gap = (now_ms - p).max(0) as f64;
+            // An idle period says nothing about how long the next run of arrivals keeps coming.
+            let idle = cfg.idle_gap_break_evens > 0.0 && gap > cfg.idle_gap_break_evens * self.break_even_ms(tokens);
+            if !idle {
+                st.learn_gap(gap, cfg.gap_weight);
+            }
         }
         st.arrivals += 1;
         st.last_arrival_ms = Some(now_ms);
@@ -186,6 +206,7 @@ impl CostPolicy {
         if let Some(c) = st.cache {
             if c.expire_ms > now_ms + cfg.expiry_margin.as_millis() as i64 {
                 st.regret_usd = 0.0;
+                st.hits += 1;
                 let ttl = self.ttl_ms(st, tokens);
                 if let Some(c) = &mut st.cache {
                     c.last_used_ms = now_ms;
@@ -213,11 +234,17 @@ impl CostPolicy {
             return Decision::Observe;
         }
         let ttl = self.ttl_ms(st, tokens);
+        // Rewarm: the last cache was read often enough that the prefix is worth one again now.
+        let implicit = st.implicit_share >= cfg.implicit_share;
+        if cfg.rewarm_hits > 0 && st.last_cache_hits >= cfg.rewarm_hits && !implicit {
+            st.last_cache_hits = 0;
+            return Decision::Create { ttl_ms: ttl };
+        }
         // Creating now costs C, but this request then reads the prefix cached instead of paying
         // for it fresh, so the price of buying now is C − d plus storage for one TTL.
         let buy = (self.creation_usd(tokens) - d + s * ttl as f64).max(0.0);
         let mut threshold = cfg.create_margin * buy;
-        if st.implicit_share >= cfg.implicit_share {
+        if implicit {
             threshold *= cfg.implicit_evidence;
         }
         if st.regret_usd >= threshold { Decision::Create { ttl_ms: ttl } } else { Decision::Observe }

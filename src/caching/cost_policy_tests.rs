@@ -10,6 +10,11 @@ fn policy() -> CostPolicy {
     CostPolicy::new(CostPolicyConfig::default(), &PriceTable::builtin(), "gemini-2.5-flash").0
 }
 
+/// The tuning before v2 (no rewarm, TTL from every gap up to the break-even).
+fn policy_v1() -> CostPolicy {
+    CostPolicy::new(CostPolicyConfig::v1(), &PriceTable::builtin(), "gemini-2.5-flash").0
+}
+
 #[derive(Debug, Default)]
 struct Run {
     decisions: Vec<Decision>,
@@ -113,7 +118,7 @@ fn one_off_prefixes_never_create_and_cost_exactly_passthrough() {
 fn burst_creates_then_lets_it_go_cheaply() {
     let mut arrivals: Vec<i64> = (0..10).map(|i| i * 500).collect();
     arrivals.push(5 * 3_600_000); // long after the burst: the cache must be gone by then
-    let run = drive(&policy(), &arrivals, 0);
+    let run = drive(&policy_v1(), &arrivals, 0);
     assert!(matches!(run.decisions[1], Decision::Create { .. }));
     assert_eq!(run.creations, 1);
     assert_eq!(*run.decisions.last().unwrap(), Decision::Observe);
@@ -148,7 +153,7 @@ fn prefix_served_by_implicit_caching_is_not_cached_explicitly() {
 
 #[test]
 fn ttl_follows_gaps_within_bounds_and_break_even() {
-    let p = policy();
+    let p = policy_v1();
     let mut st = PrefixStats::default();
     assert_eq!(p.ttl_ms(&st, T), 300_000, "first_ttl before any gap");
     st.gaps = 1;
@@ -166,7 +171,7 @@ fn ttl_follows_gaps_within_bounds_and_break_even() {
 
 #[test]
 fn sweeper_deletes_an_idle_cache_with_paid_time_left_and_lets_others_expire() {
-    let p = policy();
+    let p = policy_v1();
     let mut st = PrefixStats { gaps: 3, gap_mean_ms: 10_000.0, gap_dev_ms: 1_000.0, ..PrefixStats::default() };
     assert_eq!(p.on_tick(&st, 0, T), Decision::Observe);
     st.on_created(0, 600_000);
@@ -198,4 +203,32 @@ fn config_parses_humantime_and_rejects_unknown_keys() {
     assert_eq!(c.create_margin, 1.5);
     assert_eq!(c.max_ttl, CostPolicyConfig::default().max_ttl);
     assert!(toml::from_str::<CostPolicyConfig>("min_tll = \"2m\"").is_err());
+}
+
+#[test]
+fn a_burst_after_an_idle_gap_is_rewarmed_at_its_first_request() {
+    // Two bursts of ten requests two hours apart: v2 caches the second from its first request
+    // (the first burst's cache was read eight times), v1 waits for the regret to build again.
+    let burst: Vec<i64> = (0..10).map(|i| i * 5_000).collect();
+    let arrivals: Vec<i64> = burst.iter().copied().chain(burst.iter().map(|t| t + 2 * 3_600_000)).collect();
+    let v2 = drive(&policy(), &arrivals, 0);
+    assert!(matches!(v2.decisions[10], Decision::Create { .. }), "{:?}", v2.decisions);
+    let v1 = drive(&policy_v1(), &arrivals, 0);
+    assert_eq!(v1.decisions[10], Decision::Observe);
+    assert!(v2.cost < v1.cost, "{} vs {}", v2.cost, v1.cost);
+}
+
+#[test]
+fn idle_gaps_do_not_teach_the_ttl_and_the_cap_grows_with_evidence() {
+    let p = policy();
+    let mut st = PrefixStats::default();
+    for t in [0, 10_000, 20_000, 3 * 3_600_000, 3 * 3_600_000 + 10_000] {
+        p.on_request(&mut st, t, T, T); // served implicitly: nothing is created
+    }
+    assert_eq!(st.gaps, 3, "the three-hour gap is an idle period");
+    assert!((st.gap_mean_ms - 10_000.0).abs() < 1e-6);
+    // The cap: sqrt(break-even 972 s × 40 s × arrivals), at most the break-even.
+    assert_eq!(p.ttl_cap_ms(T, 1).round(), (972_000.0f64 * 40_000.0).sqrt().round());
+    assert!(p.ttl_cap_ms(T, 4) > p.ttl_cap_ms(T, 1));
+    assert!((p.ttl_cap_ms(T, 1_000) - 972_000.0).abs() < 1e-3);
 }

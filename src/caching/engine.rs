@@ -144,6 +144,9 @@ impl Engine {
 
         // 1. The longest boundary with a usable cache; the rule sees this use.
         let mut covered = 0;
+        // How long before this request the longest prefix it shares with earlier ones was last
+        // seen: the first-sight class (speculate.rs).
+        let mut since_shared = None;
         for (i, (key, _)) in req.boundaries.iter().enumerate().rev() {
             let Some(c) = cache(key) else { continue };
             if !self.usable(c.expire_ms, now) {
@@ -154,6 +157,7 @@ impl Engine {
             let mut st = st.lock().expect("poisoned");
             st.sync(Some(c), now);
             intent.shared_tokens = c.tokens;
+            since_shared = st.stats.last_arrival_ms.map(|p| now - p);
             let d = self.rules.on_request(
                 req.model,
                 &mut returns.lock().expect("poisoned"),
@@ -182,8 +186,13 @@ impl Engine {
                 intent.shared_tokens = *tokens;
             }
             // The request's own prefix may be cached at first sight (speculate.rs).
-            let a = Arrival { own_prefix: j + 1 == eligible.len(), ..Arrival::new(now, *tokens, covered) };
+            let own_prefix = j + 1 == eligible.len();
+            let a = Arrival { own_prefix, since_shared_ms: since_shared, ..Arrival::new(now, *tokens, covered) };
+            let prev = st.stats.last_arrival_ms;
             let d = self.rules.on_request(req.model, &mut returns.lock().expect("poisoned"), &mut st, a);
+            if let Some(p) = prev {
+                since_shared = Some(now - p);
+            }
             if let Decision::Create { ttl_ms } = d {
                 intent.create = Some((i, ttl_ms));
             }

@@ -40,7 +40,7 @@ impl BoundaryState {
 pub enum Rules {
     /// One policy per model name. Model names come from the client, so the map is bounded.
     Cost {
-        cfg: CostPolicyConfig,
+        cfg: Box<CostPolicyConfig>,
         prices: Arc<PriceTable>,
         per_model: moka::sync::Cache<String, Arc<CostPolicy>>,
         /// Prices of this day (a replay), else of the day each decision is made.
@@ -71,7 +71,7 @@ impl Rules {
             }
         } else {
             let per_model = moka::sync::Cache::builder().max_capacity(MAX_MODEL_POLICIES).build();
-            Rules::Cost { cfg: c.cost.clone(), prices, per_model, day: None }
+            Rules::Cost { cfg: Box::new(c.cost.clone()), prices, per_model, day: None }
         }
     }
 
@@ -90,7 +90,7 @@ impl Rules {
         let day = day.unwrap_or_else(crate::accounting::today);
         let row = prices.price_at(model, day).row_name();
         Some(per_model.get_with(row, || {
-            let (p, fell_back) = CostPolicy::at(cfg.clone(), prices, model, day);
+            let (p, fell_back) = CostPolicy::at((**cfg).clone(), prices, model, day);
             if fell_back {
                 tracing::warn!(model, "no price for this model; caching decisions use the default row");
             }

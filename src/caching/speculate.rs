@@ -31,6 +31,10 @@ pub struct Arrival {
     pub last_implicit: u64,
     /// The boundary is the request's own (longest eligible) prefix.
     pub own_prefix: bool,
+    /// When the request continues a prefix seen before (a shorter boundary of it had
+    /// arrivals): how long before this request that prefix was last seen. With the size of the
+    /// gap, this is the request's first-sight class.
+    pub since_shared_ms: Option<i64>,
 }
 
 impl Arrival {
@@ -39,9 +43,9 @@ impl Arrival {
     }
 }
 
-/// What the rule learns per (tenant, model).
+/// How often, and after how long, the own prefixes of one class of requests came back.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ReturnStats {
+pub struct Returns {
     /// Decayed count of requests' own prefixes seen for the first time.
     pub firsts: f64,
     /// Decayed count of those that came back.
@@ -51,6 +55,24 @@ pub struct ReturnStats {
     pub gap_mean_ms: f64,
     pub gap_dev_ms: f64,
     pub gaps: u64,
+}
+
+impl Returns {
+    pub fn rate(&self) -> f64 {
+        if self.firsts <= 0.0 { 0.0 } else { (self.returns / self.firsts).min(1.0) }
+    }
+}
+
+/// First-sight classes: requests that open a new prefix, that continue one seen a while ago,
+/// and that continue one seen within `first_sight_quick` (a conversation or agent loop in full
+/// flow).
+pub const CLASSES: usize = 3;
+
+/// What the rule learns per (tenant, model).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReturnStats {
+    /// Per first-sight class (only the first is used when `first_sight_classes` is off).
+    pub classes: [Returns; CLASSES],
     /// Moving share of a request's previously seen prefix that the upstream's implicit caching
     /// served anyway, on requests sent without a gateway cache: what a first-sight cache would
     /// have saved is only the rest.
@@ -65,8 +87,9 @@ const DECAY: f64 = 1.0 / 500.0;
 const IMPLICIT_WEIGHT: f64 = 1.0 / 50.0;
 
 impl ReturnStats {
+    /// The return rate of class 0 (all requests when classes are off).
     pub fn rate(&self) -> f64 {
-        if self.firsts <= 0.0 { 0.0 } else { (self.returns / self.firsts).min(1.0) }
+        self.classes[0].rate()
     }
 
     /// A request sent without a gateway cache shared `shared` tokens of prefix with earlier
@@ -100,12 +123,22 @@ impl CostPolicy {
     pub fn on_arrival(&self, rs: &mut ReturnStats, st: &mut PrefixStats, a: Arrival) -> Decision {
         let expected = (rs.implicit_share * a.tokens as f64) as u64;
         let implicit = a.covered.max(a.last_implicit).max(expected);
-        let d = self.on_request(st, a.now_ms, a.tokens, implicit);
-        self.note_return(rs, st);
+        let mut d = self.on_request(st, a.now_ms, a.tokens, implicit);
+        self.note_return(rs, st, a.tokens);
+        // Supersede guard: a longer cache that adds little to the one in use makes this request
+        // pay its whole prefix again, and leaves the shorter cache unread.
+        let adds = a.tokens.saturating_sub(a.covered) as f64;
+        let guarded = a.covered > 0 && adds < self.cfg.supersede_share * a.tokens as f64;
+        if guarded && matches!(d, Decision::Create { .. }) {
+            d = Decision::Observe;
+        }
         match d {
             // Only a return can be served implicitly, so only returns wait (and are the probes).
             Decision::Create { .. } if st.arrivals >= 2 && self.measuring_implicit(rs) => Decision::Observe,
-            Decision::Observe if a.own_prefix => self.on_first_sight(rs, st, a.now_ms, a.tokens, a.covered),
+            Decision::Observe if a.own_prefix => match self.on_first_sight(rs, st, a) {
+                Decision::Create { .. } if guarded => Decision::Observe,
+                d => d,
+            },
             d => d,
         }
     }
@@ -117,37 +150,54 @@ impl CostPolicy {
     }
 
     /// Called after every `on_request`: the second arrival of a boundary first seen as a
-    /// request's own prefix is a return, with its gap.
-    pub fn note_return(&self, rs: &mut ReturnStats, st: &mut PrefixStats) {
+    /// request's own prefix is a return, with its gap. With `first_sight_classes` only a return
+    /// that a first-sight cache would still have served (within the TTL it would have had) counts:
+    /// a later one pays nothing back for it.
+    pub fn note_return(&self, rs: &mut ReturnStats, st: &mut PrefixStats, tokens: u64) {
         if st.arrivals != 2 || !st.first_as_longest || st.gaps == 0 {
             return;
         }
         st.first_as_longest = false;
-        rs.returns += 1.0;
+        let ttl = self.first_sight_ttl_ms(&rs.classes[usize::from(st.first_class)], tokens);
+        let c = &mut rs.classes[usize::from(st.first_class)];
+        if !self.cfg.first_sight_classes || c.gaps == 0 || st.gap_mean_ms <= ttl as f64 {
+            c.returns += 1.0;
+        }
         // The prefix's first gap is the time it took to come back.
-        learn_gap(&mut rs.gap_mean_ms, &mut rs.gap_dev_ms, &mut rs.gaps, st.gap_mean_ms, self.cfg.gap_weight);
+        learn_gap(&mut c.gap_mean_ms, &mut c.gap_dev_ms, &mut c.gaps, st.gap_mean_ms, self.cfg.gap_weight);
+    }
+
+    /// The TTL of a first-sight cache: a high quantile of the class's return gaps, within the
+    /// policy's bounds.
+    fn first_sight_ttl_ms(&self, c: &Returns, tokens: u64) -> i64 {
+        let min = self.cfg.min_ttl.as_millis() as f64;
+        (c.gap_mean_ms + 2.0 * c.gap_dev_ms).clamp(min, self.ttl_cap_ms(tokens, 1).max(min)).round() as i64
     }
 
     /// Called after `on_request` for the request's own (longest eligible) boundary: on its first
     /// sighting, `Create` when the tenant's return rate says a cache pays.
-    pub fn on_first_sight(
-        &self,
-        rs: &mut ReturnStats,
-        st: &mut PrefixStats,
-        now_ms: i64,
-        tokens: u64,
-        covered: u64,
-    ) -> Decision {
+    pub fn on_first_sight(&self, rs: &mut ReturnStats, st: &mut PrefixStats, a: Arrival) -> Decision {
+        let Arrival { now_ms, tokens, covered, .. } = a;
         if st.arrivals != 1 || st.cache.is_some() || st.first_as_longest {
             return Decision::Observe;
         }
         st.first_as_longest = true;
+        let quick = self.cfg.first_sight_quick.as_millis() as i64;
+        st.first_class = match a.since_shared_ms {
+            _ if !self.cfg.first_sight_classes => 0,
+            None => 0,
+            Some(g) if g > quick => 1,
+            Some(_) => 2,
+        };
+        let implicit_share = rs.implicit_share;
+        let rs = &mut rs.classes[usize::from(st.first_class)];
         rs.firsts = rs.firsts * (1.0 - DECAY) + 1.0;
         rs.returns *= 1.0 - DECAY;
         rs.seen += 1;
         if !self.cfg.speculate
             || rs.seen < self.cfg.speculate_min_evidence
             || rs.gaps == 0
+            || rs.rate() < self.cfg.speculate_min_rate
             || now_ms < st.cooldown_until_ms
         {
             return Decision::Observe;
@@ -156,12 +206,16 @@ impl CostPolicy {
         if d <= 0.0 {
             return Decision::Observe;
         }
-        let min = self.cfg.min_ttl.as_millis() as f64;
-        let max = self.cfg.max_ttl.as_millis() as f64;
-        let ttl = (rs.gap_mean_ms + 2.0 * rs.gap_dev_ms).clamp(min, max).round() as i64;
+        let ttl = self.first_sight_ttl_ms(rs, tokens);
         let cost = self.creation_usd(tokens) - d + self.storage_per_ms(tokens) * ttl as f64;
+        // Expected reads: one return with probability p; with `speculate_reads`, a chain that
+        // continues with probability p each time (a session that keeps going reads the cache at
+        // every later turn), at most that many.
+        let p = rs.rate();
+        let reads =
+            if self.cfg.speculate_reads > 0.0 { (p / (1.0 - p).max(1e-9)).min(self.cfg.speculate_reads) } else { p };
         // A return that implicit caching would have served saves nothing more through a cache.
-        if rs.rate() * d * (1.0 - rs.implicit_share) >= self.cfg.speculate_margin * cost.max(0.0) {
+        if reads * d * (1.0 - implicit_share) >= self.cfg.speculate_margin * cost.max(0.0) {
             Decision::Create { ttl_ms: ttl }
         } else {
             Decision::Observe
@@ -189,7 +243,7 @@ mod tests {
             let now = i as i64 * 1_000;
             let mut st = PrefixStats::default();
             p.on_request(&mut st, now, 8_000, 0);
-            if matches!(p.on_first_sight(&mut rs, &mut st, now, 8_000, 0), Decision::Create { .. }) {
+            if matches!(p.on_first_sight(&mut rs, &mut st, Arrival::new(now, 8_000, 0)), Decision::Create { .. }) {
                 created += 1;
                 st.on_gone(now); // the test only counts decisions
             }
@@ -205,7 +259,9 @@ mod tests {
 
     #[test]
     fn prefixes_that_usually_return_are_cached_at_first_sight() {
-        assert!(drive(0.6, 200, 30_000) > 150);
+        // Four in five come back (the rule needs at least `speculate_min_rate` of them).
+        let n = drive(0.8, 200, 30_000);
+        assert!(n > 150, "{n}");
     }
 
     #[test]
@@ -225,9 +281,10 @@ mod tests {
             let now = i * 1_000;
             let mut st = PrefixStats::default();
             p.on_request(&mut st, now, 8_000, 0);
-            created += usize::from(p.on_first_sight(&mut rs, &mut st, now, 8_000, 0) != Decision::Observe);
+            created +=
+                usize::from(p.on_first_sight(&mut rs, &mut st, Arrival::new(now, 8_000, 0)) != Decision::Observe);
             p.on_request(&mut st, now + 30_000, 8_000, 8_000);
-            p.note_return(&mut rs, &mut st);
+            p.note_return(&mut rs, &mut st, 8_000);
         }
         assert!(rs.rate() > 0.9, "every prefix came back");
         assert_eq!(created, 0);

@@ -2,9 +2,12 @@
 //! caching, gemgate's cost policy, a feasible clairvoyant schedule and a clairvoyant lower bound
 //! would have cost, under one price table. Trace conventions and the oracle are documented in `docs/simulate.md`.
 
+pub mod hindsight;
 pub mod oracle;
 pub mod replay;
+pub mod table;
 pub mod trace;
+pub mod workloads;
 
 pub use trace::{SimRequest, TraceBoundary, TraceFormat, TraceRecord, TraceWriter};
 
@@ -63,7 +66,12 @@ impl Ctx {
     }
 
     pub fn policy(&self, model: &str) -> CostPolicy {
-        CostPolicy::at(self.cfg.clone(), &self.prices, model, self.at).0
+        self.policy_with(&self.cfg, model)
+    }
+
+    /// The policy for `model` with another tuning.
+    pub fn policy_with(&self, cfg: &CostPolicyConfig, model: &str) -> CostPolicy {
+        CostPolicy::at(cfg.clone(), &self.prices, model, self.at).0
     }
 }
 
@@ -94,6 +102,9 @@ pub struct StrategyResult {
     pub hit_ratio: f64,
     /// Prompt tokens billed at the cached rate (explicit or implicit).
     pub cached_token_share: f64,
+    /// The parameters behind the row (the hindsight baseline's winning rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl StrategyResult {
@@ -107,33 +118,59 @@ impl StrategyResult {
             storage_usd: t.storage_usd,
             hit_ratio: t.hit_requests as f64 / t.requests.max(1) as f64,
             cached_token_share: t.cached_tokens as f64 / t.prompt_tokens.max(1) as f64,
+            detail: None,
         }
     }
 }
 
 /// Runs the strategies over `reqs` (sorted by time).
 pub fn simulate(reqs: &[SimRequest], ctx: &Ctx) -> Vec<StrategyResult> {
-    simulate_showing(reqs, ctx, &indicatif::ProgressBar::hidden())
+    simulate_rows(reqs, ctx, &[], &indicatif::ProgressBar::hidden())
 }
 
-/// [`simulate`], advancing `progress` by the trace's length as each strategy finishes.
-pub fn simulate_showing(reqs: &[SimRequest], ctx: &Ctx, progress: &indicatif::ProgressBar) -> Vec<StrategyResult> {
-    let n = reqs.len() as u64;
-    let step = |name: &str, r: StrategyResult| {
+/// Every row of [`ROWS`] whose name starts with one of `only` (all when empty), advancing
+/// `progress` by the trace's length as each row finishes.
+pub fn simulate_rows(
+    reqs: &[SimRequest],
+    ctx: &Ctx,
+    only: &[String],
+    progress: &indicatif::ProgressBar,
+) -> Vec<StrategyResult> {
+    let mut rows = Vec::new();
+    for &name in ROWS.iter().filter(|n| wanted(only, n)) {
         progress.set_message(name.to_string());
-        progress.inc(n);
-        r
-    };
-    let out = vec![
-        step("always-cache", StrategyResult::new("never-cache", &replay::never(reqs, ctx))),
-        step("gemgate", StrategyResult::new("always-cache", &replay::always(reqs, ctx, ALWAYS_TTL_MS))),
-        step("clairvoyant", StrategyResult::new("gemgate", &replay::policy(reqs, ctx, SWEEP_MS))),
-        step("oracle", StrategyResult::new("clairvoyant greedy", &replay::clairvoyant_greedy(reqs, ctx))),
-        step("done", StrategyResult::new("oracle (lower bound)", &oracle::run(reqs, ctx))),
-    ];
+        let (tally, detail) = match name {
+            "never-cache" => (replay::never(reqs, ctx), None),
+            "always-cache" => (replay::always(reqs, ctx, ALWAYS_TTL_MS), None),
+            "gemgate" => (replay::policy(reqs, ctx, SWEEP_MS), None),
+            TODAY => (replay::policy_with(reqs, ctx, &CostPolicyConfig::v1(), SWEEP_MS), None),
+            HINDSIGHT => match hindsight::best(reqs, ctx) {
+                Some((rule, tally)) => (tally, Some(rule.to_string())),
+                None => continue,
+            },
+            "clairvoyant greedy" => (replay::clairvoyant_greedy(reqs, ctx), None),
+            _ => (oracle::run(reqs, ctx), None),
+        };
+        progress.inc(reqs.len() as u64);
+        rows.push(StrategyResult { detail, ..StrategyResult::new(name, &tally) });
+    }
     progress.finish_and_clear();
-    out
+    rows
 }
+
+/// Whether `--rows` asks for `row` (every row when empty).
+fn wanted(only: &[String], row: &str) -> bool {
+    only.is_empty() || only.iter().any(|o| row.starts_with(o.as_str()))
+}
+
+/// Every row, in the order reports list them.
+pub const ROWS: [&str; 7] =
+    ["never-cache", "always-cache", "gemgate", TODAY, HINDSIGHT, "clairvoyant greedy", "oracle (lower bound)"];
+
+/// The row of the policy before v2 (its defaults kept as `CostPolicyConfig::v1`).
+pub const TODAY: &str = "policy v1 (before v2)";
+/// The hindsight baseline's row (see `hindsight.rs`).
+pub const HINDSIGHT: &str = "best online rule (hindsight)";
 
 /// Traces at least this long get a progress bar (on a terminal, without `--json`).
 const PROGRESS_MIN_REQUESTS: usize = 10_000;
@@ -181,7 +218,25 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     };
     let at = args.at.unwrap_or_else(crate::accounting::today);
     let ctx = Ctx::new(prices, cfg, CachingConfig::default().min_tokens).at(at);
-    let (format, mut reqs) = trace::load(&args.trace, args.model.as_deref(), DEFAULT_MODEL)?;
+    let (name, format, mut reqs) = match (&args.trace, args.workload.as_deref()) {
+        (_, Some("all")) => {
+            let model = args.model.as_deref().unwrap_or(DEFAULT_MODEL);
+            print!("{}", table::markdown(&ctx, model, args.seed));
+            return Ok(());
+        }
+        (_, Some(w)) => {
+            let model = args.model.as_deref().unwrap_or(DEFAULT_MODEL);
+            let reqs = workloads::generate(w, args.seed, model).with_context(|| {
+                format!("unknown workload {w:?}: one of {}, or all", workloads::WORKLOADS.join(", "))
+            })?;
+            (format!("workload {w} (seed {})", args.seed), TraceFormat::Generated, reqs)
+        }
+        (Some(path), None) => {
+            let (format, reqs) = trace::load(path, args.model.as_deref(), DEFAULT_MODEL)?;
+            (path.display().to_string(), format, reqs)
+        }
+        (None, None) => anyhow::bail!("--trace or --workload is required"),
+    };
     let implicit = match (args.implicit_window, format) {
         (Some(w), _) => {
             let ms = w.as_millis() as i64;
@@ -189,6 +244,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             format!("modelled: prefixes seen within {w}")
         }
         (None, TraceFormat::Mooncake) => "absent (Mooncake trace)".into(),
+        (None, TraceFormat::Generated) => "absent (generated workload)".into(),
         (None, TraceFormat::Gemgate) => "as recorded".into(),
     };
     let model =
@@ -197,7 +253,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let row = priced.row;
     let span = reqs.last().map_or(0, |r| r.t_ms) - reqs.first().map_or(0, |r| r.t_ms);
     let report = Report {
-        trace: args.trace.display().to_string(),
+        trace: name,
         format,
         requests: reqs.len(),
         span_minutes: span as f64 / 60_000.0,
@@ -212,7 +268,9 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         implicit_caching: implicit,
         results: {
             let show = reqs.len() >= PROGRESS_MIN_REQUESTS && crate::progress::wanted(args.json);
-            simulate_showing(&reqs, &ctx, &crate::progress::bar(5 * reqs.len() as u64, "never-cache", show))
+            let n = ROWS.iter().filter(|r| wanted(&args.rows, r)).count() as u64;
+            let bar = crate::progress::bar(n * reqs.len() as u64, "never-cache", show);
+            simulate_rows(&reqs, &ctx, &args.rows, &bar)
         },
         elapsed_ms: started.elapsed().as_millis(),
     };
@@ -245,7 +303,7 @@ pub fn render(r: &Report) -> String {
         r.prices_as_of,
     );
     s += &format!(
-        "{:<22} {:>12} {:>10} {:>12} {:>16} {:>12} {:>9} {:>13}\n",
+        "{:<28} {:>12} {:>10} {:>12} {:>16} {:>12} {:>9} {:>13}\n",
         "strategy",
         "total USD",
         "creations",
@@ -257,7 +315,7 @@ pub fn render(r: &Report) -> String {
     );
     for x in &r.results {
         s += &format!(
-            "{:<22} {:>12.4} {:>10} {:>12.4} {:>16.0} {:>12.4} {:>8.1}% {:>12.1}%\n",
+            "{:<28} {:>12.4} {:>10} {:>12.4} {:>16.0} {:>12.4} {:>8.1}% {:>12.1}%\n",
             x.strategy,
             x.total_usd,
             x.creations,
@@ -267,6 +325,9 @@ pub fn render(r: &Report) -> String {
             100.0 * x.hit_ratio,
             100.0 * x.cached_token_share
         );
+    }
+    for x in r.results.iter().filter(|x| x.detail.is_some()) {
+        s += &format!("\n{}: {}", x.strategy, x.detail.as_deref().unwrap_or_default());
     }
     s += &format!("\n(simulated in {} ms)\n", r.elapsed_ms);
     s

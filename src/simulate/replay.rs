@@ -4,42 +4,61 @@
 
 use super::trace::SimRequest;
 use super::{Ctx, Tally};
-use crate::accounting::{Service, Usage, actual_usd};
+use crate::accounting::{ModelPrice, Service, Usage, actual_usd};
 use crate::caching::{CacheView, Engine, Request, Sweep};
+use crate::config::CostPolicyConfig;
 use std::collections::HashMap;
+use std::hash::Hash;
 
 /// A live simulated cache.
-struct SimCache {
+pub(super) struct SimCache {
     start: i64,
     expire: i64,
     last_used: i64,
     tokens: u64,
-    model: String,
+    /// Index of the cache's model in [`World::prices`].
+    model: usize,
 }
 
-#[derive(Default)]
-struct World<'a> {
-    caches: HashMap<&'a str, SimCache>,
+/// The simulated upstream: the caches alive, keyed by boundary (its key, or an interned id), and
+/// the bill. Every strategy is billed by it.
+pub(super) struct World<K> {
+    caches: HashMap<K, SimCache>,
     tally: Tally,
+    /// The price row of each model seen, looked up once.
+    prices: Vec<(String, ModelPrice)>,
 }
 
-impl<'a> World<'a> {
-    fn create(&mut self, ctx: &Ctx, key: &'a str, tokens: u64, model: &str, now: i64, ttl: i64) {
-        self.end(ctx, key); // a cache the policy gave up on still runs to its expiry
-        let price = ctx.price(model);
-        let c = crate::accounting::creation_usd(price, ctx.prices.cache_creation, tokens);
+impl<K> Default for World<K> {
+    fn default() -> Self {
+        World { caches: HashMap::new(), tally: Tally::default(), prices: Vec::new() }
+    }
+}
+
+impl<K: Copy + Eq + Hash> World<K> {
+    /// Index of `model`'s price row in `prices`.
+    fn price_ix(&mut self, ctx: &Ctx, model: &str) -> usize {
+        self.prices.iter().position(|(m, _)| m == model).unwrap_or_else(|| {
+            self.prices.push((model.to_string(), ctx.price(model).clone()));
+            self.prices.len() - 1
+        })
+    }
+
+    pub(super) fn create(&mut self, ctx: &Ctx, key: K, tokens: u64, model: &str, now: i64, ttl: i64) {
+        self.end(key); // a cache the policy gave up on still runs to its expiry
+        let m = self.price_ix(ctx, model);
+        let c = crate::accounting::creation_usd(&self.prices[m].1, ctx.prices.cache_creation, tokens);
         self.tally.creations += 1;
         self.tally.creation_usd += c;
         self.tally.total_usd += c;
-        self.caches
-            .insert(key, SimCache { start: now, expire: now + ttl, last_used: now, tokens, model: model.to_string() });
+        self.caches.insert(key, SimCache { start: now, expire: now + ttl, last_used: now, tokens, model: m });
     }
 
     /// Ends a cache's life at `at` (or its expiry, if earlier) and bills its storage.
-    fn end_at(&mut self, ctx: &Ctx, key: &str, at: i64) {
-        if let Some(c) = self.caches.remove(key) {
+    fn end_at(&mut self, key: K, at: i64) {
+        if let Some(c) = self.caches.remove(&key) {
             let ms = (at.min(c.expire) - c.start).max(0) as f64;
-            let usd = c.tokens as f64 * ms * ctx.price(&c.model).storage_per_token_ms();
+            let usd = c.tokens as f64 * ms * self.prices[c.model].1.storage_per_token_ms();
             self.tally.storage_token_ms += c.tokens as f64 * ms;
             self.tally.storage_usd += usd;
             self.tally.total_usd += usd;
@@ -47,13 +66,13 @@ impl<'a> World<'a> {
     }
 
     /// Lets a cache run to its expiry and bills it.
-    fn end(&mut self, ctx: &Ctx, key: &str) {
-        self.end_at(ctx, key, i64::MAX);
+    fn end(&mut self, key: K) {
+        self.end_at(key, i64::MAX);
     }
 
     /// What the simulated upstream holds for `key`, as the registry would show it.
-    fn view(&self, key: &str) -> Option<CacheView> {
-        self.caches.get(key).map(|c| CacheView {
+    fn view(&self, key: K) -> Option<CacheView> {
+        self.caches.get(&key).map(|c| CacheView {
             tokens: c.tokens,
             created_ms: c.start,
             expire_ms: c.expire,
@@ -61,52 +80,60 @@ impl<'a> World<'a> {
         })
     }
 
-    fn alive(&self, key: &str, now: i64) -> bool {
-        self.caches.get(key).is_some_and(|c| c.expire > now)
+    fn alive(&self, key: K, now: i64) -> bool {
+        self.caches.get(&key).is_some_and(|c| c.expire > now)
+    }
+
+    /// Moves a live cache's expiry (a renewal).
+    pub(super) fn extend(&mut self, key: K, expire: i64) {
+        if let Some(c) = self.caches.get_mut(&key) {
+            c.expire = expire;
+        }
     }
 
     /// Bills one request served with `cached` tokens at the cached rate.
-    fn serve(&mut self, ctx: &Ctx, r: &SimRequest, cached: u64, explicit: bool) {
+    pub(super) fn serve(&mut self, ctx: &Ctx, r: &SimRequest, cached: u64, explicit: bool) {
         let u = Usage {
             prompt_tokens: r.prompt_tokens,
             cached_tokens: cached.min(r.prompt_tokens),
             output_tokens: r.output_tokens,
             ..Usage::default()
         };
+        let m = self.price_ix(ctx, &r.model);
         let t = &mut self.tally;
-        t.total_usd += actual_usd(ctx.price(&r.model), &u, Service::Standard);
+        t.total_usd += actual_usd(&self.prices[m].1, &u, Service::Standard);
         t.requests += 1;
         t.prompt_tokens += r.prompt_tokens;
         t.cached_tokens += u.cached_tokens;
         t.hit_requests += u64::from(explicit);
     }
 
-    fn finish(mut self, ctx: &Ctx) -> Tally {
-        let keys: Vec<&str> = self.caches.keys().copied().collect();
+    pub(super) fn finish(mut self) -> Tally {
+        let keys: Vec<K> = self.caches.keys().copied().collect();
         for k in keys {
-            self.end(ctx, k);
+            self.end(k);
         }
         self.tally
     }
 }
 
-fn eligible<'r>(ctx: &Ctx, r: &'r SimRequest) -> impl DoubleEndedIterator<Item = &'r (String, u64)> {
+pub(super) fn eligible<'r>(ctx: &Ctx, r: &'r SimRequest) -> impl DoubleEndedIterator<Item = &'r (String, u64)> {
     let min = ctx.min_tokens(&r.model);
     r.boundaries.iter().filter(move |b| b.1 >= min)
 }
 
 /// Every request as sent, implicit caching included.
 pub fn never(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
-    let mut w = World::default();
+    let mut w = World::<&str>::default();
     for r in reqs {
         w.serve(ctx, r, r.implicit_cached_tokens, false);
     }
-    w.finish(ctx)
+    w.finish()
 }
 
 /// Create a cache for the longest eligible boundary unless it is alive; `ttl_ms`, no renewal.
 pub fn always(reqs: &[SimRequest], ctx: &Ctx, ttl_ms: i64) -> Tally {
-    let mut w = World::default();
+    let mut w = World::<&str>::default();
     for r in reqs {
         let Some((key, tokens)) = eligible(ctx, r).next_back() else {
             w.serve(ctx, r, r.implicit_cached_tokens, false);
@@ -117,7 +144,7 @@ pub fn always(reqs: &[SimRequest], ctx: &Ctx, ttl_ms: i64) -> Tally {
         }
         w.serve(ctx, r, *tokens, true);
     }
-    w.finish(ctx)
+    w.finish()
 }
 
 /// gemgate's engine ([`Engine`], the same one the live gateway runs) on a simulated upstream:
@@ -126,15 +153,21 @@ pub fn always(reqs: &[SimRequest], ctx: &Ctx, ttl_ms: i64) -> Tally {
 /// Implicit caching is reported back to the engine as the live gateway reports it from
 /// responses (one request late).
 pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
-    let engine = Engine::for_replay(&ctx.caching(), std::sync::Arc::new(ctx.prices.clone()), ctx.at);
-    let mut w = World::default();
+    policy_with(reqs, ctx, &ctx.cfg, sweep_ms)
+}
+
+/// [`policy`] with another tuning than the context's (policy v1, for comparison).
+pub fn policy_with(reqs: &[SimRequest], ctx: &Ctx, cfg: &CostPolicyConfig, sweep_ms: i64) -> Tally {
+    let caching = crate::config::CachingConfig { cost: cfg.clone(), ..ctx.caching() };
+    let engine = Engine::for_replay(&caching, std::sync::Arc::new(ctx.prices.clone()), ctx.at);
+    let mut w = World::<&str>::default();
     let mut next_tick = reqs.first().map_or(0, |r| r.t_ms);
     let last = reqs.last().map_or(0, |r| r.t_ms);
-    let end = last + ctx.cfg.max_ttl.as_millis() as i64 + sweep_ms;
+    let end = last + cfg.max_ttl.as_millis() as i64 + sweep_ms;
     let mut i = 0;
     while i < reqs.len() || next_tick <= end {
         if i >= reqs.len() || next_tick <= reqs[i].t_ms {
-            sweep(&mut w, &engine, ctx, next_tick);
+            sweep(&mut w, &engine, next_tick);
             next_tick += sweep_ms;
             continue;
         }
@@ -150,7 +183,7 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         };
         let intent = engine.decide(&req, |key| w.view(key));
         for &f in &intent.forget {
-            w.end(ctx, &r.boundaries[f].0); // runs to its expiry unused
+            w.end(&r.boundaries[f].0); // runs to its expiry unused
         }
         let (served, explicit) = if let Some((c, ttl_ms)) = intent.create {
             let (key, tokens) = &r.boundaries[c];
@@ -177,16 +210,16 @@ pub fn policy(reqs: &[SimRequest], ctx: &Ctx, sweep_ms: i64) -> Tally {
         };
         w.serve(ctx, r, served, explicit);
     }
-    w.finish(ctx)
+    w.finish()
 }
 
 /// One sweeper pass: forget expired caches, delete those the engine says to.
-fn sweep(w: &mut World<'_>, engine: &Engine, ctx: &Ctx, now: i64) {
-    let live: Vec<(&str, String)> = w.caches.iter().map(|(k, c)| (*k, c.model.clone())).collect();
+fn sweep(w: &mut World<&str>, engine: &Engine, now: i64) {
+    let live: Vec<(&str, String)> = w.caches.iter().map(|(k, c)| (*k, w.prices[c.model].0.clone())).collect();
     for (key, model) in live {
         let view = w.view(key).expect("listed");
         if engine.sweep(key, &model, view, now) != Sweep::Keep {
-            w.end_at(ctx, key, now);
+            w.end_at(key, now);
             engine.gone(key, now);
         }
     }
@@ -200,7 +233,7 @@ fn sweep(w: &mut World<'_>, engine: &Engine, ctx: &Ctx, now: i64) {
 /// storage), with an expiry right after the last arrival it is kept for. Greedy: it ignores that
 /// a later, longer cache may take over, so it is an upper bound on the optimum, not the optimum.
 pub fn clairvoyant_greedy(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
-    let mut w = World::default();
+    let mut w = World::<&str>::default();
     let mut arrivals: HashMap<&str, Vec<(i64, u64)>> = HashMap::new();
     for r in reqs {
         for (k, _) in eligible(ctx, r) {
@@ -249,5 +282,5 @@ pub fn clairvoyant_greedy(reqs: &[SimRequest], ctx: &Ctx) -> Tally {
         }
         w.serve(ctx, r, served, explicit);
     }
-    w.finish(ctx)
+    w.finish()
 }

@@ -80,7 +80,7 @@ fn renders_a_table_and_json_fields() {
     assert!(table.contains("never-cache") && table.contains("oracle (lower bound)"));
     assert!(table.contains("prices on 2026-11-27: row gemini-2.5-flash@2025-06-17 (table)"), "{table}");
     let json = serde_json::to_value(&report).unwrap();
-    assert_eq!(json["results"].as_array().unwrap().len(), 5);
+    assert_eq!(json["results"].as_array().unwrap().len(), 7);
     assert_eq!(json["format"], "gemgate");
 }
 
@@ -95,7 +95,9 @@ fn subcommand_reads_a_trace_file_and_reports_bad_inputs() {
     };
     std::fs::write(&trace, (0..5).map(|i| line(i * 1000)).collect::<String>()).unwrap();
     let args = |pricing: Option<std::path::PathBuf>| SimulateArgs {
-        trace: trace.clone(),
+        trace: Some(trace.clone()),
+        workload: None,
+        seed: 1,
         model: None,
         at: None,
         pricing,
@@ -103,6 +105,7 @@ fn subcommand_reads_a_trace_file_and_reports_bad_inputs() {
         implicit_window: None,
         creation_billing: Some(CreationBilling::Free),
         json: true,
+        rows: Vec::new(),
     };
     assert!(run(&args(None)).is_ok());
     let err = run(&args(Some(dir.path().join("nope.toml")))).unwrap_err();
@@ -164,9 +167,11 @@ fn returns_through_a_speculated_cache_keep_speculation_going() {
     let reqs = two_turn_conversations();
     let rs = simulate(&reqs, &ctx());
     let gem = by_name(&rs, "gemgate");
-    // Caching every first turn at first sight is optimal here; allow the learning period.
+    // Caching every first turn at first sight is optimal here; allow the learning period, and
+    // (v2) the longer TTL a cache read once is renewed to: its storage is what v2 pays above.
+    assert!(gem.creations >= 1_950 && gem.hit_ratio > 0.95, "{gem:?}");
     let best = by_name(&rs, "clairvoyant").total_usd;
-    assert!(gem.total_usd < 1.05 * best, "gemgate {} vs clairvoyant {best}", gem.total_usd);
+    assert!(gem.total_usd < 1.10 * best, "gemgate {} vs clairvoyant {best}", gem.total_usd);
 }
 
 #[test]

@@ -75,6 +75,8 @@ impl SimRequest {
 pub enum TraceFormat {
     Mooncake,
     Gemgate,
+    /// A workload from `workloads.rs`.
+    Generated,
 }
 
 /// Reads a trace (format detected per file from the first line), sorted by time (stable).
@@ -97,7 +99,7 @@ pub fn load(path: &Path, model: Option<&str>, default_model: &str) -> anyhow::Re
         let req = match fmt {
             TraceFormat::Mooncake => serde_json::from_str::<MooncakeRecord>(&line)
                 .map(|r| SimRequest::from_mooncake(r, model.unwrap_or(default_model))),
-            TraceFormat::Gemgate => {
+            TraceFormat::Gemgate | TraceFormat::Generated => {
                 serde_json::from_str::<TraceRecord>(&line).map(|r| SimRequest::from_record(r, model))
             }
         };
