@@ -4,6 +4,9 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Seed of the generated workloads unless `--seed` says otherwise (the one the published tables use).
+pub const WORKLOAD_SEED: u64 = 15;
+
 #[derive(Debug, Parser)]
 #[command(name = "gemgate", version, about = "A cost-saving gateway for the Gemini API")]
 pub struct Cli {
@@ -56,7 +59,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub workload: Option<String>,
     /// Seed of the generated workload.
-    #[arg(long, default_value_t = crate::simulate::workloads::DEFAULT_SEED)]
+    #[arg(long, default_value_t = WORKLOAD_SEED)]
     pub seed: u64,
     /// Model to price (default: the trace's own, or gemini-3.8-flash for Mooncake and workloads).
     #[arg(long)]

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 pub const WORKLOADS: [&str; 5] = ["rag", "agents", "bursts", "poisson-mix", "no-reuse"];
 
 /// The seed tables and tests use unless told otherwise.
-pub const DEFAULT_SEED: u64 = 15;
+pub const DEFAULT_SEED: u64 = crate::cli::WORKLOAD_SEED;
 
 const SEC: i64 = 1_000;
 const MIN: i64 = 60 * SEC;
