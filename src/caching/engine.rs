@@ -140,7 +140,10 @@ impl Engine {
     pub fn decide(&self, req: &Request<'_>, cache: impl Fn(&str) -> Option<CacheView>) -> Intent {
         let now = req.now_ms;
         let mut intent = Intent::default();
-        let returns = self.returns(req.scope, req.model);
+        // Fetched (and created) only once the request reaches a gateway cache or a boundary the
+        // rule observes: a scope whose prompts stay below the minimum leaves nothing behind.
+        let returns = std::cell::OnceCell::new();
+        let returns = || returns.get_or_init(|| self.returns(req.scope, req.model));
 
         // 1. The longest boundary with a usable cache; the rule sees this use.
         let mut covered = 0;
@@ -160,7 +163,7 @@ impl Engine {
             since_shared = st.stats.last_arrival_ms.map(|p| now - p);
             let d = self.rules.on_request(
                 req.model,
-                &mut returns.lock().expect("poisoned"),
+                &mut returns().lock().expect("poisoned"),
                 &mut st,
                 Arrival::new(now, c.tokens, 0),
             );
@@ -189,7 +192,7 @@ impl Engine {
             let own_prefix = j + 1 == eligible.len();
             let a = Arrival { own_prefix, since_shared_ms: since_shared, ..Arrival::new(now, *tokens, covered) };
             let prev = st.stats.last_arrival_ms;
-            let d = self.rules.on_request(req.model, &mut returns.lock().expect("poisoned"), &mut st, a);
+            let d = self.rules.on_request(req.model, &mut returns().lock().expect("poisoned"), &mut st, a);
             if let Some(p) = prev {
                 since_shared = Some(now - p);
             }
@@ -327,6 +330,26 @@ mod tests {
             let no_explicit = Request { min_tokens: None, ..req(&long, t * 1_000) };
             assert_eq!(e.decide(&no_explicit, none).create, None);
         }
+    }
+
+    #[test]
+    fn scopes_that_never_reach_a_cacheable_prefix_leave_no_state() {
+        // Every made-up key is a scope: one that only sends prompts below the minimum (or to a
+        // model without explicit caching) must not leave first-sight statistics behind.
+        let e = engine("cost");
+        let (small, long) = (vec![("small".to_string(), 200)], bounds());
+        for i in 0..2_000 {
+            let scope = format!("made-up-{i}");
+            e.decide(&Request { scope: &scope, ..req(&small, i) }, |_| None);
+            e.decide(&Request { scope: &scope, min_tokens: None, ..req(&long, i) }, |_| None);
+        }
+        e.returns.run_pending_tasks();
+        e.states.run_pending_tasks();
+        assert_eq!((e.returns.entry_count(), e.states.entry_count()), (0, 0));
+        // A scope that does reach one is tracked.
+        e.decide(&req(&long, 5_000), |_| None);
+        e.returns.run_pending_tasks();
+        assert_eq!(e.returns.entry_count(), 1);
     }
 
     #[test]
