@@ -23,6 +23,7 @@ pub fn build_app(state: AppState) -> App {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .route("/gemgate/v1/caches", get(crate::admin::list_caches))
+        .route("/gemgate/v1/prefixes", get(crate::admin::list_prefixes))
         .route("/gemgate/v1/operations", get(crate::deferral::list_operations))
         .route(
             "/gemgate/v1/operations/{id}",

@@ -7,6 +7,8 @@ use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
+use super::reason::Reason;
+
 /// What happened to a request, as the `x-gemgate-cache` header says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -44,6 +46,8 @@ pub struct Annotation {
     pub pricing: Option<Pricing>,
     /// The tier that served a deferred (flex) request, and its discount.
     pub tier: Option<(&'static str, f64)>,
+    /// Why the request was or was not served from a gateway cache (`x-gemgate-cache-reason`).
+    pub reason: Option<Reason>,
 }
 
 /// USD figures are rounded to a millionth of a cent.
@@ -53,11 +57,26 @@ fn usd(v: f64) -> Value {
 
 impl Annotation {
     pub fn new(outcome: Outcome) -> Self {
-        Annotation { outcome, cache_name: None, prefix_tokens: 0, costs: None, pricing: None, tier: None }
+        // The outcomes that say their own reason carry it; a miss or bypass is told by the planner.
+        let reason = match outcome {
+            Outcome::Hit => Some(Reason::Hit),
+            Outcome::Created => Some(Reason::Created),
+            Outcome::Error => Some(Reason::FailedOpen),
+            Outcome::Miss | Outcome::Bypass => None,
+        };
+        Annotation { outcome, cache_name: None, prefix_tokens: 0, costs: None, pricing: None, tier: None, reason }
+    }
+
+    /// The annotation with this reason.
+    pub fn because(self, reason: Reason) -> Self {
+        Annotation { reason: Some(reason), ..self }
     }
 
     pub fn to_json(&self) -> Value {
         let mut v = json!({"cache": self.outcome.as_str()});
+        if let Some(r) = self.reason {
+            v["cacheReason"] = json!(r.as_str());
+        }
         if let Some(n) = &self.cache_name {
             v["cacheName"] = json!(n);
         }
@@ -86,6 +105,7 @@ impl Annotation {
     pub fn set_headers(&self, h: &mut HeaderMap, cached_tokens: u64) {
         // Names built at compile time: every generate response carries these.
         const CACHE: HeaderName = HeaderName::from_static("x-gemgate-cache");
+        const REASON: HeaderName = HeaderName::from_static("x-gemgate-cache-reason");
         const CACHED_TOKENS: HeaderName = HeaderName::from_static("x-gemgate-cached-tokens");
         const COST: HeaderName = HeaderName::from_static("x-gemgate-cost-usd");
         const COST_AS_SENT: HeaderName = HeaderName::from_static("x-gemgate-cost-as-sent-usd");
@@ -93,6 +113,9 @@ impl Annotation {
         const PRICE_SOURCE: HeaderName = HeaderName::from_static("x-gemgate-price-source");
         const PRICE_ROW: HeaderName = HeaderName::from_static("x-gemgate-price-row");
         h.insert(CACHE, HeaderValue::from_static(self.outcome.as_str()));
+        if let Some(r) = self.reason {
+            h.insert(REASON, HeaderValue::from_static(r.as_str()));
+        }
         h.insert(CACHED_TOKENS, HeaderValue::from(cached_tokens));
         if let Some(c) = &self.costs {
             for (name, v) in [(COST, c.actual_usd), (COST_AS_SENT, c.as_sent_usd), (NET_SAVING, c.net_saving_usd)] {
@@ -125,7 +148,10 @@ impl Annotation {
             }
             _ => None,
         };
-        Annotation { costs, prefix_tokens: v["prefixTokens"].as_u64().unwrap_or(0), ..Self::new(outcome) }
+        let reason = v["cacheReason"].as_str().and_then(Reason::parse);
+        let ann = Self::new(outcome);
+        let reason = reason.or(ann.reason);
+        Annotation { costs, reason, prefix_tokens: v["prefixTokens"].as_u64().unwrap_or(0), ..ann }
     }
 
     /// Inserts the annotation into a parsed response that has `usageMetadata`.

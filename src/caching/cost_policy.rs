@@ -71,6 +71,8 @@ pub struct PrefixStats {
     /// Uses of the current cache, and of the last one (for rewarm).
     pub hits: u64,
     pub last_cache_hits: u64,
+    /// Why the last decision on this boundary was what it was (the admin listings show it).
+    pub reason: super::reason::Reason,
 }
 
 impl PrefixStats {

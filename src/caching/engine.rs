@@ -11,6 +11,7 @@
 //! created, when a used cache is renewed, what the sweeper deletes — lives here once.
 
 use super::cost_policy::Decision;
+use super::reason::Reason;
 use super::rules::{BoundaryState, Rules};
 use super::speculate::{Arrival, ReturnStats};
 use crate::accounting::PriceTable;
@@ -62,6 +63,23 @@ pub struct Intent {
     /// Tokens of the longest boundary seen before this request: what the upstream's implicit
     /// caching could serve (reported back through [`Engine::responded`]).
     pub shared_tokens: u64,
+    /// Why the request is (or is not) served from a cache, as far as the engine knows: the
+    /// driver refines `Created` once the creation's outcome is known.
+    pub reason: Reason,
+}
+
+/// The policy's state for one tracked prefix boundary, for the admin listing. Keyed by the
+/// boundary's registry key (a hash); holds no prompt text and no credential.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefixView {
+    pub key: String,
+    pub tokens: u64,
+    pub sightings: u64,
+    pub last_seen_ms: Option<i64>,
+    /// The boundary's cache as the policy knows it: its expiry and the uses it had.
+    pub cache_expire_ms: Option<i64>,
+    pub cache_hits: u64,
+    pub reason: Reason,
 }
 
 /// The sweeper's verdict on one cache.
@@ -185,6 +203,7 @@ impl Engine {
             let st = self.state(key);
             let mut st = st.lock().expect("poisoned");
             st.sync(None, now);
+            st.tokens = *tokens;
             if st.stats.arrivals > 0 {
                 intent.shared_tokens = *tokens;
             }
@@ -199,8 +218,48 @@ impl Engine {
             if let Decision::Create { ttl_ms } = d {
                 intent.create = Some((i, ttl_ms));
             }
+            if own_prefix {
+                intent.reason = st.stats.reason;
+            }
         }
+        intent.reason = match (intent.create, intent.hit) {
+            (Some(_), _) => Reason::Created,
+            (None, Some(_)) => Reason::Hit,
+            _ if eligible.is_empty() && req.min_tokens.is_none() => Reason::NoExplicitCaching,
+            _ if eligible.is_empty() => Reason::BelowMinimum,
+            _ => intent.reason,
+        };
         intent
+    }
+
+    /// The reason for the policy's current decision on `key`, if the boundary is tracked.
+    pub fn reason(&self, key: &str) -> Option<Reason> {
+        self.states.get(key).map(|st| st.lock().expect("poisoned").stats.reason)
+    }
+
+    /// Up to `limit` tracked prefix boundaries, most recently seen first (the longer first among
+    /// those seen by the same request).
+    pub fn prefixes(&self, limit: usize) -> Vec<PrefixView> {
+        let mut out: Vec<PrefixView> = self
+            .states
+            .iter()
+            .map(|(key, st)| {
+                let st = st.lock().expect("poisoned");
+                PrefixView {
+                    key: key.as_str().to_owned(),
+                    tokens: st.tokens,
+                    sightings: st.stats.arrivals,
+                    last_seen_ms: st.stats.last_arrival_ms,
+                    cache_expire_ms: st.stats.cache.map(|c| c.expire_ms),
+                    cache_hits: st.stats.hits,
+                    reason: st.stats.reason,
+                }
+            })
+            .collect();
+        // Bounded by the state map's capacity; only the page is kept.
+        out.sort_unstable_by_key(|p| std::cmp::Reverse((p.last_seen_ms, p.tokens)));
+        out.truncate(limit);
+        out
     }
 
     /// A cache now exists for `key`: made by this driver (`made_here`, the `Create` it asked for)
@@ -330,6 +389,23 @@ mod tests {
             let no_explicit = Request { min_tokens: None, ..req(&long, t * 1_000) };
             assert_eq!(e.decide(&no_explicit, none).create, None);
         }
+    }
+
+    #[test]
+    fn the_intent_and_the_prefix_listing_say_why() {
+        let e = engine("cost");
+        let (small, b) = (vec![("small".to_string(), 200)], bounds());
+        let none = |_: &str| None;
+        assert_eq!(e.decide(&req(&small, 0), none).reason, Reason::BelowMinimum);
+        assert_eq!(e.decide(&Request { min_tokens: None, ..req(&b, 0) }, none).reason, Reason::NoExplicitCaching);
+        assert_eq!(e.decide(&req(&b, 1_000), none).reason, Reason::FirstSight);
+        e.create_failed("ab", 1_000);
+        assert_eq!(e.decide(&req(&b, 2_000), none).reason, Reason::Cooldown);
+        let listed = e.prefixes(1);
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].key.as_str(), listed[0].sightings, listed[0].tokens), ("ab", 2, 8_000));
+        assert_eq!((listed[0].reason, e.reason("ab")), (Reason::Cooldown, Some(Reason::Cooldown)));
+        assert_eq!(e.prefixes(1_000).len(), 2, "both boundaries are tracked");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod engine;
 mod fingerprint;
 mod lifecycle;
 mod policy;
+mod reason;
 pub mod registry;
 pub(crate) mod rewrite;
 mod rules;
@@ -27,8 +28,9 @@ pub use annotate::{
     Annotation, Costs, Outcome, Pricing, annotate_body, encode_event, is_final_event, parse_event, sse_events,
 };
 pub use cost_policy::Decision;
-pub use engine::{CacheView, Engine, Intent, Request, Sweep};
+pub use engine::{CacheView, Engine, Intent, PrefixView, Request, Sweep};
 pub use fingerprint::{Boundary, Fingerprint, fingerprint, scope_of};
+pub use reason::Reason;
 pub use rules::{BoundaryState, Rules};
 pub use sizing::Sizer;
 pub use speculate::{Arrival, ReturnStats};
@@ -76,10 +78,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A request the gateway does not cache: sent as it came.
+    /// A request the gateway does not cache: sent as it came (the reason says caching is off;
+    /// the planner says why otherwise).
     pub fn bypass() -> Self {
         Plan {
-            annotation: Annotation::new(Outcome::Bypass),
+            annotation: Annotation::new(Outcome::Bypass).because(Reason::CachingOff),
             rewritten: None,
             key: None,
             model: String::new(),
@@ -171,6 +174,16 @@ impl Caching {
         self.0.registry.entries()
     }
 
+    /// The reason for the policy's current decision on a registry key (admin listing).
+    pub fn reason(&self, key: &str) -> Option<Reason> {
+        self.0.engine.reason(key)
+    }
+
+    /// Up to `limit` prefixes the policy tracks, most recently seen first (admin listing).
+    pub fn prefixes(&self, limit: usize) -> Vec<PrefixView> {
+        self.0.engine.prefixes(limit)
+    }
+
     /// Decides how to send one generate request (the engine decides; this acts on its intent:
     /// registry look-ups, creation, renewal).
     pub async fn plan(
@@ -181,17 +194,28 @@ impl Caching {
         body: &Map<String, Value>,
     ) -> Plan {
         let e = &self.0;
-        if !e.cfg.enabled || path.collection != "models" || !canonical::is_empty(canonical::get(body, "cachedContent"))
-        {
-            return self.count(Plan::bypass());
+        let bypass = |reason| {
+            let mut plan = Plan::bypass();
+            plan.annotation.reason = Some(reason);
+            self.count(plan)
+        };
+        if !e.cfg.enabled {
+            return bypass(Reason::CachingOff);
+        }
+        if path.collection != "models" {
+            return bypass(Reason::NotEligible);
+        }
+        if !canonical::is_empty(canonical::get(body, "cachedContent")) {
+            return bypass(Reason::ClientCache);
         }
         let (Some(scope), Some(model)) = (scope_of(headers, query), path.model_name()) else {
-            return self.count(Plan::bypass());
+            return bypass(Reason::NotEligible);
         };
         let fp = fingerprint(&scope, &model, body);
         let now = e.clock.now_ms();
         let mut plan =
             Plan { model: model.clone(), total_bytes: fp.total_bytes, scope: scope.clone(), ..Plan::bypass() };
+        plan.annotation.reason = Some(Reason::NotEligible);
         if fp.boundaries.is_empty() {
             return self.count(plan);
         }
@@ -219,6 +243,7 @@ impl Caching {
             hots[i].as_ref().map(|h| CacheView::from(&h.snapshot()))
         });
         plan.shared_tokens = intent.shared_tokens;
+        plan.annotation.reason = Some(intent.reason);
         for &i in &intent.forget {
             e.registry.remove(&fp.boundaries[i].key).await;
         }
@@ -243,7 +268,13 @@ impl Caching {
                 self.use_entry(&mut plan, body, &entry, outcome, now);
                 return self.count(plan);
             }
-            plan.annotation.outcome = outcome;
+            plan.annotation = Annotation::new(outcome);
+            if outcome == Outcome::Miss {
+                plan.annotation.reason = Some(Reason::Creating);
+            }
+        } else if intent.create.is_some() {
+            // The policy wants a cache, but there is no credential to make it with.
+            plan.annotation.reason = Some(Reason::NotEligible);
         }
         if let Some(i) = intent.hit {
             let entry = hots[i].as_ref().expect("the engine used a cache the registry has").snapshot();

@@ -6,6 +6,7 @@
 use super::cost_policy::{CacheState, CostPolicy, CostPolicyConfig, Decision, PrefixStats};
 use super::engine::CacheView;
 use super::policy::{self, Observed, Rule};
+use super::reason::Reason;
 use super::speculate::{Arrival, ReturnStats};
 use crate::accounting::PriceTable;
 use crate::config::CachingConfig;
@@ -20,6 +21,8 @@ pub struct BoundaryState {
     /// `cachedContentTokenCount` last seen on an uncached request of this prefix (implicit
     /// caching by the upstream).
     pub last_implicit: u64,
+    /// The boundary's (estimated) tokens when last seen.
+    pub tokens: u64,
 }
 
 impl BoundaryState {
@@ -114,6 +117,7 @@ impl Rules {
                 if let Some(c) = &mut st.stats.cache {
                     if c.expire_ms > now + *expiry_margin_ms {
                         c.last_used_ms = now;
+                        st.stats.reason = Reason::Hit;
                         return if c.expire_ms - now < *renew_before_ms {
                             Decision::Renew { ttl_ms: *ttl_ms }
                         } else {
@@ -123,10 +127,12 @@ impl Rules {
                     st.stats.on_gone(now);
                 }
                 st.recent.cooldown_until = st.stats.cooldown_until_ms;
-                match policy::decide(&st.recent, now, rule) {
+                let d = match policy::decide(&st.recent, now, rule) {
                     policy::Decision::Create => Decision::Create { ttl_ms: *ttl_ms },
                     policy::Decision::Observe => Decision::Observe,
-                }
+                };
+                st.stats.reason = Reason::of(&d, &st.stats, now);
+                d
             }
         }
     }

@@ -18,6 +18,7 @@
 //! measured (`speculate_min_evidence` first sightings).
 
 use super::cost_policy::{CostPolicy, Decision, PrefixStats, learn_gap};
+use super::reason::Reason;
 
 /// One request arriving on a boundary of `tokens`, as `CostPolicy::on_arrival` needs it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -132,15 +133,20 @@ impl CostPolicy {
         if guarded && matches!(d, Decision::Create { .. }) {
             d = Decision::Observe;
         }
-        match d {
+        let d = match d {
             // Only a return can be served implicitly, so only returns wait (and are the probes).
-            Decision::Create { .. } if st.arrivals >= 2 && self.measuring_implicit(rs) => Decision::Observe,
+            Decision::Create { .. } if st.arrivals >= 2 && self.measuring_implicit(rs) => {
+                st.reason = Reason::ProbingImplicit;
+                return Decision::Observe;
+            }
             Decision::Observe if a.own_prefix => match self.on_first_sight(rs, st, a) {
                 Decision::Create { .. } if guarded => Decision::Observe,
                 d => d,
             },
             d => d,
-        }
+        };
+        st.reason = Reason::of(&d, st, a.now_ms);
+        d
     }
 
     /// Whether too few returns were seen without a gateway cache to know what implicit caching
