@@ -47,10 +47,10 @@ def chat_config(tag: str) -> types.GenerateContentConfig:
     )
 
 
-def cache_header(response) -> str | None:
+def cache_header(response, name: str = "x-gemgate-cache") -> str | None:
     http = getattr(response, "sdk_http_response", None)
     headers = getattr(http, "headers", None) or {}
-    return {k.lower(): v for k, v in headers.items()}.get("x-gemgate-cache")
+    return {k.lower(): v for k, v in headers.items()}.get(name)
 
 
 def run_chat(client, tag: str):
@@ -85,6 +85,9 @@ def test_chat_with_long_system_instruction_and_tools_is_served_from_a_cache(clie
     headers = [cache_header(r) for r in via]
     if headers[0] is not None:  # older SDKs do not expose response headers
         assert headers[0] == "miss" and headers[1] == "created" and set(headers[2:]) == {"hit"}, headers
+        # Why: the first turn's prefix was new, the second made the cache, the rest read it.
+        reasons = [cache_header(r, "x-gemgate-cache-reason") for r in via]
+        assert reasons == ["first-sight", "created", "hit", "hit"], reasons
     total = ledger.total()
     assert total["cache_creations"] >= 1
     assert total["cached_tokens"] >= 3 * 6000, total
