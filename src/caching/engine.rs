@@ -240,25 +240,32 @@ impl Engine {
     /// Up to `limit` tracked prefix boundaries, most recently seen first (the longer first among
     /// those seen by the same request).
     pub fn prefixes(&self, limit: usize) -> Vec<PrefixView> {
-        let mut out: Vec<PrefixView> = self
-            .states
-            .iter()
-            .map(|(key, st)| {
-                let st = st.lock().expect("poisoned");
-                PrefixView {
-                    key: key.as_str().to_owned(),
-                    tokens: st.tokens,
-                    sightings: st.stats.arrivals,
-                    last_seen_ms: st.stats.last_arrival_ms,
-                    cache_expire_ms: st.stats.cache.map(|c| c.expire_ms),
-                    cache_hits: st.stats.hits,
-                    reason: st.stats.reason,
-                }
-            })
-            .collect();
-        // Bounded by the state map's capacity; only the page is kept.
-        out.sort_unstable_by_key(|p| std::cmp::Reverse((p.last_seen_ms, p.tokens)));
-        out.truncate(limit);
+        let order = |p: &PrefixView| std::cmp::Reverse((p.last_seen_ms, p.tokens));
+        // The state map may hold a million boundaries: keep at most twice the page while walking it.
+        let keep = |out: &mut Vec<PrefixView>| {
+            if out.len() > limit {
+                out.select_nth_unstable_by_key(limit, order);
+                out.truncate(limit);
+            }
+        };
+        let mut out = Vec::new();
+        for (key, st) in self.states.iter() {
+            let st = st.lock().expect("poisoned");
+            out.push(PrefixView {
+                key: key.as_str().to_owned(),
+                tokens: st.tokens,
+                sightings: st.stats.arrivals,
+                last_seen_ms: st.stats.last_arrival_ms,
+                cache_expire_ms: st.stats.cache.map(|c| c.expire_ms),
+                cache_hits: st.stats.hits,
+                reason: st.stats.reason,
+            });
+            if out.len() >= 2 * limit.max(1) {
+                keep(&mut out);
+            }
+        }
+        keep(&mut out);
+        out.sort_unstable_by_key(order);
         out
     }
 
@@ -406,6 +413,13 @@ mod tests {
         assert_eq!((listed[0].key.as_str(), listed[0].sightings, listed[0].tokens), ("ab", 2, 8_000));
         assert_eq!((listed[0].reason, e.reason("ab")), (Reason::Cooldown, Some(Reason::Cooldown)));
         assert_eq!(e.prefixes(1_000).len(), 2, "both boundaries are tracked");
+        // A page smaller than the map holds the most recently seen.
+        for t in 0..50 {
+            let keys = vec![(format!("k{t}"), 5_000)];
+            e.decide(&req(&keys, 10_000 + t), none);
+        }
+        let page: Vec<String> = e.prefixes(3).into_iter().map(|p| p.key).collect();
+        assert_eq!(page, ["k49", "k48", "k47"]);
     }
 
     #[test]
