@@ -24,7 +24,9 @@ fn on_a_terminal(cmd: &str) -> String {
 #[test]
 fn simulate_shows_progress_only_on_a_terminal_and_never_with_json() {
     let tty = on_a_terminal(&simulate_args(false));
-    assert!(tty.contains("ETA") && tty.contains("/60155"), "a bar with rate and ETA on a terminal:\n{tty}");
+    // One bar over every row's replay: seven strategy rows of 12,031 requests each.
+    let total = format!("/{}", 7 * 12_031);
+    assert!(tty.contains("ETA") && tty.contains(&total), "a bar with rate and ETA on a terminal:\n{tty}");
     assert!(tty.contains("oracle (lower bound)"), "the report follows:\n{tty}");
 
     let tty_json = on_a_terminal(&simulate_args(true));
