@@ -30,8 +30,9 @@ pub use sqlite::SqliteQueue;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::{DeferralConfig, StoreConfig};
+use crate::error::GatewayError;
+use crate::gemini::canonical;
 use crate::gemini::path::ApiPath;
-use crate::gemini::{GeminiError, canonical};
 use crate::proxy::Upstream;
 use crate::telemetry;
 use axum::response::Response;
@@ -168,7 +169,7 @@ impl Deferral {
         headers: &HeaderMap,
         path: &str,
         scope: Option<&str>,
-    ) -> Result<Option<Marking>, GeminiError> {
+    ) -> Result<Option<Marking>, GatewayError> {
         let model = api.model_name().unwrap_or_default();
         marking::decide(&self.0.cfg, &marking::Request { headers, path, model: &model, scope, stream: api.is_stream() })
     }

@@ -51,7 +51,7 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
     if let Some(d) = state.deferral() {
         let scope = d.observe(&parts.headers, query);
         match d.mark(&api, &parts.headers, &uri_path, scope.as_deref()) {
-            Err(e) => return Ok(e.into_response()),
+            Err(e) => return Err(e),
             Ok(None) => {}
             Ok(Some(m)) => {
                 tier = Some(m.tier);
@@ -68,9 +68,7 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
                             Ok(resp) => return Ok(resp),
                             Err(e) if d.refuses_when_unavailable() => {
                                 tracing::warn!(error = %e, "deferral queue unavailable; request refused");
-                                let msg = "gemgate: the deferral queue is unavailable, so this batch request was \
-                                           not accepted; retry later, or send it with x-gemgate-defer: standard";
-                                return Ok(crate::gemini::GeminiError::new(503, msg).into_response());
+                                return Err(GatewayError::BatchNotAccepted);
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "deferral queue unavailable; serving at standard tier")
