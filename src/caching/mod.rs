@@ -20,7 +20,6 @@ mod sizing;
 mod speculate;
 pub mod trace;
 
-pub use crate::gemini::error::parse_too_small;
 pub(crate) use crate::proxy::calls as ops;
 pub use crate::proxy::calls::Credential;
 pub use annotate::{
@@ -365,13 +364,4 @@ impl Caching {
     pub fn catalog(&self) -> &Catalog {
         &self.0.catalog
     }
-}
-
-/// True when an upstream error says the referenced cache is gone or unusable.
-pub fn is_cache_rejection(status: u16, body: &[u8]) -> bool {
-    if status != 403 && status != 400 && status != 404 {
-        return false;
-    }
-    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
-    text.contains("cachedcontent") || text.contains("cached content") || text.contains("cached_content")
 }

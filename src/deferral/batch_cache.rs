@@ -15,11 +15,12 @@
 //! says its cache was missing (expired under a slow job) is resubmitted uncached, once.
 
 use super::Inner;
-use super::batch_api::{BatchApi, CallError};
+use super::batch_api::BatchApi;
 use super::queue::{ItemResult, Job};
 use crate::accounting::{self, CreationBilling, ModelPrice, Service};
 use crate::caching::rewrite;
 use crate::gemini::canonical;
+use crate::proxy::UpstreamFailure;
 use crate::telemetry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -148,18 +149,18 @@ fn display_name(job_id: &str, group: &str) -> String {
     format!("gemgate-{job_id}-{group}")
 }
 
-async fn load(d: &Inner, job_id: &str) -> Result<Option<JobCaches>, CallError> {
-    let raw = d.queue.job_cache(job_id).await.map_err(|e| CallError::Transport(e.0))?;
+async fn load(d: &Inner, job_id: &str) -> Result<Option<JobCaches>, UpstreamFailure> {
+    let raw = d.queue.job_cache(job_id).await?;
     Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
-async fn save(d: &Inner, job_id: &str, state: &JobCaches) -> Result<(), CallError> {
+async fn save(d: &Inner, job_id: &str, state: &JobCaches) -> Result<(), UpstreamFailure> {
     let raw = serde_json::to_string(state).unwrap_or_default();
-    d.queue.set_job_cache(job_id, &raw, d.clock.now_ms()).await.map_err(|e| CallError::Transport(e.0))
+    d.queue.set_job_cache(job_id, &raw, d.clock.now_ms()).await.map_err(UpstreamFailure::from)
 }
 
 /// Marks a job (a resubmission after cache errors) as going out uncached.
-pub async fn mark_uncached(d: &Inner, job_id: &str) -> Result<(), CallError> {
+pub async fn mark_uncached(d: &Inner, job_id: &str) -> Result<(), UpstreamFailure> {
     save(d, job_id, &JobCaches::Uncached).await
 }
 
@@ -179,7 +180,7 @@ pub async fn prepare(
     api: &BatchApi<'_>,
     job: &Job,
     inputs: Vec<(String, Vec<u8>)>,
-) -> Result<Vec<(String, Vec<u8>)>, CallError> {
+) -> Result<Vec<(String, Vec<u8>)>, UpstreamFailure> {
     let caches = match load(d, &job.id).await? {
         Some(JobCaches::Uncached | JobCaches::Released) => return Ok(inputs),
         Some(JobCaches::Ready { .. }) => {
@@ -218,7 +219,7 @@ async fn create(
     job: &Job,
     inputs: &[(String, Vec<u8>)],
     was_pending: bool,
-) -> Result<Vec<Made>, CallError> {
+) -> Result<Vec<Made>, UpstreamFailure> {
     let now = d.clock.now_ms();
     let ttl = ttl_ms(d, &job.model);
     let run = d.runs.expected_ms(&job.model, d.cfg.expected_job_run.as_millis() as i64);
@@ -283,15 +284,10 @@ async fn create(
 }
 
 /// What a failed create teaches the catalog (the model's minimum, or no explicit caching).
-fn learn(d: &Inner, job: &Job, e: &CallError) {
-    let CallError::Status(status, body) = e else { return };
-    let msg = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    if let Some((_, min)) = crate::caching::parse_too_small(&msg) {
+fn learn(d: &Inner, job: &Job, e: &UpstreamFailure) {
+    if let Some((_, min)) = e.too_small() {
         d.catalog.learn_min(&job.model, min);
-    } else if crate::catalog::is_no_explicit_caching(*status, &msg) {
+    } else if e.no_explicit_caching() {
         d.catalog.learn_no_explicit(&job.scope, &job.model);
     }
 }
@@ -307,7 +303,7 @@ fn parse(v: &Value, group: String, contents: usize, fallback_expire: i64) -> Opt
 }
 
 /// The caches the tenant has whose display name says they belong to `job_id`.
-async fn list(api: &BatchApi<'_>, job_id: &str) -> Result<Vec<Made>, CallError> {
+async fn list(api: &BatchApi<'_>, job_id: &str) -> Result<Vec<Made>, UpstreamFailure> {
     let prefix = display_name(job_id, "");
     let mut out = Vec::new();
     let mut token = String::new();
@@ -333,14 +329,14 @@ async fn list(api: &BatchApi<'_>, job_id: &str) -> Result<Vec<Made>, CallError> 
 
 async fn delete(api: &BatchApi<'_>, name: &str) {
     match api.json(http::Method::DELETE, &format!("/v1beta/{name}"), None).await {
-        Ok(_) | Err(CallError::Status(403 | 404, _)) => count("deleted", 1),
+        Ok(_) | Err(UpstreamFailure::Status { status: 403 | 404, .. }) => count("deleted", 1),
         Err(e) => tracing::warn!(cache = %name, error = %e, "deleting a job cache failed; it expires at its TTL"),
     }
 }
 
 /// Deletes the job's caches (the job reached a terminal state) and records that they are gone.
 /// Safe to repeat: a crash before the record only means deleting again.
-pub async fn release(d: &Inner, api: &BatchApi<'_>, job_id: &str) -> Result<(), CallError> {
+pub async fn release(d: &Inner, api: &BatchApi<'_>, job_id: &str) -> Result<(), UpstreamFailure> {
     let names: Vec<String> = match load(d, job_id).await? {
         Some(JobCaches::Ready { caches }) => caches.into_iter().map(|m| m.name).collect(),
         Some(JobCaches::Pending) => list(api, job_id).await?.into_iter().map(|m| m.name).collect(),
@@ -354,7 +350,7 @@ pub async fn release(d: &Inner, api: &BatchApi<'_>, job_id: &str) -> Result<(), 
 }
 
 /// A running job whose caches near their expiry gets their TTL extended by another expected run.
-pub async fn extend(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallError> {
+pub async fn extend(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), UpstreamFailure> {
     let Some(JobCaches::Ready { mut caches }) = load(d, &job.id).await? else { return Ok(()) };
     let now = d.clock.now_ms();
     let mut changed = false;
@@ -380,7 +376,7 @@ pub async fn extend(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), Call
 /// responses before they are stored: the cost at the batch tier, the cost as sent at the standard
 /// tier, and the net saving after each cached request's share of the job's caches (creation, and
 /// storage from the job's formation until now).
-pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]) -> Result<(), CallError> {
+pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]) -> Result<(), UpstreamFailure> {
     let now = d.clock.now_ms();
     let caches = match load(d, &job.id).await? {
         Some(JobCaches::Ready { caches }) => caches,
@@ -427,7 +423,7 @@ pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]
 }
 
 /// Whether the job's requests were sent referencing caches.
-pub async fn used(d: &Inner, job_id: &str) -> Result<bool, CallError> {
+pub async fn used(d: &Inner, job_id: &str) -> Result<bool, UpstreamFailure> {
     Ok(matches!(load(d, job_id).await?, Some(JobCaches::Ready { .. } | JobCaches::Released)))
 }
 

@@ -173,6 +173,13 @@ pub struct QueueError(pub String);
 
 pub type QResult<T> = Result<T, QueueError>;
 
+/// A queue failure around an upstream call is the gateway's own, and as transient as the queue.
+impl From<QueueError> for crate::proxy::UpstreamFailure {
+    fn from(e: QueueError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
 /// Every queue operation is atomic: a crash leaves the state before or after it, never between.
 #[async_trait::async_trait]
 pub trait Queue: Send + Sync + 'static {

@@ -116,7 +116,7 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
                 let mut resp_headers = HeaderMap::new();
                 proxy::copy_response_headers(resp.headers(), &mut resp_headers);
                 let err_body = resp.bytes().await.unwrap_or_default();
-                if !caching::is_cache_rejection(status, &err_body) {
+                if !proxy::UpstreamFailure::from_answer(status, &err_body).is_cache_rejection() {
                     return Ok(respond::buffered(status, resp_headers, err_body, &plan.annotation));
                 }
                 // Fail open: the cache is gone or refused; forget it and send the original once.

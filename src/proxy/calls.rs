@@ -1,7 +1,7 @@
 //! The gateway's own calls to the Gemini API (cachedContents create, renew (PATCH ttl), delete;
 //! a model's GET). They carry the credential of the tenant they act for, held in memory only.
 
-use super::Upstream;
+use super::{Upstream, UpstreamFailure};
 use crate::clock::parse_rfc3339;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
@@ -40,17 +40,6 @@ impl Credential {
     }
 }
 
-/// Why a cache operation failed.
-#[derive(Debug)]
-pub enum OpError {
-    /// The upstream says the prefix is below the model's minimum.
-    TooSmall { total: u64, min: u32 },
-    /// Any other upstream answer.
-    Status(u16, String),
-    /// No answer.
-    Transport(String),
-}
-
 /// The fields of a CachedContent resource the gateway needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Created {
@@ -86,7 +75,7 @@ async fn call(
     cred: &Credential,
     body: Option<&Value>,
     timeout: Duration,
-) -> Result<Value, OpError> {
+) -> Result<Value, UpstreamFailure> {
     let mut req = upstream
         .client()
         .request(method, format!("{}{path}", upstream.base()))
@@ -96,22 +85,19 @@ async fn call(
     if let Some(b) = body {
         req = req.body(serde_json::to_vec(b).unwrap_or_default());
     }
-    let resp = req.send().await.map_err(|e| OpError::Transport(e.without_url().to_string()))?;
+    let resp = req.send().await.map_err(UpstreamFailure::transport)?;
     let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.map_err(|e| OpError::Transport(e.without_url().to_string()))?;
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if status == 200 {
-        return Ok(v);
+    let bytes = resp.bytes().await.map_err(UpstreamFailure::transport)?;
+    if status != 200 {
+        return Err(UpstreamFailure::from_answer(status, &bytes));
     }
-    let message = v["error"]["message"].as_str().unwrap_or("").to_string();
-    if let Some((total, min)) = crate::gemini::error::parse_too_small(&message) {
-        return Err(OpError::TooSmall { total, min });
-    }
-    Err(OpError::Status(status, message))
+    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-fn parse_created(v: &Value) -> Result<Created, OpError> {
-    let name = v["name"].as_str().ok_or_else(|| OpError::Status(200, "no name in response".into()))?;
+fn parse_created(v: &Value) -> Result<Created, UpstreamFailure> {
+    let name = v["name"]
+        .as_str()
+        .ok_or_else(|| UpstreamFailure::Status { status: 200, message: "no name in response".into() })?;
     let time = |f: &str| v[f].as_str().and_then(parse_rfc3339).unwrap_or(0);
     let (expire_ms, stamped_ms) = (time("expireTime"), time("updateTime").max(time("createTime")));
     let tokens = v["usageMetadata"]["totalTokenCount"].as_u64().unwrap_or(0);
@@ -125,7 +111,7 @@ pub async fn create(
     cred: &Credential,
     body: &Value,
     timeout: Duration,
-) -> Result<Created, OpError> {
+) -> Result<Created, UpstreamFailure> {
     let v =
         call(upstream, http::Method::POST, &format!("/{version}/cachedContents"), cred, Some(body), timeout).await?;
     parse_created(&v)
@@ -139,7 +125,7 @@ pub async fn renew(
     cred: &Credential,
     ttl: Duration,
     timeout: Duration,
-) -> Result<Created, OpError> {
+) -> Result<Created, UpstreamFailure> {
     let body = serde_json::json!({"ttl": format!("{}s", ttl.as_secs())});
     let v = call(upstream, http::Method::PATCH, &format!("/v1beta/{name}"), cred, Some(&body), timeout).await?;
     parse_created(&v)
@@ -152,12 +138,17 @@ pub async fn get_model(
     id: &str,
     cred: &Credential,
     timeout: Duration,
-) -> Result<Value, OpError> {
+) -> Result<Value, UpstreamFailure> {
     call(upstream, http::Method::GET, &format!("/{version}/models/{id}"), cred, None, timeout).await
 }
 
 /// `DELETE /{version}/cachedContents/{id}`.
-pub async fn delete(upstream: &Upstream, name: &str, cred: &Credential, timeout: Duration) -> Result<(), OpError> {
+pub async fn delete(
+    upstream: &Upstream,
+    name: &str,
+    cred: &Credential,
+    timeout: Duration,
+) -> Result<(), UpstreamFailure> {
     call(upstream, http::Method::DELETE, &format!("/v1beta/{name}"), cred, None, timeout).await.map(|_| ())
 }
 
