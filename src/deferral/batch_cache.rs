@@ -21,6 +21,7 @@ use crate::accounting::{self, CreationBilling, ModelPrice, Service};
 use crate::caching::rewrite;
 use crate::gemini::canonical;
 use crate::proxy::UpstreamFailure;
+use crate::proxy::calls::Created;
 use crate::telemetry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -234,7 +235,7 @@ async fn create(
             .collect(),
         false => Vec::new(),
     };
-    let mut found = if was_pending { list(api, &job.id).await? } else { Vec::new() };
+    let mut found = if was_pending { list(api, &job.id, now).await? } else { Vec::new() };
     if plan.is_empty() && found.is_empty() {
         save(d, &job.id, &JobCaches::Uncached).await?;
         return Ok(Vec::new());
@@ -257,9 +258,10 @@ async fn create(
         let secs = ((ttl + 999) / 1000).max(1) as u64;
         let body = rewrite::cache_body(&g.body, &job.model, g.contents, secs, &display);
         let path = format!("/{}/cachedContents", api.version);
+        let sent = d.clock.now_ms();
         match api.json(http::Method::POST, &path, serde_json::to_vec(&body).ok()).await {
             Ok(v) => {
-                let Some(m) = parse(&v, g.key.clone(), g.contents, now + ttl) else { continue };
+                let Some(m) = parse(&v, g.key.clone(), g.contents, sent, sent + ttl) else { continue };
                 count("created", 1);
                 tracing::info!(job = %job.id, cache = %m.name, tokens = m.tokens, items = g.members, "job cache created");
                 made.push(m);
@@ -292,18 +294,18 @@ fn learn(d: &Inner, job: &Job, e: &UpstreamFailure) {
     }
 }
 
-fn parse(v: &Value, group: String, contents: usize, fallback_expire: i64) -> Option<Made> {
-    Some(Made {
-        group,
-        name: v["name"].as_str()?.to_string(),
-        expire_ms: v["expireTime"].as_str().and_then(crate::clock::parse_rfc3339).unwrap_or(fallback_expire),
-        tokens: v["usageMetadata"]["totalTokenCount"].as_u64().unwrap_or(0),
-        contents,
-    })
+/// A job cache from its resource. Its expiry is kept on the gateway's clock: the lifetime the
+/// upstream granted counted from `sent_ms`, the gateway's time when it sent the call, never the
+/// upstream's absolute `expireTime` (the two clocks need not agree); `fallback_expire` without one.
+fn parse(v: &Value, group: String, contents: usize, sent_ms: i64, fallback_expire: i64) -> Option<Made> {
+    let c = Created::from_resource(v)?;
+    let expire_ms = c.expire_at(sent_ms).unwrap_or(fallback_expire);
+    Some(Made { group, name: c.name, expire_ms, tokens: c.tokens, contents })
 }
 
-/// The caches the tenant has whose display name says they belong to `job_id`.
-async fn list(api: &BatchApi<'_>, job_id: &str) -> Result<Vec<Made>, UpstreamFailure> {
+/// The caches the tenant has whose display name says they belong to `job_id`. Their lifetimes
+/// are counted from `now_ms` (an upper bound: each was granted at its last update, before).
+async fn list(api: &BatchApi<'_>, job_id: &str, now_ms: i64) -> Result<Vec<Made>, UpstreamFailure> {
     let prefix = display_name(job_id, "");
     let mut out = Vec::new();
     let mut token = String::new();
@@ -316,7 +318,7 @@ async fn list(api: &BatchApi<'_>, job_id: &str) -> Result<Vec<Made>, UpstreamFai
         let page = api.json(http::Method::GET, &path, None).await?;
         for c in page["cachedContents"].as_array().into_iter().flatten() {
             if let Some(group) = c["displayName"].as_str().and_then(|n| n.strip_prefix(&prefix)) {
-                out.extend(parse(c, group.to_string(), 0, 0));
+                out.extend(parse(c, group.to_string(), 0, now_ms, 0));
             }
         }
         match page["nextPageToken"].as_str() {
@@ -339,7 +341,7 @@ async fn delete(api: &BatchApi<'_>, name: &str) {
 pub async fn release(d: &Inner, api: &BatchApi<'_>, job_id: &str) -> Result<(), UpstreamFailure> {
     let names: Vec<String> = match load(d, job_id).await? {
         Some(JobCaches::Ready { caches }) => caches.into_iter().map(|m| m.name).collect(),
-        Some(JobCaches::Pending) => list(api, job_id).await?.into_iter().map(|m| m.name).collect(),
+        Some(JobCaches::Pending) => list(api, job_id, d.clock.now_ms()).await?.into_iter().map(|m| m.name).collect(),
         _ => return Ok(()),
     };
     for name in &names {
@@ -357,9 +359,10 @@ pub async fn extend(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), Upst
     for m in caches.iter_mut().filter(|m| m.expire_ms - now < EXTEND_WITHIN_MS) {
         let ttl = ttl_ms(d, &job.model);
         let body = serde_json::json!({"ttl": format!("{}s", (ttl / 1000).max(1))});
+        let sent = d.clock.now_ms();
         match api.json(http::Method::PATCH, &format!("/v1beta/{}", m.name), serde_json::to_vec(&body).ok()).await {
             Ok(v) => {
-                m.expire_ms = v["expireTime"].as_str().and_then(crate::clock::parse_rfc3339).unwrap_or(now + ttl);
+                m.expire_ms = Created::from_resource(&v).and_then(|c| c.expire_at(sent)).unwrap_or(sent + ttl);
                 changed = true;
                 count("extended", 1);
             }

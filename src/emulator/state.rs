@@ -38,6 +38,11 @@ pub struct EmulatorState(Arc<Inner>);
 impl EmulatorState {
     pub fn new(config: EmulatorConfig) -> Self {
         let clock = Clock::new(config.clock.speed);
+        Self::with_clock(config, clock)
+    }
+
+    /// An emulator whose clock is `clock` (a test's skewed or replay-aligned one).
+    pub fn with_clock(config: EmulatorConfig, clock: Clock) -> Self {
         let rng = StdRng::seed_from_u64(config.faults.seed);
         Self(Arc::new(Inner { config, clock, store: Mutex::new(Store::default()), rng: Mutex::new(rng) }))
     }

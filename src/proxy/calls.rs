@@ -94,14 +94,20 @@ async fn call(
     Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+impl Created {
+    /// The fields of a CachedContent resource as the upstream returned it; `None` without a name.
+    pub fn from_resource(v: &Value) -> Option<Self> {
+        let name = v["name"].as_str()?;
+        let time = |f: &str| v[f].as_str().and_then(parse_rfc3339).unwrap_or(0);
+        let (expire_ms, stamped_ms) = (time("expireTime"), time("updateTime").max(time("createTime")));
+        let tokens = v["usageMetadata"]["totalTokenCount"].as_u64().unwrap_or(0);
+        Some(Created { name: name.to_string(), expire_ms, stamped_ms, tokens })
+    }
+}
+
 fn parse_created(v: &Value) -> Result<Created, UpstreamFailure> {
-    let name = v["name"]
-        .as_str()
-        .ok_or_else(|| UpstreamFailure::Status { status: 200, message: "no name in response".into() })?;
-    let time = |f: &str| v[f].as_str().and_then(parse_rfc3339).unwrap_or(0);
-    let (expire_ms, stamped_ms) = (time("expireTime"), time("updateTime").max(time("createTime")));
-    let tokens = v["usageMetadata"]["totalTokenCount"].as_u64().unwrap_or(0);
-    Ok(Created { name: name.to_string(), expire_ms, stamped_ms, tokens })
+    Created::from_resource(v)
+        .ok_or_else(|| UpstreamFailure::Status { status: 200, message: "no name in response".into() })
 }
 
 /// `POST /{version}/cachedContents`.
