@@ -20,8 +20,8 @@ mod sizing;
 mod speculate;
 pub mod trace;
 
+pub use crate::gemini::Credential;
 pub(crate) use crate::proxy::calls as ops;
-pub use crate::proxy::calls::Credential;
 pub use annotate::{
     Annotation, Costs, Outcome, Pricing, annotate_body, encode_event, is_final_event, parse_event, sse_events,
 };

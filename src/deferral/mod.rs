@@ -152,7 +152,7 @@ impl Deferral {
 
     /// Remembers the credential a request carries (in memory only); returns its scope.
     pub fn observe(&self, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-        let (scope, cred) = Credential::from_request(headers, query)?;
+        let (scope, cred) = Credential::scoped(headers, query)?;
         let had = self.0.creds.get(&scope).is_some();
         self.0.creds.remember(&scope, cred);
         if !had {

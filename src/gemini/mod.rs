@@ -2,7 +2,9 @@
 //! hashing, error bodies and the shape of API paths.
 
 pub mod canonical;
+pub mod credential;
 pub mod error;
 pub mod path;
 
+pub use credential::{Credential, scope_of};
 pub use error::GeminiError;

@@ -59,7 +59,7 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
                     tier = Some(Tier::Standard);
                     if let (Some(scope), Some(model)) = (&scope, api.model_name()) {
                         // Nothing is queued for a key or model the upstream refuses.
-                        if let Some((_, cred)) = crate::deferral::Credential::from_request(&parts.headers, query) {
+                        if let Some((_, cred)) = crate::gemini::Credential::scoped(&parts.headers, query) {
                             if let Some(refusal) = d.admit(scope, api.version, &model, &cred).await {
                                 return Ok(refusal);
                             }

@@ -3,42 +3,9 @@
 
 use super::{Upstream, UpstreamFailure};
 use crate::clock::parse_rfc3339;
-use http::{HeaderName, HeaderValue};
+pub use crate::gemini::Credential;
 use serde_json::Value;
 use std::time::Duration;
-
-/// A tenant's credential as it reached the gateway, kept in memory to act on its caches. Its
-/// Debug output never shows the value.
-#[derive(Clone)]
-pub struct Credential {
-    name: HeaderName,
-    value: HeaderValue,
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credential({}: *****)", self.name)
-    }
-}
-
-impl Credential {
-    /// The credential of a request: `x-goog-api-key`, `?key=` (sent on as the header), or
-    /// `Authorization`, copied out of the request's header buffer (it is kept beyond the request).
-    pub fn from_request(headers: &http::HeaderMap, query: Option<&str>) -> Option<Self> {
-        let api_key = HeaderName::from_static("x-goog-api-key");
-        if let Some(v) = headers.get(&api_key) {
-            return Some(Self { name: api_key, value: crate::proxy::owned_sensitive(v) });
-        }
-        if let Some(k) = query.and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key")) {
-            let mut value = HeaderValue::from_str(&k.1).ok()?;
-            value.set_sensitive(true);
-            return Some(Self { name: api_key, value });
-        }
-        headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| Self { name: http::header::AUTHORIZATION, value: crate::proxy::owned_sensitive(v) })
-    }
-}
 
 /// The fields of a CachedContent resource the gateway needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,19 +123,4 @@ pub async fn delete(
     timeout: Duration,
 ) -> Result<(), UpstreamFailure> {
     call(upstream, http::Method::DELETE, &format!("/v1beta/{name}"), cred, None, timeout).await.map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credential_debug_hides_the_value() {
-        let mut h = http::HeaderMap::new();
-        h.insert("x-goog-api-key", HeaderValue::from_static("SECRET"));
-        let c = Credential::from_request(&h, None).unwrap();
-        assert!(!format!("{c:?}").contains("SECRET"));
-        let q = Credential::from_request(&http::HeaderMap::new(), Some("key=QK")).unwrap();
-        assert_eq!(q.value, "QK");
-    }
 }
