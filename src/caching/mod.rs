@@ -75,6 +75,37 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan for a generate call: `caching`'s when it is on and the body is a JSON object,
+    /// else the call sent as it came. Priced as the path's model either way.
+    pub async fn for_call(
+        caching: Option<&Caching>,
+        path: &ApiPath<'_>,
+        scope: Option<&str>,
+        cred: Option<&Credential>,
+        body: &Value,
+    ) -> Plan {
+        let mut plan = match (caching, body.as_object()) {
+            (Some(c), Some(obj)) => c.plan(path, scope, cred, obj).await,
+            _ => Plan::bypass(),
+        };
+        if plan.model.is_empty() {
+            plan.model = path.model_name().unwrap_or_default();
+        }
+        plan
+    }
+
+    /// The plan with the cache-rewritten body (when there is one) asking for `tier` too.
+    pub fn with_service_tier(self, tier: &str) -> Plan {
+        let rewritten = self.rewritten.map(|r| canonical::with_service_tier(&r, tier).unwrap_or(r));
+        Plan { rewritten, ..self }
+    }
+
+    /// The plan with the tier that served the request and its discount, for the annotation.
+    pub fn served_at(mut self, tier: Option<(&'static str, f64)>) -> Plan {
+        self.annotation.tier = tier;
+        self
+    }
+
     /// A request the gateway does not cache: sent as it came.
     pub fn bypass() -> Self {
         Plan {
@@ -175,8 +206,8 @@ impl Caching {
     pub async fn plan(
         &self,
         path: &ApiPath<'_>,
-        headers: &http::HeaderMap,
-        query: Option<&str>,
+        scope: Option<&str>,
+        cred: Option<&Credential>,
         body: &Map<String, Value>,
     ) -> Plan {
         let e = &self.0;
@@ -184,7 +215,7 @@ impl Caching {
         {
             return self.count(Plan::bypass());
         }
-        let (Some(scope), Some(model)) = (scope_of(headers, query), path.model_name()) else {
+        let (Some(scope), Some(model)) = (scope.map(str::to_string), path.model_name()) else {
             return self.count(Plan::bypass());
         };
         let fp = fingerprint(&scope, &model, body);
@@ -196,7 +227,7 @@ impl Caching {
         }
         plan.annotation.outcome = Outcome::Miss;
         plan.boundaries = fp.boundaries.iter().map(|b| (b.key.clone(), b.bytes)).collect();
-        let cred = Credential::from_request(headers, query);
+        let cred = cred.cloned();
         if let Some(c) = &cred {
             e.creds.insert(scope.clone(), c.clone());
         }
@@ -292,6 +323,15 @@ impl Caching {
         metrics::counter!(telemetry::CACHE_STORAGE_MICRO_USD, "model" => model.to_string())
             .increment((storage * 1e6) as u64);
         storage
+    }
+
+    /// The plan after the upstream rejected the cache it used (deleted or expired behind the
+    /// gateway's back): the cache is forgotten and the original request goes as it came.
+    pub async fn rejected(&self, plan: Plan) -> Plan {
+        if let Some(key) = &plan.key {
+            self.invalidate(key).await;
+        }
+        Plan { annotation: Annotation::new(Outcome::Error), key: None, overhead_usd: 0.0, ..plan }
     }
 
     /// Forgets a cache the upstream rejected (deleted or expired behind the gateway's back).
