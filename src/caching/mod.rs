@@ -49,7 +49,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use trace::{TraceBoundary, TraceRecord, TraceWriter};
+use trace::{TraceBoundary, TraceRecord, TraceSink, TraceWriter};
 
 /// What to do with one generate request.
 #[derive(Debug, Clone)]
@@ -138,7 +138,7 @@ struct Inner {
     renewing: Mutex<HashSet<String>>,
     /// scope → credential, in memory only, to renew and delete that tenant's caches.
     creds: moka::sync::Cache<String, Credential>,
-    trace: Option<TraceWriter>,
+    trace: Option<Box<dyn TraceSink>>,
     upstream: Upstream,
     timeout: Duration,
     tracker: TaskTracker,
@@ -163,8 +163,10 @@ pub struct Deps {
 
 impl Caching {
     pub fn new(cfg: CachingConfig, deps: Deps) -> anyhow::Result<Self> {
-        let trace =
-            if cfg.trace_file.as_os_str().is_empty() { None } else { Some(TraceWriter::open(&cfg.trace_file)?) };
+        let trace: Option<Box<dyn TraceSink>> = match cfg.trace_file.as_os_str().is_empty() {
+            true => None,
+            false => Some(Box::new(TraceWriter::open(&cfg.trace_file)?)),
+        };
         let creds =
             moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(24 * 3600)).build();
         Ok(Caching(Arc::new(Inner {
@@ -376,7 +378,7 @@ impl Caching {
                     output_tokens: output,
                     implicit_cached_tokens: if plan.key.is_none() { cached } else { 0 },
                 };
-                if let Err(err) = w.append(&rec) {
+                if let Err(err) = w.record(&rec) {
                     tracing::warn!(%err, "trace record not written");
                 }
             }
