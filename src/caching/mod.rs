@@ -22,9 +22,7 @@ pub mod trace;
 
 pub use crate::gemini::Credential;
 pub(crate) use crate::proxy::calls as ops;
-pub use annotate::{
-    Annotation, Costs, Outcome, Pricing, annotate_body, encode_event, is_final_event, parse_event, sse_events,
-};
+pub use annotate::{Annotation, Costs, Outcome, Pricing, annotate_body};
 pub use cost_policy::Decision;
 pub use engine::{CacheView, Engine, Intent, Request, Sweep};
 pub use fingerprint::{Boundary, Fingerprint, fingerprint, scope_of};
@@ -346,8 +344,8 @@ impl Caching {
     /// upstream, tokens served from gateway caches; and records the trace line when enabled.
     pub fn learn(&self, plan: &Plan, usage: &Value) {
         let e = &self.0;
-        let prompt = usage.get("promptTokenCount").and_then(Value::as_u64).unwrap_or(0);
-        let cached = usage.get("cachedContentTokenCount").and_then(Value::as_u64).unwrap_or(0);
+        let counts = crate::gemini::usage::Usage::from_usage_metadata(usage);
+        let (prompt, cached) = (counts.prompt_tokens, counts.cached_tokens);
         if prompt > 0 {
             e.sizer.observe(&plan.model, plan.total_bytes, prompt);
         }
@@ -359,8 +357,7 @@ impl Caching {
         }
         if let Some(w) = &e.trace {
             if plan.annotation.outcome != Outcome::Bypass {
-                let output = usage.get("candidatesTokenCount").and_then(Value::as_u64).unwrap_or(0)
-                    + usage.get("thoughtsTokenCount").and_then(Value::as_u64).unwrap_or(0);
+                let output = counts.output_tokens + counts.thoughts_tokens;
                 let rec = TraceRecord {
                     timestamp: e.clock.now_ms(),
                     model: plan.model.trim_start_matches("models/").to_string(),

@@ -20,6 +20,7 @@ use super::queue::{ItemResult, Job};
 use crate::accounting::{self, CreationBilling, ModelPrice, Service};
 use crate::caching::rewrite;
 use crate::gemini::canonical;
+use crate::gemini::usage::Usage;
 use crate::proxy::UpstreamFailure;
 use crate::proxy::calls::Created;
 use crate::telemetry;
@@ -387,7 +388,7 @@ pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]
     };
     let readers = results
         .iter()
-        .filter(|(_, r)| matches!(r, ItemResult::Response(v) if v["usageMetadata"]["cachedContentTokenCount"].as_u64().unwrap_or(0) > 0))
+        .filter(|(_, r)| matches!(r, ItemResult::Response(v) if Usage::of_response(v).cached_tokens > 0))
         .count();
     let p = d.catalog.price(&job.model, now).row;
     let billing = d.catalog.prices().cache_creation;
@@ -405,7 +406,7 @@ pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]
         if let Some(u) = usage.as_object_mut() {
             u.remove("serviceTier");
         }
-        let cached = usage["cachedContentTokenCount"].as_u64().unwrap_or(0);
+        let cached = crate::gemini::usage::cached_tokens(&usage);
         let from_cache = cached > 0 && !caches.is_empty();
         let overhead = if from_cache { share } else { 0.0 };
         let Some((costs, pricing)) = d.catalog.costs(&job.model, &usage, Service::Batch, overhead, now) else {

@@ -5,6 +5,8 @@ pub mod canonical;
 pub mod credential;
 pub mod error;
 pub mod path;
+pub mod sse;
+pub mod usage;
 
 pub use credential::{Credential, scope_of};
 pub use error::GeminiError;
