@@ -1,12 +1,10 @@
 //! Shared emulator state: config, clock, the in-memory store (caches, files, uploads, batches,
 //! ledger) behind one mutex, and the seeded random generator behind fault injection.
 
-use super::batches::BatchJob;
-use super::caches::CacheEntry;
 use super::clock::Clock;
 use super::config::EmulatorConfig;
-use super::files::{FileEntry, UploadSession};
 use super::ledger::Ledger;
+use super::records::{BatchJob, CacheEntry, FileEntry, ImplicitPrefixes, UploadSession};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -20,7 +18,7 @@ pub struct Store {
     pub uploads: HashMap<String, UploadSession>,
     pub batches: HashMap<String, BatchJob>,
     pub ledger: Ledger,
-    pub implicit: super::implicit::ImplicitPrefixes,
+    pub implicit: ImplicitPrefixes,
 }
 
 #[derive(Debug)]
