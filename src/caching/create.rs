@@ -2,7 +2,8 @@
 //! and a bounded wait for every request that wants it.
 
 use super::ops::{self, Credential};
-use super::{Boundary, CacheView, Caching, Outcome, rewrite};
+use super::{Boundary, CacheView, Caching, Outcome};
+use crate::gemini::cached_content as rewrite;
 use crate::proxy::FailureSource;
 use crate::store::CacheEntry;
 use crate::telemetry;

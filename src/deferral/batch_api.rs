@@ -3,6 +3,7 @@
 
 use super::credentials::Credential;
 use super::queue::ItemResult;
+use crate::gemini::batch;
 use crate::proxy::{Upstream, UpstreamFailure};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -79,25 +80,11 @@ impl BatchApi<'_> {
     ) -> Result<String, UpstreamFailure> {
         let total: usize = inputs.iter().map(|(_, b)| b.len() + 64).sum();
         let input_config = if (total as u64) < inline_max {
-            let requests: Vec<Value> = inputs
-                .iter()
-                .map(|(k, b)| {
-                    let req: Value = serde_json::from_slice(b).unwrap_or_else(|_| json!({}));
-                    json!({"request": req, "metadata": {"key": k}})
-                })
-                .collect();
-            json!({"requests": {"requests": requests}})
+            batch::inline_input(inputs)
         } else {
-            let mut jsonl = Vec::with_capacity(total);
-            for (k, b) in inputs {
-                let req: Value = serde_json::from_slice(b).unwrap_or_else(|_| json!({}));
-                jsonl.extend(serde_json::to_vec(&json!({"key": k, "request": req})).unwrap_or_default());
-                jsonl.push(b'\n');
-            }
-            let file = self.upload(&display_name(job_id), jsonl).await?;
-            json!({"fileName": file})
+            batch::file_input(&self.upload(&display_name(job_id), batch::jsonl_input(inputs)).await?)
         };
-        let body = json!({"batch": {"displayName": display_name(job_id), "inputConfig": input_config}});
+        let body = batch::create_body(&display_name(job_id), input_config);
         let path = format!("/{}/{model}:batchGenerateContent", self.version);
         let op = self.json(http::Method::POST, &path, serde_json::to_vec(&body).ok()).await?;
         op["name"]
@@ -195,51 +182,23 @@ impl BatchApi<'_> {
 
     /// The finished job's per-item results, matched by key: inline responses or the JSONL file.
     pub async fn results(&self, op: &Value) -> Result<Vec<(String, ItemResult)>, UpstreamFailure> {
-        let out = if op["metadata"]["output"].is_object() { &op["metadata"]["output"] } else { &op["response"] };
-        if let Some(items) = out["inlinedResponses"]["inlinedResponses"].as_array() {
-            return Ok(items
-                .iter()
-                .filter_map(|it| Some((it["metadata"]["key"].as_str()?.to_string(), item_result(it))))
-                .collect());
-        }
-        let Some(file) = out["responsesFile"].as_str() else {
-            return Ok(Vec::new());
+        let file = match batch::output_of(op) {
+            batch::Output::Inline(items) => return Ok(item_results(items)),
+            batch::Output::File(f) => f,
+            batch::Output::None => return Ok(Vec::new()),
         };
         let path = format!("/{}/{file}:download?alt=media", self.version);
         let bytes =
             self.call(http::Method::GET, &path, None).await?.bytes().await.map_err(UpstreamFailure::transport)?;
-        Ok(bytes
-            .split(|b| *b == b'\n')
-            .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
-            .filter_map(|it| Some((it["key"].as_str()?.to_string(), item_result(&it))))
-            .collect())
+        Ok(item_results(batch::jsonl_output(&bytes)))
     }
 }
 
-/// One output item: its response, or its google.rpc.Status error turned into Gemini's error shape.
-fn item_result(it: &Value) -> ItemResult {
-    if let Some(r) = it.get("response").filter(|r| !r.is_null()) {
-        return ItemResult::Response(r.clone());
-    }
-    let e = &it["error"];
-    let grpc = e["code"].as_i64().unwrap_or(13);
-    let msg = e["message"].as_str().unwrap_or("batch item failed").to_string();
-    ItemResult::error(http_of_grpc(grpc), msg)
-}
-
-/// HTTP status for a numeric google.rpc.Code.
-pub fn http_of_grpc(code: i64) -> u16 {
-    match code {
-        1 => 499,
-        3 | 9 | 11 => 400,
-        4 => 504,
-        5 => 404,
-        6 | 10 => 409,
-        7 => 403,
-        8 => 429,
-        12 => 501,
-        14 => 503,
-        16 => 401,
-        _ => 500,
-    }
+/// The queue's results for the job's output items.
+fn item_results(items: Vec<(String, batch::ItemOutput)>) -> Vec<(String, ItemResult)> {
+    let result = |o| match o {
+        batch::ItemOutput::Response(r) => ItemResult::Response(r),
+        batch::ItemOutput::Error { status, message } => ItemResult::error(status, message),
+    };
+    items.into_iter().map(|(k, o)| (k, result(o))).collect()
 }

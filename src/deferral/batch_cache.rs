@@ -18,7 +18,7 @@ use super::Inner;
 use super::batch_api::BatchApi;
 use super::queue::{ItemResult, Job};
 use crate::accounting::{self, CreationBilling, ModelPrice, Service};
-use crate::caching::rewrite;
+use crate::gemini::cached_content as rewrite;
 use crate::gemini::canonical;
 use crate::gemini::usage::Usage;
 use crate::proxy::UpstreamFailure;

@@ -3,12 +3,13 @@
 //! or failed per config; jobs whose every request was cancelled are cancelled upstream.
 
 use super::Inner;
-use super::batch_api::{BatchApi, http_of_grpc};
+use super::batch_api::BatchApi;
 use super::batch_cache;
 use super::batcher::{new_job, retry_delay_ms};
 use super::credentials::Credential;
 use super::queue::{ItemResult, Job, JobState};
 use crate::config::DeferralConfig;
+use crate::gemini::batch::http_of_grpc;
 use crate::proxy::UpstreamFailure;
 use crate::telemetry;
 use serde_json::Value;

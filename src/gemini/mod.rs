@@ -1,6 +1,8 @@
 //! The one place that knows Gemini's wire format: field spellings, the canonical form used for
 //! hashing, error bodies and the shape of API paths.
 
+pub mod batch;
+pub mod cached_content;
 pub mod canonical;
 pub mod credential;
 pub mod error;
