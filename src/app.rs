@@ -36,8 +36,8 @@ pub fn build_app(state: AppState) -> App {
         .route("/gemgate/ui/{asset}", get(crate::spend::ui_asset))
         .fallback(crate::generate::dispatch)
         .method_not_allowed_fallback(|req: Request| async move {
-            let msg = format!("gemgate: {} is not allowed on {}", req.method(), req.uri().path());
-            crate::gemini::GeminiError::new(405, msg).into_response()
+            let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+            crate::error::GatewayError::MethodNotAllowed { method, path }.into_response()
         })
         .with_state(state.clone());
     crate::layers::stack(router, state.in_flight_counter(), &state.config().server)
@@ -74,6 +74,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn metrics_handler(State(state): State<AppState>) -> Response {
     match state.metrics() {
         Some(h) if state.config().telemetry.metrics => h.render().into_response(),
-        _ => StatusCode::NOT_FOUND.into_response(),
+        _ => crate::error::GatewayError::Disabled("metrics are off (telemetry.metrics = false)").into_response(),
     }
 }

@@ -75,8 +75,8 @@ async fn send_one(client: &reqwest::Client, url: &str, key: &str, body: Value) -
         out.status = Some(resp.status().as_u16());
         out.cache = resp.headers().get("x-gemgate-cache").and_then(|v| v.to_str().ok()).map(str::to_string);
         if let Ok(v) = resp.json::<Value>().await {
-            out.prompt = v["usageMetadata"]["promptTokenCount"].as_u64().unwrap_or(0);
-            out.cached = v["usageMetadata"]["cachedContentTokenCount"].as_u64().unwrap_or(0);
+            let usage = crate::gemini::usage::Usage::of_response(&v);
+            (out.prompt, out.cached) = (usage.prompt_tokens, usage.cached_tokens);
         }
     }
     out.ms = started.elapsed().as_secs_f64() * 1e3;

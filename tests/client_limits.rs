@@ -17,11 +17,7 @@ async fn gateway() -> String {
 }
 
 async fn timeouts_counted(gw: &str, kind: &str) -> f64 {
-    let text = reqwest::get(format!("{gw}/metrics")).await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("gemgate_client_timeouts_total") && l.contains(&format!("kind=\"{kind}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    support::counted(gw, "gemgate_client_timeouts_total", kind).await
 }
 
 #[tokio::test]

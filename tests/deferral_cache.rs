@@ -193,3 +193,27 @@ async fn sixty_batch_requests_over_three_documents_pay_for_each_document_once() 
     );
     assert!(ci / ui <= 0.40, "cached batch cost {:.3}x the uncached one", ci / ui);
 }
+
+/// The upstream's clock an hour behind the gateway's: a job cache's expiry is kept on the
+/// gateway's clock (send time + the lifetime granted), so a running job's caches are not taken
+/// for expiring on every poll and extended over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_caches_expire_on_the_gateways_clock_when_the_upstreams_is_skewed() {
+    let docs: Vec<String> = (0..DOCS).map(document).collect();
+    let mut ecfg = EmulatorConfig::default();
+    ecfg.batch.processing_delay = Duration::from_millis(2000);
+    let behind = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    let clock = gemgate::emulator::clock::Clock::starting_at(behind, 1.0);
+    let emu =
+        format!("http://{}", support::serve(gemgate::emulator::router(EmulatorState::with_clock(ecfg, clock))).await);
+    let rec = support::Recorder::start(&emu).await;
+    let mut cfg = support::fast_deferral_config(&rec.url);
+    cfg.deferral.max_age = Duration::from_secs(3);
+    cfg.deferral.max_items_per_job = 100;
+    cfg.deferral.cache_shared_prefixes = true;
+    let r = Run { emu, gw: support::gateway(cfg).await };
+    let results = batch(&r, &docs).await;
+    assert!(results.iter().all(|v| v["usageMetadata"]["gemgate"]["cache"] == "hit"));
+    assert_eq!(rec.count("POST", "/cachedContents"), DOCS);
+    assert_eq!(rec.count("PATCH", ""), 0, "job caches extended while nowhere near their expiry");
+}

@@ -310,3 +310,36 @@ async fn beyond_max_in_flight_the_gateway_sheds_load_with_a_503() {
     }
     assert!(served);
 }
+
+async fn errors_counted(gw: &str, kind: &str) -> f64 {
+    support::counted(gw, "gemgate_gateway_errors_total", kind).await
+}
+
+#[tokio::test]
+async fn every_error_the_gateway_makes_up_is_gemini_json_and_counted() {
+    let (gw, _, _) = start().await;
+    let c = support::client();
+    let cases: [(reqwest::RequestBuilder, u16, &str); 5] = [
+        (c.delete(format!("{gw}/healthz")), 405, "method_not_allowed"),
+        (c.get(format!("{gw}/v1beta/models/a%2Fb")), 400, "unsafe_path"),
+        (c.get(format!("{gw}/gemgate/ui/no-such-file.js")), 404, "not_found"),
+        (c.get(format!("{gw}/gemgate/v1/operations/x?key=k")), 404, "not_found"),
+        (c.get(format!("{gw}/gemgate/v1/operations/x")), 403, "unregistered"),
+    ];
+    for (req, want, kind) in cases {
+        let before = errors_counted(&gw, kind).await;
+        let (status, body) = gemini_error(req.send().await.unwrap()).await;
+        assert_eq!(status, want, "{kind}: {body}");
+        assert!(errors_counted(&gw, kind).await > before, "{kind} was answered but not counted");
+    }
+    // hyper's own answer to a request it cannot parse is rewritten below the router, and counted too.
+    let before = errors_counted(&gw, "unparsable_http").await;
+    let mut s = support::raw::connect(&gw).await;
+    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /v1beta/models HTTP/1.1\r\nhost: x\r\nno colon here\r\n\r\n")
+        .await
+        .unwrap();
+    let (resp, _, _) = support::raw::read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(support::raw::status(&resp), 400, "{resp}");
+    assert!(resp.contains("\"INVALID_ARGUMENT\""), "{resp}");
+    assert!(errors_counted(&gw, "unparsable_http").await > before);
+}

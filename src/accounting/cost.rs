@@ -3,40 +3,8 @@
 //! `cachedContentTokenCount`; thoughts are billed as output; the tier is picked by prompt size.
 
 use super::pricing::{CreationBilling, ModelPrice, PriceSource};
-use serde_json::Value;
 
-/// The token counts of one response (`usageMetadata`; absent fields are zero).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// `promptTokenCount`: the whole prompt, cached tokens included.
-    pub prompt_tokens: u64,
-    /// `cachedContentTokenCount`: the part served from a cache (explicit or implicit).
-    pub cached_tokens: u64,
-    /// `candidatesTokenCount`.
-    pub output_tokens: u64,
-    /// `thoughtsTokenCount`, billed at the output rate.
-    pub thoughts_tokens: u64,
-    /// `toolUsePromptTokenCount`, billed at the input rate (not part of the prompt count).
-    pub tool_use_prompt_tokens: u64,
-}
-
-impl Usage {
-    /// Reads a `usageMetadata` object (camelCase as the upstream sends it, snake_case tolerated).
-    pub fn from_usage_metadata(v: &Value) -> Self {
-        let get = |camel: &str, snake: &str| v.get(camel).or_else(|| v.get(snake)).and_then(Value::as_u64).unwrap_or(0);
-        Usage {
-            prompt_tokens: get("promptTokenCount", "prompt_token_count"),
-            cached_tokens: get("cachedContentTokenCount", "cached_content_token_count"),
-            output_tokens: get("candidatesTokenCount", "candidates_token_count"),
-            thoughts_tokens: get("thoughtsTokenCount", "thoughts_token_count"),
-            tool_use_prompt_tokens: get("toolUsePromptTokenCount", "tool_use_prompt_token_count"),
-        }
-    }
-
-    fn cached(&self) -> u64 {
-        self.cached_tokens.min(self.prompt_tokens)
-    }
-}
+pub use crate::gemini::usage::Usage;
 
 /// The service tier that served a request; the price table's `[tiers]` say what each costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +59,8 @@ pub fn rates_for(p: &ModelPrice, u: &Usage, svc: Service) -> (f64, f64, f64) {
 /// tokens at the cached-read rate, output plus thoughts at the output rate.
 pub fn actual_usd(p: &ModelPrice, u: &Usage, svc: Service) -> f64 {
     let (input, output, cached) = rates_for(p, u, svc);
-    let fresh = u.prompt_tokens - u.cached() + u.tool_use_prompt_tokens;
-    (fresh as f64 * input + u.cached() as f64 * cached + (u.output_tokens + u.thoughts_tokens) as f64 * output)
+    let fresh = u.prompt_tokens - u.billed_cached() + u.tool_use_prompt_tokens;
+    (fresh as f64 * input + u.billed_cached() as f64 * cached + (u.output_tokens + u.thoughts_tokens) as f64 * output)
         * PER_TOKEN
 }
 

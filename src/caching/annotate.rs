@@ -2,8 +2,6 @@
 //! `usageMetadata` (on the final event of a stream). The official SDKs ignore the extra field.
 
 pub use crate::accounting::{Costs, Pricing};
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
@@ -177,89 +175,9 @@ pub fn annotate_body(body: &[u8], ann: &Annotation) -> Option<(Vec<u8>, Value)> 
     Some((out, v))
 }
 
-/// Splits an SSE byte stream into whole events (each ending with a blank line, `\r\n\r\n` or
-/// `\n\n`), so events can be inspected. Each event is yielded as soon as it is complete.
-pub fn sse_events<S, E>(upstream: S) -> impl Stream<Item = Result<Bytes, E>>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    futures::stream::unfold((upstream, Vec::<u8>::new(), false), |(mut up, mut buf, mut done)| async move {
-        loop {
-            if let Some(end) = event_end(&buf) {
-                let event: Vec<u8> = buf.drain(..end).collect();
-                return Some((Ok(Bytes::from(event)), (up, buf, done)));
-            }
-            if done {
-                if buf.is_empty() {
-                    return None;
-                }
-                let rest = std::mem::take(&mut buf);
-                return Some((Ok(Bytes::from(rest)), (up, buf, true)));
-            }
-            match up.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                Some(Err(e)) => return Some((Err(e), (up, buf, true))),
-                None => done = true,
-            }
-        }
-    })
-}
-
-/// Index just past the first complete event in `buf`.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The usage of an SSE event and whether it is the final one (carries a `finishReason`).
-pub fn parse_event(event: &[u8]) -> Option<Value> {
-    let text = std::str::from_utf8(event).ok()?;
-    let payload: String = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(|l| l.strip_prefix(' ').unwrap_or(l))
-        .collect::<Vec<_>>()
-        .join("\n");
-    serde_json::from_str(&payload).ok()
-}
-
-/// Re-encodes an annotated event with Google's framing.
-pub fn encode_event(v: &Value) -> Bytes {
-    let mut out = b"data: ".to_vec();
-    out.extend_from_slice(&serde_json::to_vec(v).unwrap_or_default());
-    out.extend_from_slice(b"\r\n\r\n");
-    Bytes::from(out)
-}
-
-/// True when an event should carry the annotation: it is the final candidate event.
-pub fn is_final_event(event: &[u8]) -> bool {
-    memchr_contains(event, b"\"finishReason\"") && memchr_contains(event, b"\"usageMetadata\"")
-}
-
-fn memchr_contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn splits_events_across_chunk_boundaries() {
-        let chunks = vec![
-            Ok::<_, std::io::Error>(Bytes::from_static(b"data: {\"a\":1}\r\n")),
-            Ok(Bytes::from_static(b"\r\ndata: {\"a\":2}\r\n\r\ndata: {\"a\"")),
-            Ok(Bytes::from_static(b":3}\n\n")),
-        ];
-        let events: Vec<Bytes> = sse_events(futures::stream::iter(chunks)).map(|r| r.unwrap()).collect().await;
-        assert_eq!(events.len(), 3);
-        assert_eq!(&events[1][..], b"data: {\"a\":2}\r\n\r\n");
-        assert_eq!(parse_event(&events[2]).unwrap()["a"], 3);
-    }
 
     #[test]
     fn annotation_goes_inside_usage_metadata() {

@@ -2,7 +2,9 @@
 //! and a bounded wait for every request that wants it.
 
 use super::ops::{self, Credential};
-use super::{Boundary, CacheView, Caching, Outcome, rewrite};
+use super::{Boundary, CacheView, Caching, Outcome};
+use crate::gemini::cached_content as rewrite;
+use crate::proxy::FailureSource;
 use crate::store::CacheEntry;
 use crate::telemetry;
 use serde_json::{Map, Value};
@@ -147,23 +149,18 @@ impl Caching {
                 (e.registry.get_or_load(&job.key).await.map(|h| h.snapshot()), false)
             }
             Err(err) => {
-                let kind = match &err {
-                    ops::OpError::TooSmall { min, total } => {
-                        tracing::info!(model = %job.model, total, min, "upstream minimum learned");
-                        e.catalog.learn_min(&job.model, *min);
-                        "too_small"
-                    }
-                    ops::OpError::Status(s, m) if crate::catalog::is_no_explicit_caching(*s, m) => {
-                        e.catalog.learn_no_explicit(&job.scope, &job.model);
-                        "unsupported"
-                    }
-                    ops::OpError::Status(s, m) => {
-                        tracing::warn!(status = s, message = %m, "cache creation failed");
-                        "upstream_error"
-                    }
-                    ops::OpError::Transport(m) => {
-                        tracing::warn!(error = %m, "cache creation failed");
-                        "transport"
+                let kind = if let Some((total, min)) = err.too_small() {
+                    tracing::info!(model = %job.model, total, min, "upstream minimum learned");
+                    e.catalog.learn_min(&job.model, min);
+                    "too_small"
+                } else if err.no_explicit_caching() {
+                    e.catalog.learn_no_explicit(&job.scope, &job.model);
+                    "unsupported"
+                } else {
+                    tracing::warn!(error = %err, "cache creation failed");
+                    match err.source() {
+                        FailureSource::Transport => "transport",
+                        _ => "upstream_error",
                     }
                 };
                 metrics::counter!(telemetry::CACHE_CREATIONS, "result" => kind).increment(1);

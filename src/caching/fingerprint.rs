@@ -7,7 +7,6 @@
 //! tenants apart.
 
 use crate::gemini::canonical::{self, Sink};
-use http::HeaderMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -43,23 +42,7 @@ impl Sink for Counting<'_> {
     }
 }
 
-/// SHA-256 (hex) of the credential a request carries: `x-goog-api-key`, `?key=`, or an
-/// `Authorization` header. `None` when there is none (such requests are never cached).
-pub fn scope_of(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    let cred = headers
-        .get("x-goog-api-key")
-        .map(|v| v.as_bytes().to_vec())
-        .or_else(|| {
-            query.and_then(|q| {
-                url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key").map(|(_, v)| v.as_bytes().to_vec())
-            })
-        })
-        .or_else(|| headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec()))?;
-    if cred.is_empty() {
-        return None;
-    }
-    Some(hex::encode(Sha256::digest(&cred)))
-}
+pub use crate::gemini::scope_of;
 
 const PREFIX_FIELDS: [&str; 3] = ["systemInstruction", "tools", "toolConfig"];
 
@@ -133,6 +116,7 @@ impl Sink for ByteCount {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use serde_json::json;
 
     fn fp(scope: &str, body: Value) -> Fingerprint {

@@ -15,18 +15,14 @@ mod lifecycle;
 mod policy;
 mod reason;
 pub mod registry;
-pub(crate) mod rewrite;
 mod rules;
 mod sizing;
 mod speculate;
 pub mod trace;
 
-pub use crate::gemini::error::parse_too_small;
+pub use crate::gemini::Credential;
 pub(crate) use crate::proxy::calls as ops;
-pub use crate::proxy::calls::Credential;
-pub use annotate::{
-    Annotation, Costs, Outcome, Pricing, annotate_body, encode_event, is_final_event, parse_event, sse_events,
-};
+pub use annotate::{Annotation, Costs, Outcome, Pricing, annotate_body};
 pub use cost_policy::Decision;
 pub use engine::{CacheView, Engine, Intent, PrefixView, Request, Sweep};
 pub use fingerprint::{Boundary, Fingerprint, fingerprint, scope_of};
@@ -39,6 +35,7 @@ use crate::accounting::{self, Service};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::CachingConfig;
+use crate::gemini::cached_content as rewrite;
 use crate::gemini::canonical;
 use crate::gemini::path::ApiPath;
 use crate::proxy::Upstream;
@@ -52,7 +49,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use trace::{TraceBoundary, TraceRecord, TraceWriter};
+use trace::{TraceBoundary, TraceRecord, TraceSink, TraceWriter};
 
 /// What to do with one generate request.
 #[derive(Debug, Clone)]
@@ -78,6 +75,37 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan for a generate call: `caching`'s when it is on and the body is a JSON object,
+    /// else the call sent as it came. Priced as the path's model either way.
+    pub async fn for_call(
+        caching: Option<&Caching>,
+        path: &ApiPath<'_>,
+        scope: Option<&str>,
+        cred: Option<&Credential>,
+        body: &Value,
+    ) -> Plan {
+        let mut plan = match (caching, body.as_object()) {
+            (Some(c), Some(obj)) => c.plan(path, scope, cred, obj).await,
+            _ => Plan::bypass(),
+        };
+        if plan.model.is_empty() {
+            plan.model = path.model_name().unwrap_or_default();
+        }
+        plan
+    }
+
+    /// The plan with the cache-rewritten body (when there is one) asking for `tier` too.
+    pub fn with_service_tier(self, tier: &str) -> Plan {
+        let rewritten = self.rewritten.map(|r| canonical::with_service_tier(&r, tier).unwrap_or(r));
+        Plan { rewritten, ..self }
+    }
+
+    /// The plan with the tier that served the request and its discount, for the annotation.
+    pub fn served_at(mut self, tier: Option<(&'static str, f64)>) -> Plan {
+        self.annotation.tier = tier;
+        self
+    }
+
     /// A request the gateway does not cache: sent as it came (the reason says caching is off;
     /// the planner says why otherwise).
     pub fn bypass() -> Self {
@@ -111,7 +139,7 @@ struct Inner {
     renewing: Mutex<HashSet<String>>,
     /// scope → credential, in memory only, to renew and delete that tenant's caches.
     creds: moka::sync::Cache<String, Credential>,
-    trace: Option<TraceWriter>,
+    trace: Option<Box<dyn TraceSink>>,
     upstream: Upstream,
     timeout: Duration,
     tracker: TaskTracker,
@@ -136,8 +164,10 @@ pub struct Deps {
 
 impl Caching {
     pub fn new(cfg: CachingConfig, deps: Deps) -> anyhow::Result<Self> {
-        let trace =
-            if cfg.trace_file.as_os_str().is_empty() { None } else { Some(TraceWriter::open(&cfg.trace_file)?) };
+        let trace: Option<Box<dyn TraceSink>> = match cfg.trace_file.as_os_str().is_empty() {
+            true => None,
+            false => Some(Box::new(TraceWriter::open(&cfg.trace_file)?)),
+        };
         let creds =
             moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(24 * 3600)).build();
         Ok(Caching(Arc::new(Inner {
@@ -189,8 +219,8 @@ impl Caching {
     pub async fn plan(
         &self,
         path: &ApiPath<'_>,
-        headers: &http::HeaderMap,
-        query: Option<&str>,
+        scope: Option<&str>,
+        cred: Option<&Credential>,
         body: &Map<String, Value>,
     ) -> Plan {
         let e = &self.0;
@@ -208,7 +238,7 @@ impl Caching {
         if !canonical::is_empty(canonical::get(body, "cachedContent")) {
             return bypass(Reason::ClientCache);
         }
-        let (Some(scope), Some(model)) = (scope_of(headers, query), path.model_name()) else {
+        let (Some(scope), Some(model)) = (scope.map(str::to_string), path.model_name()) else {
             return bypass(Reason::NotEligible);
         };
         let fp = fingerprint(&scope, &model, body);
@@ -221,7 +251,7 @@ impl Caching {
         }
         plan.annotation.outcome = Outcome::Miss;
         plan.boundaries = fp.boundaries.iter().map(|b| (b.key.clone(), b.bytes)).collect();
-        let cred = Credential::from_request(headers, query);
+        let cred = cred.cloned();
         if let Some(c) = &cred {
             e.creds.insert(scope.clone(), c.clone());
         }
@@ -326,6 +356,15 @@ impl Caching {
         storage
     }
 
+    /// The plan after the upstream rejected the cache it used (deleted or expired behind the
+    /// gateway's back): the cache is forgotten and the original request goes as it came.
+    pub async fn rejected(&self, plan: Plan) -> Plan {
+        if let Some(key) = &plan.key {
+            self.invalidate(key).await;
+        }
+        Plan { annotation: Annotation::new(Outcome::Error), key: None, overhead_usd: 0.0, ..plan }
+    }
+
     /// Forgets a cache the upstream rejected (deleted or expired behind the gateway's back).
     pub async fn invalidate(&self, key: &str) {
         self.0.registry.remove(key).await;
@@ -336,8 +375,8 @@ impl Caching {
     /// upstream, tokens served from gateway caches; and records the trace line when enabled.
     pub fn learn(&self, plan: &Plan, usage: &Value) {
         let e = &self.0;
-        let prompt = usage.get("promptTokenCount").and_then(Value::as_u64).unwrap_or(0);
-        let cached = usage.get("cachedContentTokenCount").and_then(Value::as_u64).unwrap_or(0);
+        let counts = crate::gemini::usage::Usage::from_usage_metadata(usage);
+        let (prompt, cached) = (counts.prompt_tokens, counts.cached_tokens);
         if prompt > 0 {
             e.sizer.observe(&plan.model, plan.total_bytes, prompt);
         }
@@ -349,8 +388,7 @@ impl Caching {
         }
         if let Some(w) = &e.trace {
             if plan.annotation.outcome != Outcome::Bypass {
-                let output = usage.get("candidatesTokenCount").and_then(Value::as_u64).unwrap_or(0)
-                    + usage.get("thoughtsTokenCount").and_then(Value::as_u64).unwrap_or(0);
+                let output = counts.output_tokens + counts.thoughts_tokens;
                 let rec = TraceRecord {
                     timestamp: e.clock.now_ms(),
                     model: plan.model.trim_start_matches("models/").to_string(),
@@ -368,7 +406,7 @@ impl Caching {
                     output_tokens: output,
                     implicit_cached_tokens: if plan.key.is_none() { cached } else { 0 },
                 };
-                if let Err(err) = w.append(&rec) {
+                if let Err(err) = w.record(&rec) {
                     tracing::warn!(%err, "trace record not written");
                 }
             }
@@ -396,13 +434,4 @@ impl Caching {
     pub fn catalog(&self) -> &Catalog {
         &self.0.catalog
     }
-}
-
-/// True when an upstream error says the referenced cache is gone or unusable.
-pub fn is_cache_rejection(status: u16, body: &[u8]) -> bool {
-    if status != 403 && status != 400 && status != 404 {
-        return false;
-    }
-    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
-    text.contains("cachedcontent") || text.contains("cached content") || text.contains("cached_content")
 }

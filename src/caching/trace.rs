@@ -36,6 +36,18 @@ pub struct TraceRecord {
     pub implicit_cached_tokens: u64,
 }
 
+/// Where the cached path's trace lines go: the caching path records through this and never
+/// knows what keeps them ([`TraceWriter`]'s file, or a test's collector).
+pub trait TraceSink: Send + Sync {
+    fn record(&self, rec: &TraceRecord) -> std::io::Result<()>;
+}
+
+impl TraceSink for TraceWriter {
+    fn record(&self, rec: &TraceRecord) -> std::io::Result<()> {
+        self.append(rec)
+    }
+}
+
 /// Appends [`TraceRecord`]s to a JSONL file; safe to share between request tasks.
 pub struct TraceWriter {
     file: Mutex<std::io::BufWriter<std::fs::File>>,

@@ -161,7 +161,7 @@ impl Catalog {
                     tracing::debug!(model = %id, explicit, "model capabilities learned");
                     e.explicit.insert(key, Explicit::Learned(explicit));
                 }
-                Err(crate::proxy::calls::OpError::Status(404, _)) => {
+                Err(err) if err.status() == Some(404) => {
                     // The model does not exist for this credential: nothing can be cached for it.
                     e.explicit.insert(key, Explicit::Learned(false));
                 }
@@ -212,11 +212,6 @@ impl Catalog {
 /// Whether a model resource lists `method` in `supportedGenerationMethods`.
 pub fn supports(model: &serde_json::Value, method: &str) -> bool {
     model["supportedGenerationMethods"].as_array().is_some_and(|a| a.iter().any(|m| m == method))
-}
-
-/// True when an upstream error message says the model cannot have explicit caches.
-pub fn is_no_explicit_caching(status: u16, message: &str) -> bool {
-    status == 404 && message.contains("not supported for createCachedContent")
 }
 
 #[cfg(test)]

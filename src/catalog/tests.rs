@@ -75,8 +75,7 @@ async fn learns_from_each_create_error_text() {
     // The documented 404 for a model without explicit caching.
     let err =
         crate::proxy::calls::create(&up, "v1beta", &cred(), &body("models/gemini-4-carbon"), t).await.unwrap_err();
-    let crate::proxy::calls::OpError::Status(status, message) = err else { panic!("{err:?}") };
-    assert!(is_no_explicit_caching(status, &message), "{status} {message}");
+    assert!(err.no_explicit_caching(), "{err}");
     assert!(c.explicit_caching("s", "gemini-4-carbon", "v1beta", None));
     c.learn_no_explicit("s", "gemini-4-carbon");
     assert!(!c.explicit_caching("s", "gemini-4-carbon", "v1beta", None));
@@ -84,11 +83,11 @@ async fn learns_from_each_create_error_text() {
     let small = serde_json::json!({"model": "models/gemini-2.5-flash-lite",
         "contents": [{"role": "user", "parts": [{"text": "word ".repeat(1_200)}]}]});
     let err = crate::proxy::calls::create(&up, "v1beta", &cred(), &small, t).await.unwrap_err();
-    let crate::proxy::calls::OpError::TooSmall { min, .. } = err else { panic!("{err:?}") };
+    let Some((_, min)) = err.too_small() else { panic!("{err:?}") };
     assert_eq!(min, 2048);
     c.learn_min("models/gemini-2.5-flash-lite", 3000);
     assert_eq!(c.min_tokens("gemini-2.5-flash-lite"), 3000);
-    assert!(!is_no_explicit_caching(404, "CachedContent not found (or permission denied)"));
+    assert!(!crate::gemini::error::is_no_explicit_caching(404, "CachedContent not found (or permission denied)"));
 }
 
 #[test]

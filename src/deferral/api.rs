@@ -5,27 +5,21 @@
 use super::delivery::operation;
 use super::queue::Item;
 use super::{Deferral, ItemResult};
-use crate::gemini::GeminiError;
+use crate::error::GatewayError;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use serde_json::json;
 use std::collections::HashMap;
 
-fn unregistered() -> GeminiError {
-    GeminiError::permission_denied(
-        "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
-    )
-}
-
 fn not_found(id: &str) -> Response {
-    GeminiError::not_found(format!("Operation operations/{id} not found.")).into_response()
+    GatewayError::OperationNotFound(id.to_string()).into_response()
 }
 
 /// The queue did not answer (Redis down, a timeout): transient, so 503 and the client retries.
 fn unavailable(e: impl std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "deferral queue unavailable");
-    GeminiError::new(503, "gemgate: the deferral queue is unavailable; retry later").into_response()
+    GatewayError::QueueUnavailable.into_response()
 }
 
 /// What the operations API needs from the gateway's state: the deferral handle, when enabled.
@@ -33,13 +27,13 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 pub struct DeferralState(pub Option<Deferral>);
 
 /// The deferral handle and the caller's scope, or the response to give instead.
-fn caller(state: &DeferralState, headers: &HeaderMap, query: Option<&str>) -> Result<(Deferral, String), GeminiError> {
+fn caller(state: &DeferralState, headers: &HeaderMap, query: Option<&str>) -> Result<(Deferral, String), GatewayError> {
     let Some(d) = &state.0 else {
-        return Err(GeminiError::not_found("gemgate: deferred execution is disabled"));
+        return Err(GatewayError::Disabled("deferred execution is disabled"));
     };
     match d.observe(headers, query) {
         Some(scope) => Ok((d.clone(), scope)),
-        None => Err(unregistered()),
+        None => Err(GatewayError::Unregistered),
     }
 }
 

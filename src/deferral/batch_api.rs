@@ -3,49 +3,16 @@
 
 use super::credentials::Credential;
 use super::queue::ItemResult;
-use crate::proxy::Upstream;
+use crate::gemini::batch;
+use crate::proxy::{Upstream, UpstreamFailure};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// A failed call. `Status` means the upstream answered; `Transport` leaves it unknown whether a
-/// create took effect (so the job must be reconciled before it is sent again).
-#[derive(Debug)]
-pub enum CallError {
-    Transport(String),
-    Status(u16, String),
-}
-
-impl CallError {
-    /// 429 and 5xx answers and transport failures are worth retrying; other 4xx are final.
-    pub fn retryable(&self) -> bool {
-        match self {
-            Self::Transport(_) => true,
-            Self::Status(s, _) => *s == 429 || *s >= 500,
-        }
-    }
-    /// The error to hand to the job's requests when it is final.
-    pub fn to_result(&self) -> ItemResult {
-        match self {
-            Self::Transport(m) => ItemResult::error(502, format!("gemgate: batch submission failed: {m}")),
-            Self::Status(code, body) => {
-                let msg = serde_json::from_str::<Value>(body)
-                    .ok()
-                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| body.clone());
-                ItemResult::error(*code, msg)
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Transport(m) => write!(f, "transport: {m}"),
-            Self::Status(s, b) => {
-                write!(f, "status {s}: {}", b.chars().take(300).collect::<String>())
-            }
-        }
+/// What a job's requests get when its submission failed for good.
+pub fn failed_submission(e: &UpstreamFailure) -> ItemResult {
+    match e {
+        UpstreamFailure::Status { status, message } => ItemResult::error(*status, message.clone()),
+        other => ItemResult::error(502, format!("gemgate: batch submission failed: {}", other.detail())),
     }
 }
 
@@ -68,7 +35,7 @@ impl BatchApi<'_> {
         method: http::Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<reqwest::Response, CallError> {
+    ) -> Result<reqwest::Response, UpstreamFailure> {
         let url = format!("{}{path}", self.upstream.base());
         let mut req = self
             .upstream
@@ -80,12 +47,12 @@ impl BatchApi<'_> {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+        let resp = req.send().await.map_err(UpstreamFailure::transport)?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
             let status = resp.status().as_u16();
-            Err(CallError::Status(status, resp.text().await.unwrap_or_default()))
+            Err(UpstreamFailure::from_answer(status, &resp.bytes().await.unwrap_or_default()))
         }
     }
 
@@ -94,13 +61,13 @@ impl BatchApi<'_> {
         method: http::Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<Value, CallError> {
+    ) -> Result<Value, UpstreamFailure> {
         let resp = self.call(method, path, body).await?;
-        let bytes = resp.bytes().await.map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+        let bytes = resp.bytes().await.map_err(UpstreamFailure::transport)?;
         if bytes.is_empty() {
             return Ok(json!({}));
         }
-        serde_json::from_slice(&bytes).map_err(|e| CallError::Transport(format!("bad JSON: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamFailure::Transport(format!("bad JSON: {e}")))
     }
 
     /// Creates the job; returns the upstream `batches/…` name. `inputs` are `(key, body)`.
@@ -110,38 +77,24 @@ impl BatchApi<'_> {
         job_id: &str,
         inputs: &[(String, Vec<u8>)],
         inline_max: u64,
-    ) -> Result<String, CallError> {
+    ) -> Result<String, UpstreamFailure> {
         let total: usize = inputs.iter().map(|(_, b)| b.len() + 64).sum();
         let input_config = if (total as u64) < inline_max {
-            let requests: Vec<Value> = inputs
-                .iter()
-                .map(|(k, b)| {
-                    let req: Value = serde_json::from_slice(b).unwrap_or_else(|_| json!({}));
-                    json!({"request": req, "metadata": {"key": k}})
-                })
-                .collect();
-            json!({"requests": {"requests": requests}})
+            batch::inline_input(inputs)
         } else {
-            let mut jsonl = Vec::with_capacity(total);
-            for (k, b) in inputs {
-                let req: Value = serde_json::from_slice(b).unwrap_or_else(|_| json!({}));
-                jsonl.extend(serde_json::to_vec(&json!({"key": k, "request": req})).unwrap_or_default());
-                jsonl.push(b'\n');
-            }
-            let file = self.upload(&display_name(job_id), jsonl).await?;
-            json!({"fileName": file})
+            batch::file_input(&self.upload(&display_name(job_id), batch::jsonl_input(inputs)).await?)
         };
-        let body = json!({"batch": {"displayName": display_name(job_id), "inputConfig": input_config}});
+        let body = batch::create_body(&display_name(job_id), input_config);
         let path = format!("/{}/{model}:batchGenerateContent", self.version);
         let op = self.json(http::Method::POST, &path, serde_json::to_vec(&body).ok()).await?;
         op["name"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| CallError::Transport("create answered without a name".into()))
+            .ok_or_else(|| UpstreamFailure::Transport("create answered without a name".into()))
     }
 
     /// Resumable upload (start, then one upload+finalize chunk); returns `files/…`.
-    async fn upload(&self, display: &str, bytes: Vec<u8>) -> Result<String, CallError> {
+    async fn upload(&self, display: &str, bytes: Vec<u8>) -> Result<String, UpstreamFailure> {
         let url = format!("{}/upload/{}/files", self.upstream.base(), self.version);
         let meta = json!({"file": {"displayName": display, "mimeType": "application/jsonl"}});
         let start = self
@@ -158,16 +111,16 @@ impl BatchApi<'_> {
             .body(meta.to_string())
             .send()
             .await
-            .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+            .map_err(UpstreamFailure::transport)?;
         if !start.status().is_success() {
             let s = start.status().as_u16();
-            return Err(CallError::Status(s, start.text().await.unwrap_or_default()));
+            return Err(UpstreamFailure::from_answer(s, &start.bytes().await.unwrap_or_default()));
         }
         let upload_url = start
             .headers()
             .get("x-goog-upload-url")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| CallError::Transport("no x-goog-upload-url".into()))?
+            .ok_or_else(|| UpstreamFailure::Transport("no x-goog-upload-url".into()))?
             .to_string();
         let done = self
             .upstream
@@ -180,30 +133,30 @@ impl BatchApi<'_> {
             .body(bytes)
             .send()
             .await
-            .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+            .map_err(UpstreamFailure::transport)?;
         let status = done.status().as_u16();
         let text = done.text().await.unwrap_or_default();
         if !(200..300).contains(&status) {
-            return Err(CallError::Status(status, text));
+            return Err(UpstreamFailure::from_answer(status, text.as_bytes()));
         }
         let v: Value = serde_json::from_str(&text).unwrap_or_default();
         v["file"]["name"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| CallError::Transport("upload finalized without a file name".into()))
+            .ok_or_else(|| UpstreamFailure::Transport("upload finalized without a file name".into()))
     }
 
-    pub async fn get(&self, batch: &str) -> Result<Value, CallError> {
+    pub async fn get(&self, batch: &str) -> Result<Value, UpstreamFailure> {
         self.json(http::Method::GET, &format!("/{}/{batch}", self.version), None).await
     }
 
-    pub async fn cancel(&self, batch: &str) -> Result<(), CallError> {
+    pub async fn cancel(&self, batch: &str) -> Result<(), UpstreamFailure> {
         let path = format!("/{}/{batch}:cancel", self.version);
         self.json(http::Method::POST, &path, None).await.map(|_| ())
     }
 
     /// Finds the upstream job whose `displayName` is `gemgate-{job_id}`, paging through the list.
-    pub async fn find(&self, job_id: &str) -> Result<Option<String>, CallError> {
+    pub async fn find(&self, job_id: &str) -> Result<Option<String>, UpstreamFailure> {
         let want = display_name(job_id);
         let mut token = String::new();
         for _ in 0..1000 {
@@ -228,56 +181,24 @@ impl BatchApi<'_> {
     }
 
     /// The finished job's per-item results, matched by key: inline responses or the JSONL file.
-    pub async fn results(&self, op: &Value) -> Result<Vec<(String, ItemResult)>, CallError> {
-        let out = if op["metadata"]["output"].is_object() { &op["metadata"]["output"] } else { &op["response"] };
-        if let Some(items) = out["inlinedResponses"]["inlinedResponses"].as_array() {
-            return Ok(items
-                .iter()
-                .filter_map(|it| Some((it["metadata"]["key"].as_str()?.to_string(), item_result(it))))
-                .collect());
-        }
-        let Some(file) = out["responsesFile"].as_str() else {
-            return Ok(Vec::new());
+    pub async fn results(&self, op: &Value) -> Result<Vec<(String, ItemResult)>, UpstreamFailure> {
+        let file = match batch::output_of(op) {
+            batch::Output::Inline(items) => return Ok(item_results(items)),
+            batch::Output::File(f) => f,
+            batch::Output::None => return Ok(Vec::new()),
         };
         let path = format!("/{}/{file}:download?alt=media", self.version);
-        let bytes = self
-            .call(http::Method::GET, &path, None)
-            .await?
-            .bytes()
-            .await
-            .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
-        Ok(bytes
-            .split(|b| *b == b'\n')
-            .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
-            .filter_map(|it| Some((it["key"].as_str()?.to_string(), item_result(&it))))
-            .collect())
+        let bytes =
+            self.call(http::Method::GET, &path, None).await?.bytes().await.map_err(UpstreamFailure::transport)?;
+        Ok(item_results(batch::jsonl_output(&bytes)))
     }
 }
 
-/// One output item: its response, or its google.rpc.Status error turned into Gemini's error shape.
-fn item_result(it: &Value) -> ItemResult {
-    if let Some(r) = it.get("response").filter(|r| !r.is_null()) {
-        return ItemResult::Response(r.clone());
-    }
-    let e = &it["error"];
-    let grpc = e["code"].as_i64().unwrap_or(13);
-    let msg = e["message"].as_str().unwrap_or("batch item failed").to_string();
-    ItemResult::error(http_of_grpc(grpc), msg)
-}
-
-/// HTTP status for a numeric google.rpc.Code.
-pub fn http_of_grpc(code: i64) -> u16 {
-    match code {
-        1 => 499,
-        3 | 9 | 11 => 400,
-        4 => 504,
-        5 => 404,
-        6 | 10 => 409,
-        7 => 403,
-        8 => 429,
-        12 => 501,
-        14 => 503,
-        16 => 401,
-        _ => 500,
-    }
+/// The queue's results for the job's output items.
+fn item_results(items: Vec<(String, batch::ItemOutput)>) -> Vec<(String, ItemResult)> {
+    let result = |o| match o {
+        batch::ItemOutput::Response(r) => ItemResult::Response(r),
+        batch::ItemOutput::Error { status, message } => ItemResult::error(status, message),
+    };
+    items.into_iter().map(|(k, o)| (k, result(o))).collect()
 }

@@ -15,11 +15,14 @@
 //! says its cache was missing (expired under a slow job) is resubmitted uncached, once.
 
 use super::Inner;
-use super::batch_api::{BatchApi, CallError};
+use super::batch_api::BatchApi;
 use super::queue::{ItemResult, Job};
 use crate::accounting::{self, CreationBilling, ModelPrice, Service};
-use crate::caching::rewrite;
+use crate::gemini::cached_content as rewrite;
 use crate::gemini::canonical;
+use crate::gemini::usage::Usage;
+use crate::proxy::UpstreamFailure;
+use crate::proxy::calls::Created;
 use crate::telemetry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -148,18 +151,18 @@ fn display_name(job_id: &str, group: &str) -> String {
     format!("gemgate-{job_id}-{group}")
 }
 
-async fn load(d: &Inner, job_id: &str) -> Result<Option<JobCaches>, CallError> {
-    let raw = d.queue.job_cache(job_id).await.map_err(|e| CallError::Transport(e.0))?;
+async fn load(d: &Inner, job_id: &str) -> Result<Option<JobCaches>, UpstreamFailure> {
+    let raw = d.queue.job_cache(job_id).await?;
     Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
-async fn save(d: &Inner, job_id: &str, state: &JobCaches) -> Result<(), CallError> {
+async fn save(d: &Inner, job_id: &str, state: &JobCaches) -> Result<(), UpstreamFailure> {
     let raw = serde_json::to_string(state).unwrap_or_default();
-    d.queue.set_job_cache(job_id, &raw, d.clock.now_ms()).await.map_err(|e| CallError::Transport(e.0))
+    d.queue.set_job_cache(job_id, &raw, d.clock.now_ms()).await.map_err(UpstreamFailure::from)
 }
 
 /// Marks a job (a resubmission after cache errors) as going out uncached.
-pub async fn mark_uncached(d: &Inner, job_id: &str) -> Result<(), CallError> {
+pub async fn mark_uncached(d: &Inner, job_id: &str) -> Result<(), UpstreamFailure> {
     save(d, job_id, &JobCaches::Uncached).await
 }
 
@@ -179,7 +182,7 @@ pub async fn prepare(
     api: &BatchApi<'_>,
     job: &Job,
     inputs: Vec<(String, Vec<u8>)>,
-) -> Result<Vec<(String, Vec<u8>)>, CallError> {
+) -> Result<Vec<(String, Vec<u8>)>, UpstreamFailure> {
     let caches = match load(d, &job.id).await? {
         Some(JobCaches::Uncached | JobCaches::Released) => return Ok(inputs),
         Some(JobCaches::Ready { .. }) => {
@@ -218,7 +221,7 @@ async fn create(
     job: &Job,
     inputs: &[(String, Vec<u8>)],
     was_pending: bool,
-) -> Result<Vec<Made>, CallError> {
+) -> Result<Vec<Made>, UpstreamFailure> {
     let now = d.clock.now_ms();
     let ttl = ttl_ms(d, &job.model);
     let run = d.runs.expected_ms(&job.model, d.cfg.expected_job_run.as_millis() as i64);
@@ -233,7 +236,7 @@ async fn create(
             .collect(),
         false => Vec::new(),
     };
-    let mut found = if was_pending { list(api, &job.id).await? } else { Vec::new() };
+    let mut found = if was_pending { list(api, &job.id, now).await? } else { Vec::new() };
     if plan.is_empty() && found.is_empty() {
         save(d, &job.id, &JobCaches::Uncached).await?;
         return Ok(Vec::new());
@@ -256,9 +259,10 @@ async fn create(
         let secs = ((ttl + 999) / 1000).max(1) as u64;
         let body = rewrite::cache_body(&g.body, &job.model, g.contents, secs, &display);
         let path = format!("/{}/cachedContents", api.version);
+        let sent = d.clock.now_ms();
         match api.json(http::Method::POST, &path, serde_json::to_vec(&body).ok()).await {
             Ok(v) => {
-                let Some(m) = parse(&v, g.key.clone(), g.contents, now + ttl) else { continue };
+                let Some(m) = parse(&v, g.key.clone(), g.contents, sent, sent + ttl) else { continue };
                 count("created", 1);
                 tracing::info!(job = %job.id, cache = %m.name, tokens = m.tokens, items = g.members, "job cache created");
                 made.push(m);
@@ -283,31 +287,26 @@ async fn create(
 }
 
 /// What a failed create teaches the catalog (the model's minimum, or no explicit caching).
-fn learn(d: &Inner, job: &Job, e: &CallError) {
-    let CallError::Status(status, body) = e else { return };
-    let msg = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    if let Some((_, min)) = crate::caching::parse_too_small(&msg) {
+fn learn(d: &Inner, job: &Job, e: &UpstreamFailure) {
+    if let Some((_, min)) = e.too_small() {
         d.catalog.learn_min(&job.model, min);
-    } else if crate::catalog::is_no_explicit_caching(*status, &msg) {
+    } else if e.no_explicit_caching() {
         d.catalog.learn_no_explicit(&job.scope, &job.model);
     }
 }
 
-fn parse(v: &Value, group: String, contents: usize, fallback_expire: i64) -> Option<Made> {
-    Some(Made {
-        group,
-        name: v["name"].as_str()?.to_string(),
-        expire_ms: v["expireTime"].as_str().and_then(crate::clock::parse_rfc3339).unwrap_or(fallback_expire),
-        tokens: v["usageMetadata"]["totalTokenCount"].as_u64().unwrap_or(0),
-        contents,
-    })
+/// A job cache from its resource. Its expiry is kept on the gateway's clock: the lifetime the
+/// upstream granted counted from `sent_ms`, the gateway's time when it sent the call, never the
+/// upstream's absolute `expireTime` (the two clocks need not agree); `fallback_expire` without one.
+fn parse(v: &Value, group: String, contents: usize, sent_ms: i64, fallback_expire: i64) -> Option<Made> {
+    let c = Created::from_resource(v)?;
+    let expire_ms = c.expire_at(sent_ms).unwrap_or(fallback_expire);
+    Some(Made { group, name: c.name, expire_ms, tokens: c.tokens, contents })
 }
 
-/// The caches the tenant has whose display name says they belong to `job_id`.
-async fn list(api: &BatchApi<'_>, job_id: &str) -> Result<Vec<Made>, CallError> {
+/// The caches the tenant has whose display name says they belong to `job_id`. Their lifetimes
+/// are counted from `now_ms` (an upper bound: each was granted at its last update, before).
+async fn list(api: &BatchApi<'_>, job_id: &str, now_ms: i64) -> Result<Vec<Made>, UpstreamFailure> {
     let prefix = display_name(job_id, "");
     let mut out = Vec::new();
     let mut token = String::new();
@@ -320,7 +319,7 @@ async fn list(api: &BatchApi<'_>, job_id: &str) -> Result<Vec<Made>, CallError> 
         let page = api.json(http::Method::GET, &path, None).await?;
         for c in page["cachedContents"].as_array().into_iter().flatten() {
             if let Some(group) = c["displayName"].as_str().and_then(|n| n.strip_prefix(&prefix)) {
-                out.extend(parse(c, group.to_string(), 0, 0));
+                out.extend(parse(c, group.to_string(), 0, now_ms, 0));
             }
         }
         match page["nextPageToken"].as_str() {
@@ -333,17 +332,17 @@ async fn list(api: &BatchApi<'_>, job_id: &str) -> Result<Vec<Made>, CallError> 
 
 async fn delete(api: &BatchApi<'_>, name: &str) {
     match api.json(http::Method::DELETE, &format!("/v1beta/{name}"), None).await {
-        Ok(_) | Err(CallError::Status(403 | 404, _)) => count("deleted", 1),
+        Ok(_) | Err(UpstreamFailure::Status { status: 403 | 404, .. }) => count("deleted", 1),
         Err(e) => tracing::warn!(cache = %name, error = %e, "deleting a job cache failed; it expires at its TTL"),
     }
 }
 
 /// Deletes the job's caches (the job reached a terminal state) and records that they are gone.
 /// Safe to repeat: a crash before the record only means deleting again.
-pub async fn release(d: &Inner, api: &BatchApi<'_>, job_id: &str) -> Result<(), CallError> {
+pub async fn release(d: &Inner, api: &BatchApi<'_>, job_id: &str) -> Result<(), UpstreamFailure> {
     let names: Vec<String> = match load(d, job_id).await? {
         Some(JobCaches::Ready { caches }) => caches.into_iter().map(|m| m.name).collect(),
-        Some(JobCaches::Pending) => list(api, job_id).await?.into_iter().map(|m| m.name).collect(),
+        Some(JobCaches::Pending) => list(api, job_id, d.clock.now_ms()).await?.into_iter().map(|m| m.name).collect(),
         _ => return Ok(()),
     };
     for name in &names {
@@ -354,16 +353,17 @@ pub async fn release(d: &Inner, api: &BatchApi<'_>, job_id: &str) -> Result<(), 
 }
 
 /// A running job whose caches near their expiry gets their TTL extended by another expected run.
-pub async fn extend(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallError> {
+pub async fn extend(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), UpstreamFailure> {
     let Some(JobCaches::Ready { mut caches }) = load(d, &job.id).await? else { return Ok(()) };
     let now = d.clock.now_ms();
     let mut changed = false;
     for m in caches.iter_mut().filter(|m| m.expire_ms - now < EXTEND_WITHIN_MS) {
         let ttl = ttl_ms(d, &job.model);
         let body = serde_json::json!({"ttl": format!("{}s", (ttl / 1000).max(1))});
+        let sent = d.clock.now_ms();
         match api.json(http::Method::PATCH, &format!("/v1beta/{}", m.name), serde_json::to_vec(&body).ok()).await {
             Ok(v) => {
-                m.expire_ms = v["expireTime"].as_str().and_then(crate::clock::parse_rfc3339).unwrap_or(now + ttl);
+                m.expire_ms = Created::from_resource(&v).and_then(|c| c.expire_at(sent)).unwrap_or(sent + ttl);
                 changed = true;
                 count("extended", 1);
             }
@@ -380,7 +380,7 @@ pub async fn extend(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), Call
 /// responses before they are stored: the cost at the batch tier, the cost as sent at the standard
 /// tier, and the net saving after each cached request's share of the job's caches (creation, and
 /// storage from the job's formation until now).
-pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]) -> Result<(), CallError> {
+pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]) -> Result<(), UpstreamFailure> {
     let now = d.clock.now_ms();
     let caches = match load(d, &job.id).await? {
         Some(JobCaches::Ready { caches }) => caches,
@@ -388,7 +388,7 @@ pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]
     };
     let readers = results
         .iter()
-        .filter(|(_, r)| matches!(r, ItemResult::Response(v) if v["usageMetadata"]["cachedContentTokenCount"].as_u64().unwrap_or(0) > 0))
+        .filter(|(_, r)| matches!(r, ItemResult::Response(v) if Usage::of_response(v).cached_tokens > 0))
         .count();
     let p = d.catalog.price(&job.model, now).row;
     let billing = d.catalog.prices().cache_creation;
@@ -406,7 +406,7 @@ pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]
         if let Some(u) = usage.as_object_mut() {
             u.remove("serviceTier");
         }
-        let cached = usage["cachedContentTokenCount"].as_u64().unwrap_or(0);
+        let cached = crate::gemini::usage::cached_tokens(&usage);
         let from_cache = cached > 0 && !caches.is_empty();
         let overhead = if from_cache { share } else { 0.0 };
         let Some((costs, pricing)) = d.catalog.costs(&job.model, &usage, Service::Batch, overhead, now) else {
@@ -427,7 +427,7 @@ pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]
 }
 
 /// Whether the job's requests were sent referencing caches.
-pub async fn used(d: &Inner, job_id: &str) -> Result<bool, CallError> {
+pub async fn used(d: &Inner, job_id: &str) -> Result<bool, UpstreamFailure> {
     Ok(matches!(load(d, job_id).await?, Some(JobCaches::Ready { .. } | JobCaches::Released)))
 }
 

@@ -3,11 +3,12 @@
 //! reached the upstream. The intent is on disk before the create call is sent.
 
 use super::Inner;
-use super::batch_api::{BatchApi, CallError};
+use super::batch_api::{BatchApi, failed_submission};
 use super::claims::Held;
 use super::credentials::Credential;
 use super::queue::{Group, Job, JobState};
 use crate::config::DeferralConfig;
+use crate::proxy::UpstreamFailure;
 use crate::telemetry;
 
 /// Whether a group is due for a flush at `now` (pure; tested on virtual time).
@@ -108,7 +109,7 @@ async fn submit_claimed(d: &Inner, held: Held, id: &str, cred: Credential) {
         let attempts = job.attempts + 1;
         let result = if !e.retryable() {
             tracing::warn!(job = %job.id, error = %e, "batch submission rejected; failing its requests");
-            e.to_result()
+            failed_submission(&e)
         } else if attempts < d.cfg.max_submit_attempts {
             tracing::warn!(job = %job.id, error = %e, attempts, "batch submission failed; will reconcile and retry");
             let _ = d.queue.schedule(&job.id, retry, 0, None).await;
@@ -129,7 +130,7 @@ async fn submit_claimed(d: &Inner, held: Held, id: &str, cred: Credential) {
     }
 }
 
-async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job, held: &Held) -> Result<(), CallError> {
+async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job, held: &Held) -> Result<(), UpstreamFailure> {
     let now = d.clock.now_ms();
     let first_poll = now + d.cfg.poll_initial.as_millis() as i64;
     if job.attempts > 0 {
@@ -148,11 +149,11 @@ async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job, held: &Held) -> Re
             return record(d, &job.id, &batch, first_poll).await;
         }
     }
-    let inputs = d.queue.job_inputs(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
+    let inputs = d.queue.job_inputs(&job.id).await?;
     // Decided (and the caches made) before the attempt is noted: a crash in between finds them
     // recorded or by name, and the job is still only an intent.
     if !held.confirm(d).await {
-        return Err(CallError::Transport("lost the job's claim before making its caches".into()));
+        return Err(UpstreamFailure::Internal("lost the job's claim before making its caches".into()));
     }
     let inputs = super::batch_cache::prepare(d, api, job, inputs).await?;
     if inputs.is_empty() {
@@ -164,9 +165,9 @@ async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job, held: &Held) -> Re
     // The attempt is durable before the call: after a crash the job is reconciled, not resent.
     let retry = now + retry_delay_ms(job.attempts + 1, &d.cfg);
     if !held.confirm(d).await {
-        return Err(CallError::Transport("lost the job's claim before sending".into()));
+        return Err(UpstreamFailure::Internal("lost the job's claim before sending".into()));
     }
-    d.queue.note_attempt(&job.id, retry).await.map_err(|e| CallError::Transport(e.0))?;
+    d.queue.note_attempt(&job.id, retry).await?;
     super::failpoint("attempt_noted");
     let batch = api.create(&job.model, &job.id, &inputs, d.cfg.inline_max_bytes).await?;
     super::failpoint("created");
@@ -175,12 +176,9 @@ async fn submit_one(d: &Inner, api: &BatchApi<'_>, job: &Job, held: &Held) -> Re
     record(d, &job.id, &batch, first_poll).await
 }
 
-async fn record(d: &Inner, job: &str, batch: &str, next: i64) -> Result<(), CallError> {
-    d.queue.mark_submitted(job, batch, next).await.map_err(|e| CallError::Transport(e.0))?;
-    d.queue
-        .schedule(job, next, d.cfg.poll_initial.as_millis() as i64, None)
-        .await
-        .map_err(|e| CallError::Transport(e.0))
+async fn record(d: &Inner, job: &str, batch: &str, next: i64) -> Result<(), UpstreamFailure> {
+    d.queue.mark_submitted(job, batch, next).await?;
+    d.queue.schedule(job, next, d.cfg.poll_initial.as_millis() as i64, None).await.map_err(UpstreamFailure::from)
 }
 
 #[cfg(test)]

@@ -3,54 +3,11 @@
 //! waits until that tenant's next request (any request, polls included) or a configured service
 //! key (see docs/deferral.md, "Credentials").
 
-use http::{HeaderMap, HeaderName, HeaderValue};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One credential, ready to be sent as a header. Debug never prints the value.
-#[derive(Clone)]
-pub struct Credential {
-    pub name: HeaderName,
-    pub value: HeaderValue,
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credential({}: *****)", self.name)
-    }
-}
-
-impl Credential {
-    /// The same credential in its own allocation, sharing nothing with the request it came from.
-    fn detached(&self) -> Self {
-        Self { name: self.name.clone(), value: crate::proxy::owned_sensitive(&self.value) }
-    }
-
-    fn api_key(key: &str) -> Option<Self> {
-        let mut value = HeaderValue::from_str(key).ok()?;
-        value.set_sensitive(true);
-        Some(Self { name: HeaderName::from_static("x-goog-api-key"), value })
-    }
-
-    /// The credential a request carries (`x-goog-api-key`, `?key=`, `Authorization`) and its
-    /// scope, computed exactly as caching computes it.
-    pub fn from_request(headers: &HeaderMap, query: Option<&str>) -> Option<(String, Self)> {
-        let scope = crate::caching::scope_of(headers, query)?;
-        let cred = if let Some(v) = headers.get("x-goog-api-key") {
-            Self { name: HeaderName::from_static("x-goog-api-key"), value: v.clone() }
-        } else if let Some((_, k)) =
-            query.and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "key"))
-        {
-            Self::api_key(&k)?
-        } else {
-            let v = headers.get(http::header::AUTHORIZATION)?;
-            Self { name: http::header::AUTHORIZATION, value: v.clone() }
-        };
-        Some((scope, cred))
-    }
-}
+pub use crate::gemini::Credential;
 
 /// At most this many tenant credentials are held; the least recently used go first.
 pub const MAX_TENANT_CREDENTIALS: u64 = 20_000;
@@ -86,7 +43,7 @@ impl Credentials {
             match std::env::var(name).ok().filter(|k| !k.is_empty()) {
                 Some(key) => {
                     if let Some(cred) = Credential::api_key(&key) {
-                        let scope = hex::encode(Sha256::digest(key.as_bytes()));
+                        let scope = crate::gemini::credential::key_scope(key.as_bytes());
                         tracing::info!(env = %name, scope = %&scope[..12], "service key loaded");
                         service.insert(scope, cred);
                     }
@@ -105,7 +62,7 @@ impl Credentials {
         if self.tenants.get(scope).is_some_and(|c| c.name == cred.name && c.value == cred.value) {
             return;
         }
-        self.tenants.insert(scope.to_string(), cred.detached());
+        self.tenants.insert(scope.to_string(), cred);
     }
 
     pub fn get(&self, scope: &str) -> Option<Credential> {
@@ -122,11 +79,12 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderMap, HeaderValue};
 
     fn cred(key: &str) -> (String, Credential) {
         let mut h = HeaderMap::new();
         h.insert("x-goog-api-key", HeaderValue::from_str(key).unwrap());
-        Credential::from_request(&h, None).unwrap()
+        Credential::scoped(&h, None).unwrap()
     }
 
     #[test]
@@ -161,7 +119,7 @@ mod tests {
         let value = HeaderValue::from_maybe_shared(buffer.slice(30_000..)).unwrap();
         let mut h = HeaderMap::new();
         h.insert("x-goog-api-key", value);
-        let (scope, c) = Credential::from_request(&h, None).unwrap();
+        let (scope, c) = Credential::scoped(&h, None).unwrap();
         let creds = Credentials::default();
         creds.remember(&scope, c);
         let stored = creds.get(&scope).unwrap();

@@ -119,7 +119,7 @@ pub fn result_response(item: &Item) -> Response {
         Some(ItemResult::Response(r)) => {
             let mut resp = json_response(StatusCode::OK, &annotated(r, &item.id));
             let usage = &r["usageMetadata"];
-            let cached = usage["cachedContentTokenCount"].as_u64().unwrap_or(0);
+            let cached = crate::gemini::usage::cached_tokens(usage);
             Annotation::from_json(&usage["gemgate"]).set_headers(resp.headers_mut(), cached);
             resp
         }

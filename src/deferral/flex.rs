@@ -1,24 +1,21 @@
 //! The Flex tier: the request goes synchronously with `serviceTier: "flex"`; when the upstream
 //! sheds it (429/503) it is retried, then sent standard or answered with the shed error, per
-//! config. The response says which tier served it (`x-gemgate-tier`).
+//! config. [`send`] returns the tier that served it, which the client's response reports
+//! (`x-gemgate-tier`).
 
-use super::marking::{TIER_HEADER, Tier};
+use super::marking::Tier;
 use crate::config::DeferralConfig;
 use crate::error::GatewayError;
 use crate::gemini::canonical;
 use crate::proxy::{Upstream, UpstreamRequest};
 use crate::telemetry;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 
 /// The body with the top-level `serviceTier` set to `tier` (lowercase, as the API spells it;
 /// either spelling of an existing field replaced). `None` if the body is not a JSON object.
 pub fn with_tier(body: &[u8], tier: Tier) -> Option<Vec<u8>> {
-    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let obj = v.as_object_mut()?;
-    canonical::take(obj, "serviceTier");
-    obj.insert("serviceTier".into(), tier.as_str().into());
-    serde_json::to_vec(&v).ok()
+    canonical::with_service_tier(body, tier.as_str())
 }
 
 /// [`with_tier`] for flex.
@@ -39,7 +36,7 @@ pub async fn send(
     path_and_query: &str,
     headers: &HeaderMap,
     body: Bytes,
-) -> Result<crate::proxy::UpstreamResponse, GatewayError> {
+) -> Result<(crate::proxy::UpstreamResponse, Tier), GatewayError> {
     let request = |bytes: Bytes| UpstreamRequest {
         method: Method::POST,
         path_and_query: path_and_query.to_string(),
@@ -47,7 +44,7 @@ pub async fn send(
         body: bytes.into(),
     };
     let Some(flex_body) = with_flex(&body).map(Bytes::from) else {
-        return tag(upstream.send(request(body)).await?, Tier::Standard);
+        return Ok((upstream.send(request(body)).await?, Tier::Standard));
     };
     let mut attempt = 0;
     loop {
@@ -57,7 +54,7 @@ pub async fn send(
         let resp = resp?;
         if !is_shed(resp.status().as_u16()) {
             metrics::counter!(telemetry::DEFER_FLEX, "outcome" => "served").increment(1);
-            return tag(resp, Tier::Flex);
+            return Ok((resp, Tier::Flex));
         }
         metrics::counter!(telemetry::DEFER_FLEX, "outcome" => "shed").increment(1);
         if attempt >= cfg.flex_retries {
@@ -67,18 +64,13 @@ pub async fn send(
                 let started = std::time::Instant::now();
                 let resp = upstream.send(request(body)).await;
                 crate::telemetry::record_upstream_time(started.elapsed());
-                return tag(resp?, Tier::Standard);
+                return Ok((resp?, Tier::Standard));
             }
-            return tag(resp, Tier::Flex);
+            return Ok((resp, Tier::Flex));
         }
         attempt += 1;
         tokio::time::sleep(cfg.flex_retry_delay).await;
     }
-}
-
-fn tag(mut resp: crate::proxy::UpstreamResponse, tier: Tier) -> Result<crate::proxy::UpstreamResponse, GatewayError> {
-    resp.headers_mut().insert(TIER_HEADER, HeaderValue::from_static(tier.as_str()));
-    Ok(resp)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! `x-gemgate-wait` headers first, then the config rules; streams never go to the Batch API.
 
 use crate::config::{DeferralConfig, DeferralRule};
-use crate::gemini::GeminiError;
+use crate::error::GatewayError;
 use http::HeaderMap;
 use std::time::Duration;
 
@@ -72,19 +72,18 @@ pub struct Request<'a> {
     pub stream: bool,
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, GeminiError> {
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, GatewayError> {
     match h.get(name) {
         None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|s| Some(s.trim()))
-            .map_err(|_| GeminiError::invalid_argument(format!("gemgate: {name} is not text"))),
+        Some(v) => {
+            v.to_str().map(|s| Some(s.trim())).map_err(|_| GatewayError::InvalidArgument(format!("{name} is not text")))
+        }
     }
 }
 
-fn duration(name: &str, v: &str) -> Result<Duration, GeminiError> {
+fn duration(name: &str, v: &str) -> Result<Duration, GatewayError> {
     humantime::parse_duration(v).map_err(|_| {
-        GeminiError::invalid_argument(format!("gemgate: {name} must be a duration such as 30s, 10m or 24h, not {v:?}"))
+        GatewayError::InvalidArgument(format!("{name} must be a duration such as 30s, 10m or 24h, not {v:?}"))
     })
 }
 
@@ -109,7 +108,7 @@ fn rule_matches(r: &DeferralRule, req: &Request<'_>) -> bool {
 
 /// Decides the tier. `Ok(None)`: not marked at all (the ordinary path). A malformed header is a
 /// client error (400), never silently ignored.
-pub fn decide(cfg: &DeferralConfig, req: &Request<'_>) -> Result<Option<Marking>, GeminiError> {
+pub fn decide(cfg: &DeferralConfig, req: &Request<'_>) -> Result<Option<Marking>, GatewayError> {
     let h = req.headers;
     let (mode, mut deadline) = match header(h, DEFER_HEADER)? {
         Some(m) => (m.to_ascii_lowercase(), None),
@@ -139,8 +138,8 @@ pub fn decide(cfg: &DeferralConfig, req: &Request<'_>) -> Result<Option<Marking>
             None => Tier::Flex,
         },
         other => {
-            return Err(GeminiError::invalid_argument(format!(
-                "gemgate: {DEFER_HEADER} must be batch, flex, priority, auto or standard, not {other:?}"
+            return Err(GatewayError::InvalidArgument(format!(
+                "{DEFER_HEADER} must be batch, flex, priority, auto or standard, not {other:?}"
             )));
         }
     };
@@ -200,9 +199,9 @@ mod tests {
         let h = headers(&[("x-gemgate-defer", "batch"), ("x-gemgate-wait", "9999h")]);
         assert_eq!(decide(&cfg, &req(&h, false)).unwrap().unwrap().wait, Some(cfg.max_wait));
         let h = headers(&[("x-gemgate-defer", "later")]);
-        assert_eq!(decide(&cfg, &req(&h, false)).unwrap_err().code, 400);
+        assert_eq!(decide(&cfg, &req(&h, false)).unwrap_err().http_status(), 400);
         let h = headers(&[("x-gemgate-defer", "auto"), ("x-gemgate-deadline", "soon")]);
-        assert_eq!(decide(&cfg, &req(&h, false)).unwrap_err().code, 400);
+        assert_eq!(decide(&cfg, &req(&h, false)).unwrap_err().http_status(), 400);
     }
 
     #[test]

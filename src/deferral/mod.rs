@@ -30,8 +30,9 @@ pub use sqlite::SqliteQueue;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::{DeferralConfig, StoreConfig};
+use crate::error::GatewayError;
+use crate::gemini::canonical;
 use crate::gemini::path::ApiPath;
-use crate::gemini::{GeminiError, canonical};
 use crate::proxy::Upstream;
 use crate::telemetry;
 use axum::response::Response;
@@ -151,7 +152,7 @@ impl Deferral {
 
     /// Remembers the credential a request carries (in memory only); returns its scope.
     pub fn observe(&self, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-        let (scope, cred) = Credential::from_request(headers, query)?;
+        let (scope, cred) = Credential::scoped(headers, query)?;
         let had = self.0.creds.get(&scope).is_some();
         self.0.creds.remember(&scope, cred);
         if !had {
@@ -168,7 +169,7 @@ impl Deferral {
         headers: &HeaderMap,
         path: &str,
         scope: Option<&str>,
-    ) -> Result<Option<Marking>, GeminiError> {
+    ) -> Result<Option<Marking>, GatewayError> {
         let model = api.model_name().unwrap_or_default();
         marking::decide(&self.0.cfg, &marking::Request { headers, path, model: &model, scope, stream: api.is_stream() })
     }

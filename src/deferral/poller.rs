@@ -3,12 +3,14 @@
 //! or failed per config; jobs whose every request was cancelled are cancelled upstream.
 
 use super::Inner;
-use super::batch_api::{BatchApi, CallError, http_of_grpc};
+use super::batch_api::BatchApi;
 use super::batch_cache;
 use super::batcher::{new_job, retry_delay_ms};
 use super::credentials::Credential;
 use super::queue::{ItemResult, Job, JobState};
 use crate::config::DeferralConfig;
+use crate::gemini::batch::http_of_grpc;
+use crate::proxy::UpstreamFailure;
 use crate::telemetry;
 use serde_json::Value;
 
@@ -60,14 +62,14 @@ async fn poll_claimed(d: &Inner, id: &str, cred: Credential) {
     }
 }
 
-async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallError> {
+async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), UpstreamFailure> {
     let Some(batch) = job.batch.as_deref() else {
         return Ok(());
     };
     let op = match api.get(batch).await {
         Ok(op) => op,
         // Deleted upstream (or no longer visible): handled as a failed job.
-        Err(CallError::Status(403 | 404, _)) => {
+        Err(UpstreamFailure::Status { status: 403 | 404, .. }) => {
             batch_cache::release(d, api, &job.id).await?;
             return failed(d, job, "BATCH_STATE_DELETED", &Value::Null).await;
         }
@@ -86,8 +88,7 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
             return resubmit_cache_errors(d, job, &state, results).await;
         }
         let rest = ItemResult::error(500, "gemgate: the batch output has no result for this request");
-        let n =
-            d.queue.finish_job(&job.id, &state, &results, &rest, now).await.map_err(|e| CallError::Transport(e.0))?;
+        let n = d.queue.finish_job(&job.id, &state, &results, &rest, now).await?;
         super::failpoint("finished");
         let errors = results.iter().filter(|(_, r)| matches!(r, ItemResult::Error(_))).count();
         metrics::counter!(telemetry::DEFER_JOBS, "state" => "succeeded").increment(1);
@@ -103,7 +104,7 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
         return failed(d, job, &state, &op["error"]).await;
     }
     // Still pending or running. If every request of the job was cancelled, cancel the job.
-    let open = d.queue.open_items(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
+    let open = d.queue.open_items(&job.id).await?;
     if open == 0 {
         let _ = api.cancel(batch).await;
         batch_cache::release(d, api, &job.id).await?;
@@ -115,7 +116,7 @@ async fn poll_one(d: &Inner, api: &BatchApi<'_>, job: &Job) -> Result<(), CallEr
     batch_cache::extend(d, api, job).await?;
     let interval = next_interval(job.poll_interval_ms, &d.cfg);
     let next = now + jittered(interval, d.cfg.poll_jitter, rand::random::<f64>());
-    d.queue.schedule(&job.id, next, interval, Some(&state)).await.map_err(|e| CallError::Transport(e.0))
+    d.queue.schedule(&job.id, next, interval, Some(&state)).await.map_err(UpstreamFailure::from)
 }
 
 /// A finished job some of whose requests failed because the cache they referenced was gone (it
@@ -126,18 +127,18 @@ async fn resubmit_cache_errors(
     job: &Job,
     state: &str,
     results: Vec<(String, ItemResult)>,
-) -> Result<(), CallError> {
+) -> Result<(), UpstreamFailure> {
     let now = d.clock.now_ms();
     let (mut stored, mut responses) = (0u64, 0u64);
     for (key, r) in results.iter().filter(|(_, r)| !batch_cache::is_cache_error(r)) {
-        if d.queue.resolve(key, r, now).await.map_err(|e| CallError::Transport(e.0))? {
+        if d.queue.resolve(key, r, now).await? {
             stored += 1;
             responses += matches!(r, ItemResult::Response(_)) as u64;
         }
     }
     let next = new_job(&job.scope, &job.model, job.resubmits, now);
     batch_cache::mark_uncached(d, &next.id).await?;
-    d.queue.resubmit_job(&job.id, state, &next).await.map_err(|e| CallError::Transport(e.0))?;
+    d.queue.resubmit_job(&job.id, state, &next).await?;
     let retried = (results.len() as u64).saturating_sub(stored);
     metrics::counter!(telemetry::DEFER_JOB_CACHES, "event" => "resubmitted").increment(retried);
     metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "response").increment(responses);
@@ -148,16 +149,16 @@ async fn resubmit_cache_errors(
 }
 
 /// A job that ended without results: resubmit its open requests as a new job, or fail them.
-async fn failed(d: &Inner, job: &Job, state: &str, error: &Value) -> Result<(), CallError> {
+async fn failed(d: &Inner, job: &Job, state: &str, error: &Value) -> Result<(), UpstreamFailure> {
     let now = d.clock.now_ms();
     let label = state.trim_start_matches("BATCH_STATE_").to_ascii_lowercase();
     metrics::counter!(telemetry::DEFER_JOBS, "state" => label).increment(1);
-    let open = d.queue.open_items(&job.id).await.map_err(|e| CallError::Transport(e.0))?;
+    let open = d.queue.open_items(&job.id).await?;
     if open > 0 && d.cfg.on_job_failure == "resubmit" && job.resubmits < d.cfg.max_resubmits {
         let next = new_job(&job.scope, &job.model, job.resubmits + 1, now);
         tracing::warn!(job = %job.id, state, next = %next.id, "batch job ended without results; resubmitting");
         metrics::counter!(telemetry::DEFER_JOBS, "state" => "resubmitted").increment(1);
-        return d.queue.resubmit_job(&job.id, state, &next).await.map_err(|e| CallError::Transport(e.0));
+        return d.queue.resubmit_job(&job.id, state, &next).await.map_err(UpstreamFailure::from);
     }
     let rest = match state {
         "BATCH_STATE_EXPIRED" => {
@@ -171,7 +172,7 @@ async fn failed(d: &Inner, job: &Job, state: &str, error: &Value) -> Result<(), 
         }
     };
     tracing::warn!(job = %job.id, state, items = open, "batch job ended without results; failing its requests");
-    let n = d.queue.finish_job(&job.id, state, &[], &rest, now).await.map_err(|e| CallError::Transport(e.0))?;
+    let n = d.queue.finish_job(&job.id, state, &[], &rest, now).await?;
     metrics::counter!(telemetry::DEFER_ITEMS, "outcome" => "error").increment(n as u64);
     super::results_changed(d);
     Ok(())

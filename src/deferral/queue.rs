@@ -167,11 +167,37 @@ pub struct Stats {
     pub jobs_submitted: u64,
 }
 
+/// Why a queue operation failed. The queue lives in the store's backends, so their failures are
+/// the store's.
 #[derive(Debug, thiserror::Error)]
-#[error("deferral queue: {0}")]
-pub struct QueueError(pub String);
+pub enum QueueError {
+    #[error("deferral queue: {0}")]
+    Backend(#[from] crate::store::StoreError),
+    /// An item with this id is queued already (ids are unique).
+    #[error("deferral queue: item {0} exists already")]
+    Duplicate(String),
+}
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Backend(e.into())
+    }
+}
+
+impl From<redis::RedisError> for QueueError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Backend(e.into())
+    }
+}
 
 pub type QResult<T> = Result<T, QueueError>;
+
+/// A queue failure around an upstream call is the gateway's own, and as transient as the queue.
+impl From<QueueError> for crate::proxy::UpstreamFailure {
+    fn from(e: QueueError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
 
 /// Every queue operation is atomic: a crash leaves the state before or after it, never between.
 #[async_trait::async_trait]

@@ -4,6 +4,7 @@
 
 use super::queue::*;
 use super::redis_lua as lua;
+use crate::store::StoreError;
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,8 +17,12 @@ pub struct RedisQueue {
     conn: Mutex<Option<ConnectionManager>>,
 }
 
-fn err(e: impl std::fmt::Display) -> QueueError {
-    QueueError(format!("redis: {e}"))
+fn err(e: impl Into<StoreError>) -> QueueError {
+    QueueError::Backend(e.into())
+}
+
+fn corrupt(what: &str) -> QueueError {
+    QueueError::Backend(StoreError::Corrupt(what.to_string()))
 }
 
 /// Calls that move whole jobs (forming, inputs, results) carry up to `max_bytes_per_job`: they
@@ -40,8 +45,7 @@ impl RedisQueue {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c =
-            crate::store::redis::connect(&self.client, self.timeout, self.timeout * BULK).await.map_err(QueueError)?;
+        let c = crate::store::redis::connect(&self.client, self.timeout, self.timeout * BULK).await?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -59,7 +63,7 @@ impl RedisQueue {
         for a in args {
             inv.arg(*a);
         }
-        tokio::time::timeout(bound, inv.invoke_async(&mut c)).await.map_err(|_| err("timed out"))?.map_err(err)
+        tokio::time::timeout(bound, inv.invoke_async(&mut c)).await.map_err(|_| err(StoreError::TimedOut))?.map_err(err)
     }
 
     async fn eval<T: redis::FromRedisValue>(&self, script: &redis::Script, args: &[&[u8]]) -> QResult<T> {
@@ -83,7 +87,7 @@ fn to_item(r: Row) -> QResult<Item> {
     let get = |i: usize| r.get(i).cloned().flatten();
     let num = |i: usize| get(i).and_then(|s| s.parse::<i64>().ok());
     Ok(Item {
-        id: get(0).ok_or_else(|| err("item row without id"))?,
+        id: get(0).ok_or_else(|| corrupt("item row without id"))?,
         scope: get(1).unwrap_or_default(),
         model: get(2).unwrap_or_default(),
         state: ItemState::parse(&get(3).unwrap_or_default()),
@@ -99,7 +103,7 @@ fn to_item(r: Row) -> QResult<Item> {
 
 fn to_job(r: Vec<String>) -> QResult<Job> {
     let mut it = r.into_iter();
-    let id = it.next().ok_or_else(|| err("job row without id"))?;
+    let id = it.next().ok_or_else(|| corrupt("job row without id"))?;
     let mut h = HashMap::new();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         h.insert(k, v);
@@ -162,7 +166,7 @@ impl Queue for RedisQueue {
         ];
         let n: i64 = self.eval(&lua::ENQUEUE, &args).await?;
         if n == 0 {
-            return Err(err(format!("item {} exists already", it.id)));
+            return Err(QueueError::Duplicate(it.id.clone()));
         }
         Ok(())
     }
@@ -346,7 +350,7 @@ impl Queue for RedisQueue {
         let key = self.job_cache_key(job_id);
         tokio::time::timeout(self.timeout, redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut c))
             .await
-            .map_err(|_| err("timed out"))?
+            .map_err(|_| err(StoreError::TimedOut))?
             .map_err(err)
     }
 
@@ -356,7 +360,7 @@ impl Queue for RedisQueue {
         cmd.arg(self.job_cache_key(job_id)).arg(state).arg("PX").arg(JOB_CACHE_KEEP.as_millis() as u64);
         tokio::time::timeout(self.timeout, cmd.query_async::<()>(&mut c))
             .await
-            .map_err(|_| err("timed out"))?
+            .map_err(|_| err(StoreError::TimedOut))?
             .map_err(err)
     }
 
@@ -368,7 +372,7 @@ impl Queue for RedisQueue {
         let mut c = self.conn().await?;
         tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut c))
             .await
-            .map_err(|_| err("timed out"))?
+            .map_err(|_| err(StoreError::TimedOut))?
             .map_err(err)
             .map(|_| ())
     }
@@ -385,7 +389,7 @@ impl Queue for RedisQueue {
             .to_owned();
         let ok: Option<String> = tokio::time::timeout(self.timeout, cmd.query_async(&mut c))
             .await
-            .map_err(|_| err("timed out"))?
+            .map_err(|_| err(StoreError::TimedOut))?
             .map_err(err)?;
         Ok(ok.map(|_| token))
     }
@@ -396,7 +400,7 @@ impl Queue for RedisQueue {
         inv.arg(token).arg(ttl.as_millis() as u64);
         let n: i64 = tokio::time::timeout(self.timeout, inv.invoke_async(&mut c))
             .await
-            .map_err(|_| err("timed out"))?
+            .map_err(|_| err(StoreError::TimedOut))?
             .map_err(err)?;
         Ok(n == 1)
     }
@@ -407,7 +411,7 @@ impl Queue for RedisQueue {
         inv.arg(token);
         tokio::time::timeout(self.timeout, inv.invoke_async::<i64>(&mut c))
             .await
-            .map_err(|_| err("timed out"))?
+            .map_err(|_| err(StoreError::TimedOut))?
             .map_err(err)
             .map(|_| ())
     }

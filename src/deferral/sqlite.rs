@@ -50,8 +50,8 @@ pub struct SqliteQueue {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn err(e: impl std::fmt::Display) -> QueueError {
-    QueueError(e.to_string())
+fn err(e: impl Into<crate::store::StoreError>) -> QueueError {
+    QueueError::Backend(e.into())
 }
 
 impl SqliteQueue {

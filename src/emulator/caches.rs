@@ -5,31 +5,15 @@ use super::auth::Caller;
 use super::clock::{delta, seconds_between};
 use super::http::{json_ok, paginate, parse_proto_duration, parse_timestamp, random_id, timestamp};
 use super::prompt::{CACHE_NOT_FOUND, system_of};
+pub use super::records::CacheEntry;
 use super::state::{EmulatorState, Store};
-use super::tokens::{Counts, prompt_counts};
+use super::tokens::prompt_counts;
 use crate::gemini::GeminiError;
 use crate::gemini::canonical::{get, is_empty};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-
-#[derive(Debug, Clone)]
-pub struct CacheEntry {
-    pub owner: Caller,
-    pub id: String,
-    /// `models/{id}`.
-    pub model: String,
-    pub display_name: String,
-    pub system: Option<Value>,
-    pub tools: Option<Value>,
-    pub tool_config: Option<Value>,
-    pub contents: Vec<Value>,
-    pub counts: Counts,
-    pub create: DateTime<Utc>,
-    pub update: DateTime<Utc>,
-    pub expire: DateTime<Utc>,
-}
 
 impl CacheEntry {
     /// The resource as get/list/create return it (INPUT_ONLY fields left out).

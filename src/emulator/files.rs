@@ -4,6 +4,7 @@
 use super::auth::Caller;
 use super::clock::delta;
 use super::http::{header_str, json_ok, paginate, random_id, timestamp};
+pub use super::records::{FileEntry, Source, UploadSession};
 use super::state::{EmulatorState, Store};
 use crate::gemini::GeminiError;
 use crate::gemini::canonical::get;
@@ -17,37 +18,6 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Uploaded,
-    Generated,
-}
-
-#[derive(Debug, Clone)]
-pub struct FileEntry {
-    pub owner: Caller,
-    pub id: String,
-    pub display_name: Option<String>,
-    pub mime: String,
-    pub data: Bytes,
-    pub create: DateTime<Utc>,
-    pub expire: DateTime<Utc>,
-    pub source: Source,
-    /// `http://{host}/{version}` of the request that made it.
-    pub base: String,
-}
-
-/// An upload between start and finalize.
-#[derive(Debug, Clone)]
-pub struct UploadSession {
-    pub owner: Caller,
-    pub base: String,
-    pub name: Option<String>,
-    pub display_name: Option<String>,
-    pub mime: String,
-    pub data: Vec<u8>,
-}
 
 pub fn missing(id: &str) -> GeminiError {
     GeminiError::permission_denied(format!("You do not have permission to access the File {id} or it may not exist."))

@@ -7,18 +7,11 @@
 
 use super::auth::Caller;
 use super::prompt::Prompt;
+pub use super::records::ImplicitPrefixes;
 use super::tokens;
 use crate::gemini::canonical;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-
-/// When each recently sent prefix was last seen.
-#[derive(Debug, Default)]
-pub struct ImplicitPrefixes {
-    seen: HashMap<[u8; 32], DateTime<Utc>>,
-    swept: Option<DateTime<Utc>>,
-}
 
 impl ImplicitPrefixes {
     /// Marks `p`'s part served from recently seen prefixes as cached (the longest such prefix of

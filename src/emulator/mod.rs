@@ -19,6 +19,7 @@ pub mod ledger;
 mod live;
 mod models;
 mod prompt;
+mod records;
 mod route;
 mod state;
 mod stream;

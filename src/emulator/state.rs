@@ -1,12 +1,10 @@
 //! Shared emulator state: config, clock, the in-memory store (caches, files, uploads, batches,
 //! ledger) behind one mutex, and the seeded random generator behind fault injection.
 
-use super::batches::BatchJob;
-use super::caches::CacheEntry;
 use super::clock::Clock;
 use super::config::EmulatorConfig;
-use super::files::{FileEntry, UploadSession};
 use super::ledger::Ledger;
+use super::records::{BatchJob, CacheEntry, FileEntry, ImplicitPrefixes, UploadSession};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -20,7 +18,7 @@ pub struct Store {
     pub uploads: HashMap<String, UploadSession>,
     pub batches: HashMap<String, BatchJob>,
     pub ledger: Ledger,
-    pub implicit: super::implicit::ImplicitPrefixes,
+    pub implicit: ImplicitPrefixes,
 }
 
 #[derive(Debug)]
@@ -38,6 +36,11 @@ pub struct EmulatorState(Arc<Inner>);
 impl EmulatorState {
     pub fn new(config: EmulatorConfig) -> Self {
         let clock = Clock::new(config.clock.speed);
+        Self::with_clock(config, clock)
+    }
+
+    /// An emulator whose clock is `clock` (a test's skewed or replay-aligned one).
+    pub fn with_clock(config: EmulatorConfig, clock: Clock) -> Self {
         let rng = StdRng::seed_from_u64(config.faults.seed);
         Self(Arc::new(Inner { config, clock, store: Mutex::new(Store::default()), rng: Mutex::new(rng) }))
     }

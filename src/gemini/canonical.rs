@@ -209,6 +209,16 @@ pub fn system_instruction_without_role(v: &Value) -> Value {
     }
 }
 
+/// `body` (a generate request's JSON) with `serviceTier` set to `tier`, whichever spelling it
+/// had; `None` if it is not a JSON object.
+pub fn with_service_tier(body: &[u8], tier: &str) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object_mut()?;
+    take(obj, "serviceTier");
+    obj.insert("serviceTier".into(), tier.into());
+    serde_json::to_vec(&v).ok()
+}
+
 /// True when a value carries nothing: absent, null, `{}` or `[]`. The API treats
 /// `"generationConfig": {}` as no generation config at all.
 pub fn is_empty(v: Option<&Value>) -> bool {

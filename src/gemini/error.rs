@@ -123,6 +123,28 @@ pub fn parse_too_small(message: &str) -> Option<(u64, u32)> {
     Some((total, min as u32))
 }
 
+/// The `error.message` of an error body, or the body itself when it is not Gemini's error JSON.
+pub fn message_of(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+/// True when an upstream error says the model cannot have explicit caches.
+pub fn is_no_explicit_caching(status: u16, message: &str) -> bool {
+    status == 404 && message.contains("not supported for createCachedContent")
+}
+
+/// True when an upstream error says the cache a request referenced is gone or unusable.
+pub fn is_cache_rejection(status: u16, message: &str) -> bool {
+    if status != 403 && status != 400 && status != 404 {
+        return false;
+    }
+    let text = message.to_ascii_lowercase();
+    text.contains("cachedcontent") || text.contains("cached content") || text.contains("cached_content")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,10 @@
 //! The request path: intercepted generate calls (parsed once, cached when it pays, failing open)
 //! and everything else (streamed through untouched).
 
+mod call;
 mod respond;
 
-use crate::caching::{self, Outcome, Plan};
+use crate::caching::Plan;
 use crate::deferral::Tier;
 use crate::deferral::marking::TIER_HEADER;
 use crate::error::GatewayError;
@@ -15,6 +16,7 @@ use crate::telemetry::record_upstream_time;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use call::Call;
 use http::{HeaderMap, Method, header};
 
 /// Fallback handler: every path that is not the gateway's own goes through here.
@@ -33,120 +35,118 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// generateContent / streamGenerateContent: read and parse the body once, plan caching, send,
-/// and on a cache rejection resend the original once.
+/// generateContent / streamGenerateContent, as a sequence of steps over one [`Call`]: read it,
+/// defer it (batch), plan caching, send (flex, fail-open resend), respond.
 async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayError> {
-    let started = std::time::Instant::now();
-    let (parts, body) = proxy::read_limited_body(req, state.config().server.max_json_body_bytes).await?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
-    let uri_path = parts.uri.path().to_string();
-    let api = path::parse(&uri_path).ok_or_else(|| GatewayError::Internal("unparsable generate path".into()))?;
-    let query = parts.uri.query();
-    let meta = crate::spend::RequestMeta::new(&parts.headers, query, api.is_stream(), started);
-    // Deferred execution: batch requests are acknowledged from the durable queue and never reach
-    // the code below; flex goes on below with `serviceTier`. When the queue is down: standard
-    // tier with SQLite, 503 with the shared Redis queue (see `Deferral::refuses_when_unavailable`).
-    let mut tier = None;
-    if let Some(d) = state.deferral() {
-        let scope = d.observe(&parts.headers, query);
-        match d.mark(&api, &parts.headers, &uri_path, scope.as_deref()) {
-            Err(e) => return Ok(e.into_response()),
-            Ok(None) => {}
-            Ok(Some(m)) => {
-                tier = Some(m.tier);
-                if m.tier == Tier::Batch {
-                    tier = Some(Tier::Standard);
-                    if let (Some(scope), Some(model)) = (&scope, api.model_name()) {
-                        // Nothing is queued for a key or model the upstream refuses.
-                        if let Some((_, cred)) = crate::deferral::Credential::from_request(&parts.headers, query) {
-                            if let Some(refusal) = d.admit(scope, api.version, &model, &cred).await {
-                                return Ok(refusal);
-                            }
-                        }
-                        match d.defer(scope, &model, &body, &value, &m).await {
-                            Ok(resp) => return Ok(resp),
-                            Err(e) if d.refuses_when_unavailable() => {
-                                tracing::warn!(error = %e, "deferral queue unavailable; request refused");
-                                let msg = "gemgate: the deferral queue is unavailable, so this batch request was \
-                                           not accepted; retry later, or send it with x-gemgate-defer: standard";
-                                return Ok(crate::gemini::GeminiError::new(503, msg).into_response());
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "deferral queue unavailable; serving at standard tier")
-                            }
-                        }
-                    }
-                }
-            }
+    let call = Call::read(state, req).await?;
+    if let Some(answer) = defer(state, &call).await? {
+        return Ok(answer);
+    }
+    let tier = tier_to_send(&call);
+    let plan = Plan::for_call(state.caching(), &call.api(), call.scope(), call.credential(), &call.body).await;
+    let (resp, plan, served) = match send_planned(state, &call, plan, tier).await? {
+        Sent::Upstream(resp, plan, served) => (resp, *plan, served),
+        Sent::Answered(resp) => return Ok(resp),
+    };
+    let plan = plan.served_at(served.map(|t| (t.as_str(), t.discount())));
+    let requested = served.or(tier).map_or(crate::accounting::Service::Standard, Tier::service);
+    let mut out = respond::respond(state, resp, &plan, &call.meta, requested, call.stream, call.sse).await;
+    if let Some(t) = served {
+        out.headers_mut().insert(TIER_HEADER, http::HeaderValue::from_static(t.as_str()));
+    }
+    Ok(out)
+}
+
+/// Deferred execution: a batch-marked call is acknowledged from the durable queue (or refused,
+/// for a key or model the upstream refuses) and goes no further. `None`: it goes on below.
+/// When the queue is down: standard tier with SQLite, 503 with the shared Redis queue (see
+/// `Deferral::refuses_when_unavailable`).
+async fn defer(state: &AppState, call: &Call) -> Result<Option<Response>, GatewayError> {
+    let (Some(d), Some(m)) = (state.deferral(), &call.marking) else { return Ok(None) };
+    let Some((scope, cred)) = call.tenant.as_ref().filter(|_| m.tier == Tier::Batch && !call.model.is_empty()) else {
+        return Ok(None);
+    };
+    if let Some(refusal) = d.admit(scope, call.api().version, &call.model, cred).await {
+        return Ok(Some(refusal));
+    }
+    match d.defer(scope, &call.model, &call.raw, &call.body, m).await {
+        Ok(resp) => Ok(Some(resp)),
+        Err(e) if d.refuses_when_unavailable() => {
+            tracing::warn!(error = %e, "deferral queue unavailable; request refused");
+            Err(GatewayError::BatchNotAccepted)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "deferral queue unavailable; serving at standard tier");
+            Ok(None)
         }
     }
-    let mut plan = match (state.caching(), value.as_object()) {
-        (Some(c), Some(obj)) => c.plan(&api, &parts.headers, query, obj).await,
-        _ => Plan::bypass(),
-    };
-    if plan.model.is_empty() {
-        // Every response is priced, the ones caching does not apply to included.
-        plan.model = api.model_name().unwrap_or_default();
-    }
+}
+
+/// The tier a call that was not deferred goes at: batch falls back to standard.
+fn tier_to_send(call: &Call) -> Option<Tier> {
+    call.marking.as_ref().map(|m| if m.tier == Tier::Batch { Tier::Standard } else { m.tier })
+}
+
+/// What sending a call came to.
+enum Sent {
+    /// The upstream's response, the plan it was answered under, and the tier that served it
+    /// (for marked calls; priority is reported by the upstream itself, in the usage).
+    Upstream(proxy::UpstreamResponse, Box<Plan>, Option<Tier>),
+    /// An upstream error for the cache-rewritten call that is not about the cache, answered as is.
+    Answered(Response),
+}
+
+/// Sends the call as planned; when the upstream rejects the cache the plan used, sends the
+/// original once more (fail open).
+async fn send_planned(state: &AppState, call: &Call, plan: Plan, tier: Option<Tier>) -> Result<Sent, GatewayError> {
     // Priority is asked for on the wire; the upstream says in the usage which tier served it.
-    let (body, mut plan) = match tier {
-        Some(Tier::Priority) => (with_tier(body, Tier::Priority), with_tier_plan(plan, Tier::Priority)),
-        _ => (body, plan),
+    let (body, plan) = match tier {
+        Some(Tier::Priority) => (with_tier(call.raw.clone(), Tier::Priority), plan.with_service_tier("priority")),
+        _ => (call.raw.clone(), plan),
     };
-    let mut headers = proxy::copy_request_headers(&parts.headers);
+    let headers = upstream_headers(state, call);
+    let flex = tier == Some(Tier::Flex);
+    let send = |bytes: Bytes| send(state, call.path_and_query(), &headers, bytes, flex);
+    let served = |flex_tier: Option<Tier>| tier.filter(|t| *t != Tier::Priority).map(|t| flex_tier.unwrap_or(t));
+
+    let Some(rewritten) = &plan.rewritten else {
+        let (resp, flex_tier) = send(body).await?;
+        return Ok(Sent::Upstream(resp, Box::new(plan), served(flex_tier)));
+    };
+    let (resp, flex_tier) = send(Bytes::from(rewritten.clone())).await?;
+    if resp.status().is_success() {
+        return Ok(Sent::Upstream(resp, Box::new(plan), served(flex_tier)));
+    }
+    let status = resp.status().as_u16();
+    let mut resp_headers = HeaderMap::new();
+    proxy::copy_response_headers(resp.headers(), &mut resp_headers);
+    let err_body = resp.bytes().await.unwrap_or_default();
+    if !proxy::UpstreamFailure::from_answer(status, &err_body).is_cache_rejection() {
+        return Ok(Sent::Answered(respond::buffered(status, resp_headers, err_body, &plan.annotation)));
+    }
+    // Fail open: the cache is gone or refused; forget it and send the original once.
+    let plan = match state.caching() {
+        Some(c) => c.rejected(plan).await,
+        None => plan,
+    };
+    metrics::counter!(telemetry::CACHE_RETRIES).increment(1);
+    tracing::info!(status, "cache rejected upstream; resending the original request");
+    let (resp, flex_tier) = send(body).await?;
+    Ok(Sent::Upstream(resp, Box::new(plan), served(flex_tier)))
+}
+
+/// The client's headers as the upstream gets them: without the gateway's own controls, and
+/// asking for an uncompressed answer when caching reads the usage from it.
+fn upstream_headers(state: &AppState, call: &Call) -> HeaderMap {
+    let mut headers = proxy::copy_request_headers(&call.parts.headers);
     headers.remove(header::CONTENT_LENGTH);
     for h in crate::deferral::marking::REQUEST_HEADERS {
         headers.remove(h);
     }
     if state.caching().is_some() {
-        // The gateway reads usage from the response, so it asks for it uncompressed.
         headers.remove(header::ACCEPT_ENCODING);
     }
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-    let flex = tier == Some(Tier::Flex);
-    let send = |bytes: Bytes| send(state, &path_and_query, &headers, bytes, flex);
-
-    let resp = match &plan.rewritten {
-        None => send(body.clone()).await?,
-        Some(rewritten) => {
-            let resp = send(Bytes::from(rewritten.clone())).await?;
-            if resp.status().is_success() {
-                resp
-            } else {
-                let status = resp.status().as_u16();
-                let mut resp_headers = HeaderMap::new();
-                proxy::copy_response_headers(resp.headers(), &mut resp_headers);
-                let err_body = resp.bytes().await.unwrap_or_default();
-                if !caching::is_cache_rejection(status, &err_body) {
-                    return Ok(respond::buffered(status, resp_headers, err_body, &plan.annotation));
-                }
-                // Fail open: the cache is gone or refused; forget it and send the original once.
-                if let (Some(c), Some(key)) = (state.caching(), &plan.key) {
-                    c.invalidate(key).await;
-                }
-                metrics::counter!(telemetry::CACHE_RETRIES).increment(1);
-                tracing::info!(status, "cache rejected upstream; resending the original request");
-                plan.annotation = caching::Annotation::new(Outcome::Error);
-                plan.key = None;
-                plan.overhead_usd = 0.0;
-                send(body.clone()).await?
-            }
-        }
-    };
-    let served = tier.filter(|t| *t != Tier::Priority).map(|t| match resp.headers().get(TIER_HEADER) {
-        Some(v) if v == "flex" => Tier::Flex,
-        Some(_) => Tier::Standard,
-        None => t,
-    });
-    plan.annotation.tier = served.map(|t| (t.as_str(), t.discount()));
-    let requested = served.or(tier).map_or(crate::accounting::Service::Standard, Tier::service);
-    let sse = api.is_stream() && query.is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
-    let mut out = respond::respond(state, resp, &plan, &meta, requested, api.is_stream(), sse).await;
-    if let Some(t) = served {
-        out.headers_mut().insert(TIER_HEADER, http::HeaderValue::from_static(t.as_str()));
-    }
-    Ok(out)
+    headers
 }
 
 /// `body` with `serviceTier` set to `tier` (unchanged if it is not a JSON object).
@@ -154,22 +154,18 @@ fn with_tier(body: Bytes, tier: Tier) -> Bytes {
     crate::deferral::flex::with_tier(&body, tier).map_or(body, Bytes::from)
 }
 
-/// The plan with `serviceTier` set on the cache-rewritten body too, when there is one.
-fn with_tier_plan(mut plan: Plan, tier: Tier) -> Plan {
-    plan.rewritten = plan.rewritten.map(|r| crate::deferral::flex::with_tier(&r, tier).unwrap_or(r));
-    plan
-}
-
+/// One upstream call; the flex sender's answer carries the tier that served it.
 async fn send(
     state: &AppState,
     path_and_query: &str,
     headers: &HeaderMap,
     body: Bytes,
     flex: bool,
-) -> Result<proxy::UpstreamResponse, GatewayError> {
+) -> Result<(proxy::UpstreamResponse, Option<Tier>), GatewayError> {
     if flex {
         let cfg = &state.config().deferral;
-        return crate::deferral::flex::send(state.upstream(), cfg, path_and_query, headers, body).await;
+        let (resp, tier) = crate::deferral::flex::send(state.upstream(), cfg, path_and_query, headers, body).await?;
+        return Ok((resp, Some(tier)));
     }
     let started = std::time::Instant::now();
     let req = UpstreamRequest {
@@ -180,5 +176,5 @@ async fn send(
     };
     let result = state.upstream().send(req).await;
     record_upstream_time(started.elapsed());
-    result
+    Ok((result?, None))
 }

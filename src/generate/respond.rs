@@ -5,6 +5,7 @@
 
 use crate::accounting::Service;
 use crate::caching::{self, Annotation, Plan};
+use crate::gemini::sse;
 use crate::proxy::{self, BodyMeter};
 use crate::spend::{RequestMeta, Served};
 use crate::state::AppState;
@@ -21,9 +22,7 @@ struct UsageOnly {
     usage_metadata: Option<Value>,
 }
 
-fn cached_tokens(usage: &Value) -> u64 {
-    usage.get("cachedContentTokenCount").and_then(Value::as_u64).unwrap_or(0)
-}
+use crate::gemini::usage::cached_tokens;
 
 /// A response whose body has already been read.
 pub fn buffered(status: u16, headers: HeaderMap, body: Bytes, ann: &Annotation) -> Response {
@@ -146,13 +145,13 @@ pub async fn respond(
     let plan = plan.clone();
     let meta = meta.clone();
     let state = state.clone();
-    let events = caching::sse_events(resp.bytes_stream()).map(move |r| {
+    let events = sse::sse_events(resp.bytes_stream()).map(move |r| {
         r.map(|event| {
-            let out = match caching::is_final_event(&event).then(|| caching::parse_event(&event)).flatten() {
+            let out = match sse::is_final_event(&event).then(|| sse::parse_event(&event)).flatten() {
                 Some(mut v) => match v.get("usageMetadata").cloned() {
                     Some(usage) => {
                         let ann = settle(&state, &plan, &meta, &usage, requested);
-                        if annotate && ann.apply(&mut v) { caching::encode_event(&v) } else { event }
+                        if annotate && ann.apply(&mut v) { sse::encode_event(&v) } else { event }
                     }
                     None => event,
                 },

@@ -3,7 +3,7 @@
 //! that needs none of them costs a header look-up and a path scan, not a boxed future each.
 
 use crate::admin_token::{authorized, is_admin_path};
-use crate::gemini::GeminiError;
+use crate::error::GatewayError;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures::future::{BoxFuture, Either, Ready, ready};
@@ -89,10 +89,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match crate::gemini::path::check_safe(req.uri().path()) {
             Ok(()) => Either::Left(self.inner.call(req)),
-            Err(what) => {
-                let msg = format!("Invalid request path: it contains {what}, which the gateway does not forward.");
-                Either::Right(ready(Ok(GeminiError::invalid_argument(msg).into_response())))
-            }
+            Err(what) => Either::Right(ready(Ok(GatewayError::UnsafePath(what.to_string()).into_response()))),
         }
     }
 }
@@ -147,9 +144,6 @@ where
         {
             return Either::Left(self.inner.call(req));
         }
-        let msg = "gemgate: this endpoint requires the admin token (Authorization: Bearer <server.admin_token>)";
-        let mut resp = GeminiError::new(401, msg).into_response();
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
-        Either::Right(ready(Ok(resp)))
+        Either::Right(ready(Ok(GatewayError::AdminTokenRequired.into_response())))
     }
 }

@@ -34,12 +34,9 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     {
         return None;
     }
-    let message = match code {
-        414 => "gemgate: the request URI is too long",
-        431 => "gemgate: the request headers are too large",
-        _ => "gemgate: the request could not be parsed as HTTP",
-    };
-    let body = crate::gemini::GeminiError::new(code, message).body();
+    let error = crate::error::GatewayError::UnparsableHttp(code);
+    error.record();
+    let body = error.to_gemini().body();
     let reason = http::StatusCode::from_u16(code).ok()?.canonical_reason().unwrap_or("");
     let mut out = format!(
         "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json; charset=UTF-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",

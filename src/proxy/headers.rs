@@ -1,7 +1,7 @@
 //! Which headers cross the gateway. Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection
 //! and are dropped; everything else, credentials included, passes through unchanged.
 
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderName, header};
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
@@ -66,14 +66,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// A copy of `v` in its own allocation, marked sensitive. A header parsed by the server is a slice
-/// of the connection's whole header buffer, so a value kept beyond the request (a credential)
-/// must be copied out, or every header of that request stays in memory with it.
-pub fn owned_sensitive(v: &HeaderValue) -> HeaderValue {
-    let mut out = HeaderValue::from_bytes(v.as_bytes()).expect("was a valid header value");
-    out.set_sensitive(true);
-    out
-}
+pub use crate::gemini::credential::owned_sensitive;
 
 fn connection_listed(h: &HeaderMap) -> Vec<String> {
     h.get_all(header::CONNECTION)
@@ -88,6 +81,7 @@ fn connection_listed(h: &HeaderMap) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn drops_hop_by_hop_and_keeps_credentials() {

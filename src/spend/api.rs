@@ -3,7 +3,7 @@
 
 use super::{Dim, group};
 use crate::admin_token::UI_ASSETS;
-use crate::gemini::GeminiError;
+use crate::error::GatewayError;
 use crate::store::SpendFigures;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -20,11 +20,11 @@ const MAX_WINDOW: Duration = Duration::from_secs(400 * 86_400);
 const MAX_LIMIT: usize = 1000;
 
 fn disabled() -> Response {
-    GeminiError::new(404, "gemgate: spend recording is off (spend.enabled = false)").into_response()
+    GatewayError::Disabled("spend recording is off (spend.enabled = false)").into_response()
 }
 
 fn bad(msg: String) -> Response {
-    GeminiError::invalid_argument(format!("gemgate: {msg}")).into_response()
+    GatewayError::InvalidArgument(msg).into_response()
 }
 
 /// A time given as RFC 3339 or Unix seconds.
@@ -92,7 +92,9 @@ pub async fn spend(State(state): State<SpendState>, Query(q): Query<HashMap<Stri
     }
     let rows = match s.rows(from, to).await {
         Ok(r) => r,
-        Err(e) => return GeminiError::new(503, format!("gemgate: spend rollups unavailable: {e}")).into_response(),
+        Err(e) => {
+            return GatewayError::BackendUnavailable { what: "spend rollups", detail: e.to_string() }.into_response();
+        }
     };
     let total = group(&rows, &[]).pop().map(|(_, f)| f).unwrap_or_default();
     let groups: Vec<Value> = group(&rows, &dims)
@@ -161,7 +163,7 @@ pub async fn queue(State(state): State<SpendState>) -> Response {
             }))
             .into_response()
         }
-        Err(e) => GeminiError::new(503, format!("gemgate: deferral queue unavailable: {e}")).into_response(),
+        Err(e) => GatewayError::BackendUnavailable { what: "deferral queue", detail: e.to_string() }.into_response(),
     }
 }
 
@@ -196,6 +198,6 @@ pub async fn ui_page() -> Response {
 pub async fn ui_asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, ct, body)) => static_response(ct, body),
-        None => GeminiError::not_found(format!("gemgate: no UI asset {name:?}")).into_response(),
+        None => GatewayError::NoSuchAsset(name).into_response(),
     }
 }

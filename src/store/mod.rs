@@ -67,9 +67,44 @@ impl CacheEntry {
     }
 }
 
+/// Why a storage backend (the SQLite file, Redis) could not do what was asked. The deferral
+/// queue, which lives in the same backends, wraps it in its own `QueueError`.
 #[derive(Debug, thiserror::Error)]
-#[error("store: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    #[error("store: sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// No connection could be made (Redis down, or slower than the timeout to accept one).
+    #[error("store: redis: {0}")]
+    Unreachable(String),
+    #[error("store: timed out")]
+    TimedOut,
+    /// A record read back is not what the gateway writes.
+    #[error("store: corrupt record: {0}")]
+    Corrupt(String),
+    /// The blocking worker that runs SQLite calls failed (a panic, a poisoned lock).
+    #[error("store: worker: {0}")]
+    Worker(String),
+}
+
+impl From<tokio::task::JoinError> for StoreError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Worker(e.to_string())
+    }
+}
+
+impl<T> From<std::sync::PoisonError<T>> for StoreError {
+    fn from(_: std::sync::PoisonError<T>) -> Self {
+        Self::Worker("the connection lock is poisoned".into())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Corrupt(e.to_string())
+    }
+}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 

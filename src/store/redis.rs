@@ -15,8 +15,8 @@ pub struct RedisStore {
     conn: Mutex<Option<ConnectionManager>>,
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+fn err(e: impl Into<StoreError>) -> StoreError {
+    e.into()
 }
 
 /// Writes the entry only if no newer lease or newer entry exists (fencing).
@@ -50,11 +50,11 @@ pub(crate) async fn connect(
     client: &redis::Client,
     timeout: Duration,
     response_timeout: Duration,
-) -> Result<ConnectionManager, String> {
+) -> Result<ConnectionManager, StoreError> {
     let probe = tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
         .await
-        .map_err(|_| "redis: connect timed out".to_string())?
-        .map_err(|e| format!("redis: {e}"))?;
+        .map_err(|_| StoreError::Unreachable("connect timed out".into()))?
+        .map_err(|e| StoreError::Unreachable(e.to_string()))?;
     drop(probe);
     let cfg = ConnectionManagerConfig::new()
         .set_connection_timeout(timeout)
@@ -63,8 +63,8 @@ pub(crate) async fn connect(
         .set_max_delay(200);
     tokio::time::timeout(timeout * 4, ConnectionManager::new_with_config(client.clone(), cfg))
         .await
-        .map_err(|_| "redis: connect timed out".to_string())?
-        .map_err(|e| format!("redis: {e}"))
+        .map_err(|_| StoreError::Unreachable("connect timed out".into()))?
+        .map_err(|e| StoreError::Unreachable(e.to_string()))
 }
 
 impl RedisStore {
@@ -87,7 +87,7 @@ impl RedisStore {
         let mut c = self.conn().await?;
         tokio::time::timeout(self.timeout, cmd.query_async(&mut c))
             .await
-            .map_err(|_| err("redis: timed out"))?
+            .map_err(|_| StoreError::TimedOut)?
             .map_err(err)
     }
 
@@ -145,7 +145,7 @@ impl Store for RedisStore {
         inv.arg(FENCE_TTL_MS);
         let token: u64 = tokio::time::timeout(self.timeout, inv.invoke_async(&mut c))
             .await
-            .map_err(|_| err("redis: timed out"))?
+            .map_err(|_| StoreError::TimedOut)?
             .map_err(err)?;
         let ok: Option<String> = self
             .run(redis::cmd("SET").arg(self.k("lease", key)).arg(token).arg("NX").arg("PX").arg(ttl.as_millis() as u64))
@@ -160,7 +160,7 @@ impl Store for RedisStore {
         inv.arg(token);
         tokio::time::timeout(self.timeout, inv.invoke_async::<i64>(&mut c))
             .await
-            .map_err(|_| err("redis: timed out"))?
+            .map_err(|_| StoreError::TimedOut)?
             .map_err(err)?;
         Ok(())
     }
@@ -174,7 +174,7 @@ impl Store for RedisStore {
         inv.key(self.k("lease", &e.key)).key(self.k("cachefence", &e.key)).arg(json).arg(token).arg(at);
         let done: i64 = tokio::time::timeout(self.timeout, inv.invoke_async(&mut c))
             .await
-            .map_err(|_| err("redis: timed out"))?
+            .map_err(|_| StoreError::TimedOut)?
             .map_err(err)?;
         Ok(done == 1)
     }
@@ -187,7 +187,7 @@ impl Store for RedisStore {
         let mut c = self.conn().await?;
         tokio::time::timeout(self.timeout * 4, pipe.query_async::<()>(&mut c))
             .await
-            .map_err(|_| err("redis: timed out"))?
+            .map_err(|_| StoreError::TimedOut)?
             .map_err(err)
     }
 
@@ -201,7 +201,7 @@ impl Store for RedisStore {
         let all: Vec<std::collections::HashMap<String, String>> =
             tokio::time::timeout(self.timeout * 4, pipe.query_async(&mut c))
                 .await
-                .map_err(|_| err("redis: timed out"))?
+                .map_err(|_| StoreError::TimedOut)?
                 .map_err(err)?;
         let mut out = Vec::new();
         for (h, fields) in hours.into_iter().zip(all) {

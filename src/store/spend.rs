@@ -48,7 +48,7 @@ impl SpendFigures {
 pub type SpendRow = (SpendKey, SpendFigures);
 
 fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+    StoreError::Corrupt(e.to_string())
 }
 
 pub(super) const SQLITE_SCHEMA: &str = "

@@ -23,8 +23,8 @@ CREATE TABLE IF NOT EXISTS caches (
     hits INTEGER NOT NULL
 );";
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+fn err(e: impl Into<StoreError>) -> StoreError {
+    e.into()
 }
 
 impl SqliteStore {

@@ -226,3 +226,13 @@ pub fn fast_deferral_config(emu: &str) -> gemgate::config::Config {
     d.poll_max = std::time::Duration::from_millis(400);
     cfg
 }
+
+/// The sum of `metric`'s samples carrying `kind="{kind}"` on the gateway at `gw` (the recorder
+/// is shared by every gateway in the test process, so counts only ever grow).
+pub async fn counted(gw: &str, metric: &str, kind: &str) -> f64 {
+    let text = client().get(format!("{gw}/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(metric) && l.contains(&format!("kind=\"{kind}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

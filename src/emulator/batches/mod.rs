@@ -9,27 +9,18 @@ mod submit;
 pub use ops::{cancel, delete, get_one, list};
 pub use submit::create;
 
-use crate::emulator::auth::Caller;
 use crate::emulator::clock::delta;
 use crate::emulator::config::EmulatorConfig;
 use crate::emulator::files::{FileEntry, Source};
 use crate::emulator::http::timestamp;
-use crate::emulator::ledger::{Tier, Usage};
+use crate::emulator::ledger::Tier;
+pub use crate::emulator::records::{BatchJob, BatchState, Item, Kind, Outcome};
 use crate::emulator::state::Store;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 const TYPE_PREFIX: &str = "type.googleapis.com/google.ai.generativelanguage.v1main.";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BatchState {
-    Pending,
-    Running,
-    Succeeded,
-    Cancelled,
-    Expired,
-}
 
 impl BatchState {
     pub fn wire(self) -> &'static str {
@@ -61,44 +52,6 @@ pub fn state_after(elapsed: chrono::TimeDelta, cfg: &EmulatorConfig) -> (BatchSt
     } else {
         (BatchState::Pending, chrono::TimeDelta::zero())
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Generate,
-    Embed,
-}
-
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    Ok { response: Value, usage: Usage },
-    Err { code: i32, message: String },
-}
-
-#[derive(Debug, Clone)]
-pub struct Item {
-    /// JSONL `key` (file input).
-    pub key: Option<Value>,
-    /// Inline `metadata`, echoed back.
-    pub metadata: Option<Value>,
-    pub outcome: Outcome,
-}
-
-#[derive(Debug, Clone)]
-pub struct BatchJob {
-    pub owner: Caller,
-    pub id: String,
-    pub kind: Kind,
-    pub model: String,
-    pub display_name: Option<String>,
-    pub priority: i64,
-    pub input_file: Option<String>,
-    pub base: String,
-    pub create: DateTime<Utc>,
-    pub update: DateTime<Utc>,
-    pub end: Option<DateTime<Utc>>,
-    pub state: BatchState,
-    pub items: Vec<Item>,
 }
 
 impl BatchJob {

@@ -2,7 +2,7 @@
 //! references it. Values are moved as the client wrote them; together they mean exactly what the
 //! original request meant.
 
-use crate::gemini::canonical;
+use super::canonical;
 use serde_json::{Map, Value, json};
 
 /// Body of `cachedContents.create` holding the request's systemInstruction, tools, toolConfig and
