@@ -37,7 +37,7 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 /// and on a cache rejection resend the original once.
 async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayError> {
     let started = std::time::Instant::now();
-    let (parts, body) = proxy::read_limited_body(req, state.config().server.max_json_body_bytes).await?;
+    let (mut parts, body) = proxy::read_limited_body(req, state.config().server.max_json_body_bytes).await?;
     let value: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
     let uri_path = parts.uri.path().to_string();
@@ -94,7 +94,8 @@ async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayErr
         Some(Tier::Priority) => (with_tier(body, Tier::Priority), with_tier_plan(plan, Tier::Priority)),
         _ => (body, plan),
     };
-    let mut headers = proxy::copy_request_headers(&parts.headers);
+    let mut headers = std::mem::take(&mut parts.headers);
+    proxy::strip_request_headers(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
     for h in crate::deferral::marking::REQUEST_HEADERS {
         headers.remove(h);
