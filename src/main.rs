@@ -12,22 +12,26 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Emulator { listen, config } => gemgate::emulator::run(listen, config.as_deref()).await,
         Command::Serve { config, listen, upstream } => {
             match Config::load(config.as_deref(), std::env::vars(), &CliOverrides { listen, upstream }) {
                 Ok(cfg) => {
                     gemgate::telemetry::init_tracing(&cfg.telemetry);
-                    gemgate::serve::run(cfg).await
+                    // Spawned rather than run by `block_on`: the accept loop then runs on a worker
+                    // like the connections it starts, not on a thread of its own.
+                    runtime(cfg.server.worker_threads)
+                        .and_then(|rt| rt.block_on(async { tokio::spawn(gemgate::serve::run(cfg)).await? }))
                 }
                 Err(errors) => Err(errors.into()),
             }
         }
+        Command::Emulator { listen, config } => {
+            runtime(0).and_then(|rt| rt.block_on(gemgate::emulator::run(listen, config.as_deref())))
+        }
         Command::Simulate(args) => gemgate::simulate::run(&args),
-        Command::Replay(args) => gemgate::replay::run(&args).await,
+        Command::Replay(args) => runtime(0).and_then(|rt| rt.block_on(gemgate::replay::run(&args))),
         Command::CheckConfig { file } => {
             match Config::load(file.as_deref(), std::env::vars(), &CliOverrides::default()) {
                 Ok(_) => {
@@ -45,4 +49,14 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The tokio runtime: `workers` threads serve tasks (0: one per CPU core, or
+/// `TOKIO_WORKER_THREADS`).
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    Ok(builder.enable_all().build()?)
 }

@@ -81,6 +81,8 @@ pub struct ServerConfig {
     pub min_body_rate: u64,
     /// When set, `/gemgate/...` and `/metrics` require `Authorization: Bearer <admin_token>`.
     pub admin_token: String,
+    /// Threads that serve requests (the tokio runtime's workers). 0: one per CPU core.
+    pub worker_threads: usize,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -97,6 +99,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("body_idle_timeout", &self.body_idle_timeout)
             .field("min_body_rate", &self.min_body_rate)
             .field("admin_token", &if self.admin_token.is_empty() { "" } else { "*****" })
+            .field("worker_threads", &self.worker_threads)
             .finish()
     }
 }
@@ -114,6 +117,7 @@ impl Default for ServerConfig {
             body_idle_timeout: Duration::from_secs(30),
             min_body_rate: 1024,
             admin_token: String::new(),
+            worker_threads: 1,
         }
     }
 }

@@ -39,6 +39,9 @@ impl Config {
         if !self.server.public_url.is_empty() && url::Url::parse(&self.server.public_url).is_err() {
             errors.push("server.public_url", "not a URL".into());
         }
+        if self.server.worker_threads > 1024 {
+            errors.push("server.worker_threads", "must be at most 1024 (0: one per CPU core)".into());
+        }
         if self.server.max_json_body_bytes == 0 {
             errors.push("server.max_json_body_bytes", "must be greater than 0".into());
         }

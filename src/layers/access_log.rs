@@ -38,9 +38,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // A clone of the URI shares its bytes; the path is only redacted if the line is written.
-        let uri = req.uri().clone();
-        AccessLogFuture { inner: self.inner.call(req), uri, started: Instant::now() }
+        // With `served` lines filtered out (a `warn` level), the request is not timed and its URI
+        // not kept. A clone of the URI shares its bytes; the path is only redacted if the line is
+        // written.
+        let log = tracing::enabled!(tracing::Level::INFO).then(|| (req.uri().clone(), Instant::now()));
+        AccessLogFuture { inner: self.inner.call(req), log }
     }
 }
 
@@ -48,8 +50,8 @@ pin_project! {
     pub struct AccessLogFuture<F> {
         #[pin]
         inner: F,
-        uri: Uri,
-        started: Instant,
+        // The request's URI and arrival, when its line will be written.
+        log: Option<(Uri, Instant)>,
     }
 }
 
@@ -62,10 +64,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        if let Ok(resp) = &result {
-            let total = this.started.elapsed();
+        if let (Ok(resp), Some((uri, started))) = (&result, this.log.as_ref()) {
+            let total = started.elapsed();
             let upstream = super::span::upstream_time();
-            let path = Redacted(this.uri);
+            let path = Redacted(uri);
             let status = resp.status().as_u16();
             tracing::info!(path = %path, status, ms = millis(total), upstream_ms = millis(upstream), "served");
         }

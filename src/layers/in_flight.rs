@@ -3,7 +3,7 @@
 //! `server.max_in_flight` a request is answered 503 at once instead of queueing without bound.
 
 use crate::error::GatewayError;
-use crate::telemetry::IN_FLIGHT;
+use crate::telemetry::hot;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::Request;
@@ -24,7 +24,7 @@ pub struct InFlight {
 
 impl InFlight {
     pub fn enter(counter: &Arc<AtomicUsize>) -> Self {
-        metrics::gauge!(IN_FLIGHT).increment(1.0);
+        hot().in_flight.increment(1.0);
         let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
         InFlight { counter: counter.clone(), count }
     }
@@ -33,7 +33,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.counter.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!(IN_FLIGHT).decrement(1.0);
+        hot().in_flight.decrement(1.0);
     }
 }
 

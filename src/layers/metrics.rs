@@ -2,7 +2,7 @@
 //! headers; and the gateway's own overhead (that time minus the time spent waiting upstream).
 
 use super::RequestLabels;
-use crate::telemetry::{OVERHEAD, REQUEST_DURATION, REQUESTS};
+use crate::telemetry::{REQUEST_DURATION, REQUESTS, hot, status_label};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -67,11 +67,11 @@ where
             let total = this.started.elapsed();
             let upstream = super::span::upstream_time();
             let RequestLabels { method, route } = this.labels;
-            let status = resp.status().as_u16().to_string();
+            let status = status_label(resp.status());
             metrics::counter!(REQUESTS, "route" => route.clone(), "method" => *method, "status" => status).increment(1);
             metrics::histogram!(REQUEST_DURATION, "route" => route.clone()).record(total.as_secs_f64());
             if !upstream.is_zero() {
-                metrics::histogram!(OVERHEAD).record(total.saturating_sub(upstream).as_secs_f64());
+                hot().overhead.record(total.saturating_sub(upstream).as_secs_f64());
             }
         }
         Poll::Ready(result)

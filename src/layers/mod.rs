@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use tower::ServiceBuilder;
 use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
+    MakeRequestId, PropagateRequestId, PropagateRequestIdLayer, RequestId, SetRequestId, SetRequestIdLayer,
 };
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,8 +31,21 @@ pub type Stack<S> = SetRequestId<
     PropagateRequestId<
         RequestSpan<AccessLog<RequestMetrics<InFlightLimit<CatchPanic<Decompress<PathSafety<AdminToken<S>>>>>>>>,
     >,
-    MakeRequestUuid,
+    MakeUuid,
 >;
+
+/// Request ids: random UUIDs (v4), written straight into a header value. tower-http's
+/// `MakeRequestUuid` formats each one through `to_string()` and parses the text back.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MakeUuid;
+
+impl MakeRequestId for MakeUuid {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+        http::HeaderValue::from_str(text).ok().map(RequestId::new)
+    }
+}
 
 /// Wraps `inner` in the gateway's layers. A request passes them top to bottom, a response
 /// bottom to top:
@@ -56,7 +69,7 @@ pub type Stack<S> = SetRequestId<
 /// 10. `AdminToken`: the admin token on `/gemgate/...` and `/metrics` when one is configured.
 pub fn stack<S>(inner: S, in_flight: Arc<AtomicUsize>, server: &ServerConfig) -> Stack<S> {
     ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(RequestSpanLayer)
         .layer(AccessLogLayer)
@@ -67,4 +80,23 @@ pub fn stack<S>(inner: S, in_flight: Arc<AtomicUsize>, server: &ServerConfig) ->
         .layer(PathSafetyLayer)
         .layer(AdminTokenLayer::new(&server.admin_token))
         .service(inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_distinct_v4_uuids() {
+        let req = http::Request::new(());
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let id = MakeUuid.make_request_id(&req).unwrap();
+            let text = id.header_value().to_str().unwrap().to_string();
+            let parsed = uuid::Uuid::parse_str(&text).unwrap();
+            assert_eq!(parsed.get_version_num(), 4);
+            assert_eq!(text, parsed.hyphenated().to_string());
+            assert!(ids.insert(text));
+        }
+    }
 }

@@ -83,6 +83,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GeminiErrors<T> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
+    /// Vectored writes pass straight through, so hyper sends a response's head and body as they
+    /// are (one `writev`) instead of first copying the body behind the head in its own buffer.
+    /// hyper's own answers are a head alone, the first buffer of a write.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.flush_pending(cx))?;
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(first) if first.starts_with(b"HTTP/1.1 4") => self.poll_write(cx, &first[..]),
+            _ => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.flush_pending(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)

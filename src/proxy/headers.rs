@@ -22,6 +22,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// The optional attribution header (`crate::spend`); it is the gateway's and never forwarded.
 pub const TAG_HEADER: &str = "x-gemgate-tag";
+static TAG_HEADER_NAME: HeaderName = HeaderName::from_static(TAG_HEADER);
 
 /// Headers to send upstream: the client's, less hop-by-hop ones and `Host` (set from the
 /// upstream URL), less any the `Connection` header names, less `x-gemgate-tag`.
@@ -39,6 +40,14 @@ pub fn copy_request_headers(from: &HeaderMap) -> HeaderMap {
         out.append(name.clone(), value.clone());
     }
     out
+}
+
+/// The client's headers made ready to go upstream in place (no copy): less hop-by-hop ones, any
+/// the `Connection` header names, and `x-gemgate-tag`. `Host` is left for the sender to replace
+/// with the upstream's. Other headers may change places; same-named ones keep their order.
+pub fn strip_request_headers(h: &mut HeaderMap) {
+    strip_hop_by_hop(h);
+    h.remove(&TAG_HEADER_NAME);
 }
 
 /// Headers to return to the client: the upstream's, less hop-by-hop ones.
@@ -95,6 +104,26 @@ mod tests {
         let out = copy_request_headers(&h);
         assert_eq!(out.len(), 2);
         assert!(out.contains_key("x-goog-api-key") && out.contains_key("authorization"));
+    }
+
+    #[test]
+    fn request_headers_stripped_in_place_are_the_copied_ones_plus_host() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("gw:8080"));
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-drop-me"));
+        h.insert("x-drop-me", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert(TAG_HEADER, HeaderValue::from_static("team-a"));
+        h.append("x-goog-api-key", HeaderValue::from_static("k"));
+        h.append("x-multi", HeaderValue::from_static("1"));
+        h.append("x-multi", HeaderValue::from_static("2"));
+        let mut copied = copy_request_headers(&h);
+        strip_request_headers(&mut h);
+        assert_eq!(h.remove(header::HOST).unwrap(), "gw:8080");
+        assert_eq!(h, copied);
+        let multi: Vec<_> = copied.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["1", "2"]);
+        copied.clear();
     }
 
     #[test]

@@ -10,8 +10,10 @@ mod upload;
 mod upstream;
 
 pub use failure::{Source as FailureSource, UpstreamFailure};
-pub use headers::{TAG_HEADER, copy_request_headers, copy_response_headers, owned_sensitive, strip_hop_by_hop};
+pub use headers::{
+    TAG_HEADER, copy_request_headers, copy_response_headers, owned_sensitive, strip_hop_by_hop, strip_request_headers,
+};
 pub use relay::{BodyMeter, Metered, Passthrough, passthrough, read_limited_body, relay_response};
 pub use upgrade::{forward as forward_upgrade, is_upgrade};
-pub use upload::UploadRoutes;
+pub use upload::{ClientOrigin, UploadRoutes};
 pub use upstream::{Upstream, UpstreamRequest, UpstreamResponse};

@@ -2,10 +2,9 @@
 //! uploads and long SSE streams are never held in memory. Dropping the client side drops the
 //! upstream response, which cancels the upstream call.
 
+use super::{ClientOrigin, UpstreamRequest, UpstreamResponse, strip_hop_by_hop, strip_request_headers};
 use super::{UploadRoutes, Upstream};
-use super::{UpstreamRequest, UpstreamResponse, copy_request_headers, strip_hop_by_hop};
 use crate::error::GatewayError;
-use crate::telemetry::{REQUEST_BYTES, RESPONSE_BYTES};
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::Response;
@@ -18,13 +17,23 @@ use std::task::{Context, Poll, ready};
 
 /// Counts body bytes into a metrics counter as they pass.
 #[derive(Clone, Copy)]
-pub struct BodyMeter(&'static str);
+pub struct BodyMeter(Direction);
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Request,
+    Response,
+}
 
 impl BodyMeter {
-    pub const REQUEST: Self = Self(REQUEST_BYTES);
-    pub const RESPONSE: Self = Self(RESPONSE_BYTES);
+    pub const REQUEST: Self = Self(Direction::Request);
+    pub const RESPONSE: Self = Self(Direction::Response);
     pub fn add(self, n: usize) {
-        metrics::counter!(self.0).increment(n as u64);
+        let hot = crate::telemetry::hot();
+        match self.0 {
+            Direction::Request => hot.request_bytes.increment(n as u64),
+            Direction::Response => hot.response_bytes.increment(n as u64),
+        }
     }
 }
 
@@ -106,11 +115,15 @@ pub async fn passthrough(to: Passthrough<'_>, req: Request, origin: Option<Strin
     if content_length(&req).is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-    let headers = copy_request_headers(&parts.headers);
+    // The client's header map goes upstream itself, edited; the upload-URL rewrite keeps the
+    // three headers it reads.
+    let client = ClientOrigin::of(&parts.headers);
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip_request_headers(&mut headers);
     let body = Metered::new(http_body_util::Limited::new(body, limit as usize), BodyMeter::REQUEST);
-    let upstream_req = UpstreamRequest { method: parts.method.clone(), path_and_query, headers, body: Body::new(body) };
+    let upstream_req = UpstreamRequest { method: parts.method, path_and_query, headers, body: Body::new(body) };
     let started = std::time::Instant::now();
     let slow = parts.extensions.get::<crate::listener::BodyTimedOut>().cloned().unwrap_or_default();
     let resp = match to.upstream.send_to(origin.as_deref(), upstream_req).await {
@@ -121,7 +134,7 @@ pub async fn passthrough(to: Passthrough<'_>, req: Request, origin: Option<Strin
     };
     crate::telemetry::record_upstream_time(started.elapsed());
     let mut out = relay_response(resp);
-    to.uploads.rewrite(&parts.headers, out.headers_mut(), to.upstream.base());
+    to.uploads.rewrite(&client, out.headers_mut(), to.upstream.base());
     Ok(out)
 }
 

@@ -2,10 +2,33 @@
 //! Python SDK follows that URL exactly, so the gateway rewrites its scheme and host to its own
 //! (keeping path and query), and forwards the chunk uploads that come back to the original place.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
 
 pub const UPLOAD_URL: &str = "x-goog-upload-url";
+// Header names built at compile time: a `&str` name is parsed again on every look-up.
+static UPLOAD_URL_NAME: HeaderName = HeaderName::from_static(UPLOAD_URL);
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Where a client reached the gateway, as its request said (`Host`, `X-Forwarded-Host`,
+/// `X-Forwarded-Proto`): kept aside so the request's own header map can go upstream as it is.
+#[derive(Debug, Default)]
+pub struct ClientOrigin {
+    host: Option<HeaderValue>,
+    forwarded_host: Option<HeaderValue>,
+    forwarded_proto: Option<HeaderValue>,
+}
+
+impl ClientOrigin {
+    pub fn of(req: &HeaderMap) -> Self {
+        Self {
+            host: req.get(http::header::HOST).cloned(),
+            forwarded_host: req.get(&X_FORWARDED_HOST).cloned(),
+            forwarded_proto: req.get(&X_FORWARDED_PROTO).cloned(),
+        }
+    }
+}
 
 /// Rewrites upload URLs and remembers where chunks must go when that is not the upstream base.
 #[derive(Clone)]
@@ -24,21 +47,21 @@ impl UploadRoutes {
     }
 
     /// The base URL the client reached the gateway at.
-    fn gateway_base(&self, req: &HeaderMap) -> Option<String> {
+    fn gateway_base(&self, req: &ClientOrigin) -> Option<String> {
         if let Some(p) = &self.public_url {
             return Some(p.clone());
         }
-        let get = |n: &str| {
-            req.get(n).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+        let get = |v: &Option<HeaderValue>| {
+            v.as_ref().and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string())
         };
-        let host = get("x-forwarded-host").filter(|h| !h.is_empty()).or_else(|| get("host"))?;
-        let proto = get("x-forwarded-proto").filter(|p| p == "https").unwrap_or_else(|| "http".into());
+        let host = get(&req.forwarded_host).filter(|h| !h.is_empty()).or_else(|| get(&req.host))?;
+        let proto = get(&req.forwarded_proto).filter(|p| p == "https").unwrap_or_else(|| "http".into());
         Some(format!("{proto}://{host}"))
     }
 
     /// If the response carries an upload URL, points it at the gateway.
-    pub fn rewrite(&self, req: &HeaderMap, resp: &mut HeaderMap, upstream_base: &str) {
-        let Some(original) = resp.get(UPLOAD_URL).and_then(|v| v.to_str().ok()).map(str::to_string) else {
+    pub fn rewrite(&self, req: &ClientOrigin, resp: &mut HeaderMap, upstream_base: &str) {
+        let Some(original) = resp.get(&UPLOAD_URL_NAME).and_then(|v| v.to_str().ok()).map(str::to_string) else {
             return;
         };
         let Some(gateway) = self.gateway_base(req) else {
@@ -95,7 +118,7 @@ mod tests {
             UPLOAD_URL,
             "http://127.0.0.1:7000/upload/v1beta/files?upload_id=abc&upload_protocol=resumable",
         )]);
-        routes.rewrite(&req, &mut resp, "http://127.0.0.1:7000");
+        routes.rewrite(&ClientOrigin::of(&req), &mut resp, "http://127.0.0.1:7000");
         assert_eq!(
             resp[UPLOAD_URL],
             "http://127.0.0.1:9000/upload/v1beta/files?upload_id=abc&upload_protocol=resumable"
@@ -107,7 +130,7 @@ mod tests {
     fn remembers_foreign_upload_hosts() {
         let routes = UploadRoutes::new("https://gw.example.com");
         let mut resp = headers(&[(UPLOAD_URL, "https://uploads.example.net/upload/v1/files?upload_id=z9")]);
-        routes.rewrite(&HeaderMap::new(), &mut resp, "https://generativelanguage.googleapis.com");
+        routes.rewrite(&ClientOrigin::default(), &mut resp, "https://generativelanguage.googleapis.com");
         assert_eq!(resp[UPLOAD_URL], "https://gw.example.com/upload/v1/files?upload_id=z9");
         assert_eq!(
             routes.origin_for("upload_protocol=resumable&upload_id=z9").as_deref(),

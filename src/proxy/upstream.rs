@@ -5,7 +5,7 @@
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
 use axum::body::{Body, Bytes};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -31,6 +31,10 @@ pub struct Upstream {
     authority: http::uri::Authority,
     /// The base's path without a trailing slash (`""` for none).
     prefix: String,
+    /// `Host` for requests to the base over cleartext HTTP/1.1, worked out once: left to the
+    /// client, it is formatted again for every request. `None` for https, where the connection
+    /// may speak HTTP/2 and the authority travels as `:authority` instead.
+    host: Option<HeaderValue>,
     timeout: Duration,
 }
 
@@ -39,6 +43,7 @@ pub struct UpstreamRequest {
     pub method: Method,
     /// Path and query as the client sent them (`/v1beta/models?key=…`).
     pub path_and_query: String,
+    /// Without hop-by-hop headers; a `Host` among them is replaced by the upstream's.
     pub headers: HeaderMap,
     pub body: Body,
 }
@@ -85,6 +90,13 @@ impl Upstream {
             anyhow::bail!("upstream.url {base:?}: the scheme must be http or https");
         }
         let prefix = parsed.path().trim_end_matches('/').to_string();
+        // What the client would set: the host, and the port unless it is the scheme's default.
+        let host = (scheme == http::uri::Scheme::HTTP)
+            .then(|| match authority.port_u16() {
+                Some(p) if p != 80 => format!("{}:{p}", authority.host()),
+                _ => authority.host().to_string(),
+            })
+            .and_then(|h| HeaderValue::from_str(&h).ok());
         let connector = |h2: bool| {
             let mut tcp = HttpConnector::new();
             tcp.enforce_http(false);
@@ -113,7 +125,7 @@ impl Upstream {
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { http, upgrade_http, client, base, scheme, authority, prefix, timeout: cfg.timeout })
+        Ok(Self { http, upgrade_http, client, base, scheme, authority, prefix, host, timeout: cfg.timeout })
     }
 
     /// The URI for a client's path and query on the configured base.
@@ -142,13 +154,29 @@ impl Upstream {
     /// Sends a request to `origin` (scheme://host:port[/prefix]) or, by default, to the configured
     /// base, and waits for the response headers within the configured timeout.
     pub async fn send_to(&self, origin: Option<&str>, req: UpstreamRequest) -> Result<UpstreamResponse, GatewayError> {
+        let mut headers = req.headers;
         let uri = match origin {
             Some(origin) => format!("{origin}{}", req.path_and_query)
                 .parse()
                 .map_err(|e| GatewayError::Internal(format!("unforwardable upload URL: {e}")))?,
-            None => self.uri_for(&req.path_and_query)?,
+            None => {
+                self.set_host(&mut headers);
+                self.uri_for(&req.path_and_query)?
+            }
         };
-        self.await_headers(&self.http, req.method, uri, req.headers, req.body).await
+        if origin.is_some() || self.host.is_none() {
+            // The client sets it from the URI.
+            headers.remove(header::HOST);
+        }
+        self.await_headers(&self.http, req.method, uri, headers, req.body).await
+    }
+
+    /// Sets the base's `Host` when it is known in advance (cleartext base); the client sets it
+    /// otherwise, as for any other origin.
+    fn set_host(&self, headers: &mut HeaderMap) {
+        if let Some(h) = &self.host {
+            headers.insert(header::HOST, h.clone());
+        }
     }
 
     /// Sends an upgrade request (no body) over HTTP/1.1 and waits for the upstream's answer.
@@ -159,6 +187,8 @@ impl Upstream {
         headers: HeaderMap,
     ) -> Result<UpstreamResponse, GatewayError> {
         let uri = self.uri_for(path_and_query)?;
+        let mut headers = headers;
+        self.set_host(&mut headers);
         self.await_headers(&self.upgrade_http, method, uri, headers, Body::empty()).await
     }
 
@@ -230,6 +260,16 @@ mod tests {
         }
         // Not something the server can hand over, but refused rather than sent broken.
         assert!(upstream(bases[0]).uri_for("/with space").is_err());
+    }
+
+    #[test]
+    fn the_host_set_in_advance_is_the_one_the_client_would_set() {
+        let host = |base: &str| upstream(base).host.map(|h| h.to_str().unwrap().to_string());
+        assert_eq!(host("http://127.0.0.1:8080/prefix").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(host("http://emulator").as_deref(), Some("emulator"));
+        assert_eq!(host("http://emulator:80").as_deref(), Some("emulator"));
+        assert_eq!(host("http://[::1]:9000").as_deref(), Some("[::1]:9000"));
+        assert_eq!(host("https://generativelanguage.googleapis.com"), None);
     }
 
     #[test]

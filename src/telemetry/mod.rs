@@ -75,6 +75,7 @@ pub fn install_metrics() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed");
             }
             describe();
+            let _ = HOT.set(Hot::register());
             handle
         })
         .clone()
@@ -134,6 +135,52 @@ fn describe() {
     );
 }
 
+/// Handles to the label-free metrics every request updates, registered once when the recorder
+/// is installed. `metrics::counter!(NAME)` looks its key up in the recorder's registry on every
+/// call (a hash and a lock); a handle is the counter itself.
+pub struct Hot {
+    pub in_flight: metrics::Gauge,
+    pub request_bytes: metrics::Counter,
+    pub response_bytes: metrics::Counter,
+    pub upstream_duration: metrics::Histogram,
+    pub overhead: metrics::Histogram,
+}
+
+static HOT: std::sync::OnceLock<Hot> = std::sync::OnceLock::new();
+
+impl Hot {
+    fn register() -> Self {
+        Self {
+            in_flight: metrics::gauge!(IN_FLIGHT),
+            request_bytes: metrics::counter!(REQUEST_BYTES),
+            response_bytes: metrics::counter!(RESPONSE_BYTES),
+            upstream_duration: metrics::histogram!(UPSTREAM_DURATION),
+            overhead: metrics::histogram!(OVERHEAD),
+        }
+    }
+}
+
+/// The per-request metric handles; before [`install_metrics`] (no recorder), handles that
+/// record nothing, as the macros would.
+pub fn hot() -> &'static Hot {
+    static NOOP: std::sync::LazyLock<Hot> = std::sync::LazyLock::new(|| Hot {
+        in_flight: metrics::Gauge::noop(),
+        request_bytes: metrics::Counter::noop(),
+        response_bytes: metrics::Counter::noop(),
+        upstream_duration: metrics::Histogram::noop(),
+        overhead: metrics::Histogram::noop(),
+    });
+    HOT.get().unwrap_or(&NOOP)
+}
+
+/// The `status` label of a response: a static string per code, so counting a request allocates
+/// no label text.
+pub fn status_label(status: http::StatusCode) -> &'static str {
+    static LABELS: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| (100..1000u16).map(|c| c.to_string()).collect());
+    LABELS.get(usize::from(status.as_u16()).wrapping_sub(100)).map_or("other", String::as_str)
+}
+
 tokio::task_local! {
     static UPSTREAM_TIME: std::cell::Cell<std::time::Duration>;
 }
@@ -141,7 +188,7 @@ tokio::task_local! {
 /// Adds time spent waiting for the upstream to the current request's account, so the overhead
 /// histogram can subtract it. Outside a request (background tasks) it does nothing.
 pub fn record_upstream_time(d: std::time::Duration) {
-    metrics::histogram!(UPSTREAM_DURATION).record(d.as_secs_f64());
+    hot().upstream_duration.record(d.as_secs_f64());
     let _ = UPSTREAM_TIME.try_with(|c| c.set(c.get() + d));
 }
 
