@@ -8,22 +8,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
-use tower::{Layer, Service};
+use tower::Service;
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AccessLogLayer;
-
-impl<S> Layer<S> for AccessLogLayer {
-    type Service = AccessLog<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessLog { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct AccessLog<S> {
-    inner: S,
-}
+super::wrapping_layer!(
+    AccessLogLayer => AccessLog
+);
 
 impl<S, B, R> Service<Request<B>> for AccessLog<S>
 where

@@ -13,24 +13,13 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use tower::{Layer, Service};
+use tower::Service;
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CatchPanicLayer;
-
-impl<S> Layer<S> for CatchPanicLayer {
-    type Service = CatchPanic<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        CatchPanic { inner }
-    }
-}
-
-/// Unlike tower-http's `CatchPanic`, the response keeps its body type: no response body is boxed
-/// again on the way out.
-#[derive(Clone, Debug)]
-pub struct CatchPanic<S> {
-    inner: S,
-}
+super::wrapping_layer!(
+    /// Unlike tower-http's `CatchPanic`, the response keeps its body type: no response body is boxed
+    /// again on the way out.
+    CatchPanicLayer => CatchPanic
+);
 
 impl<S, B> Service<Request<B>> for CatchPanic<S>
 where

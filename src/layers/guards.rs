@@ -14,23 +14,12 @@ use std::task::{Context, Poll};
 use tower::{Layer, Service, ServiceExt};
 use tower_http::decompression::RequestDecompressionLayer;
 
-/// gzip request bodies are inflated before any handler reads them (body limits apply to the
-/// inflated bytes); other encodings pass through to the upstream untouched. Requests without
-/// `Content-Encoding` (nearly all) go straight on.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DecompressLayer;
-
-impl<S> Layer<S> for DecompressLayer {
-    type Service = Decompress<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Decompress { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Decompress<S> {
-    inner: S,
-}
+super::wrapping_layer!(
+    /// gzip request bodies are inflated before any handler reads them (body limits apply to the
+    /// inflated bytes); other encodings pass through to the upstream untouched. Requests without
+    /// `Content-Encoding` (nearly all) go straight on.
+    DecompressLayer => Decompress
+);
 
 impl<S> Service<Request<Body>> for Decompress<S>
 where
@@ -57,22 +46,11 @@ where
     }
 }
 
-/// Refuses paths that URL resolution would turn into another path (see `path::check_safe`),
-/// before any route, guard or forwarding sees them.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PathSafetyLayer;
-
-impl<S> Layer<S> for PathSafetyLayer {
-    type Service = PathSafety<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        PathSafety { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct PathSafety<S> {
-    inner: S,
-}
+super::wrapping_layer!(
+    /// Refuses paths that URL resolution would turn into another path (see `path::check_safe`),
+    /// before any route, guard or forwarding sees them.
+    PathSafetyLayer => PathSafety
+);
 
 impl<S, B> Service<Request<B>> for PathSafety<S>
 where

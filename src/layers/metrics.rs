@@ -9,22 +9,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
-use tower::{Layer, Service};
+use tower::Service;
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RequestMetricsLayer;
-
-impl<S> Layer<S> for RequestMetricsLayer {
-    type Service = RequestMetrics<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestMetrics { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct RequestMetrics<S> {
-    inner: S,
-}
+super::wrapping_layer!(
+    RequestMetricsLayer => RequestMetrics
+);
 
 impl<S, B, R> Service<Request<B>> for RequestMetrics<S>
 where

@@ -1,6 +1,31 @@
 //! The layer stack every request passes before the router: named tower layers, each with one
 //! job, composed once with static types (no boxed service or future per layer and request).
 
+/// A layer without settings and the service it wraps around `inner`: every such layer of the
+/// stack is declared through this, so only its `Service` impl is written by hand. The doc
+/// comments describe the layer and go on both types.
+macro_rules! wrapping_layer {
+    ($(#[$doc:meta])* $layer:ident => $service:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct $layer;
+
+        impl<S> tower::Layer<S> for $layer {
+            type Service = $service<S>;
+            fn layer(&self, inner: S) -> Self::Service {
+                $service { inner }
+            }
+        }
+
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $service<S> {
+            inner: S,
+        }
+    };
+}
+use wrapping_layer;
+
 mod access_log;
 mod catch_panic;
 mod guards;

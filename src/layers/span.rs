@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::task::futures::TaskLocalFuture;
-use tower::{Layer, Service};
+use tower::Service;
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
 
@@ -38,20 +38,9 @@ impl RequestLabels {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RequestSpanLayer;
-
-impl<S> Layer<S> for RequestSpanLayer {
-    type Service = RequestSpan<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestSpan { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct RequestSpan<S> {
-    inner: S,
-}
+super::wrapping_layer!(
+    RequestSpanLayer => RequestSpan
+);
 
 impl<S, B> Service<Request<B>> for RequestSpan<S>
 where
