@@ -137,8 +137,10 @@ impl RedisServer {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server); .ci/run installs it");
-        for _ in 0..300 {
-            if sock.exists() {
+        // Ready once it accepts a connection on the socket (the file alone can precede the
+        // listen); a loaded machine can take seconds to start it.
+        for _ in 0..1_000 {
+            if std::os::unix::net::UnixStream::connect(sock).is_ok() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
