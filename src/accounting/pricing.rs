@@ -99,6 +99,9 @@ pub struct ModelPrice {
     /// The table's tier multipliers, copied in when the table is read.
     #[serde(skip)]
     pub tiers: Tiers,
+    /// `key@effective_from`, written when the table is read (every response names its row).
+    #[serde(skip)]
+    pub name: String,
 }
 
 impl ModelPrice {
@@ -154,7 +157,11 @@ pub struct Priced<'a> {
 impl Priced<'_> {
     /// `gemini-3.8-flash@2026-09-01`: the model key and the row's first day.
     pub fn row_name(&self) -> String {
-        format!("{}@{}", self.key, self.row.effective_from)
+        if self.row.name.is_empty() {
+            format!("{}@{}", self.key, self.row.effective_from)
+        } else {
+            self.row.name.clone()
+        }
     }
 }
 
@@ -211,10 +218,11 @@ impl PriceTable {
         let mut table: PriceTable = toml::from_str(text)?;
         table.validate()?;
         let tiers = table.tiers;
-        for rows in table.models.values_mut() {
+        for (key, rows) in table.models.iter_mut() {
             rows.sort_by_key(|r| r.effective_from);
             for r in rows {
                 r.tiers = tiers;
+                r.name = format!("{key}@{}", r.effective_from);
             }
         }
         Ok(table)

@@ -117,7 +117,7 @@ impl Annotation {
         h.insert(CACHED_TOKENS, HeaderValue::from(cached_tokens));
         if let Some(c) = &self.costs {
             for (name, v) in [(COST, c.actual_usd), (COST_AS_SENT, c.as_sent_usd), (NET_SAVING, c.net_saving_usd)] {
-                if let Ok(v) = HeaderValue::from_str(&format!("{v:.8}")) {
+                if let Ok(v) = HeaderValue::try_from(usd_fixed8(v)) {
                     h.insert(name, v);
                 }
             }
@@ -175,9 +175,49 @@ pub fn annotate_body(body: &[u8], ann: &Annotation) -> Option<(Vec<u8>, Value)> 
     Some((out, v))
 }
 
+/// `v` with 8 decimals, exactly as `format!("{v:.8}")` writes it. Every generate response
+/// carries three amounts, so the usual ones (under 90 USD and not within a hair of a rounding
+/// tie, where the scaled float could round the other way) skip the float formatter.
+fn usd_fixed8(v: f64) -> String {
+    let scaled = v.abs() * 1e8;
+    if scaled.is_nan() || scaled >= 9e9 || (scaled - scaled.floor() - 0.5).abs() < 1e-6 {
+        return format!("{v:.8}");
+    }
+    let units = scaled.round() as u64;
+    let mut out = String::with_capacity(20);
+    if v.is_sign_negative() {
+        out.push('-');
+    }
+    let (whole, frac) = (units / 100_000_000, units % 100_000_000);
+    out.push_str(&whole.to_string());
+    out.push('.');
+    let digits = frac.to_string();
+    out.extend(std::iter::repeat_n('0', 8 - digits.len()));
+    out.push_str(&digits);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_are_written_as_the_float_formatter_writes_them() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut values = vec![0.0, -0.0, 1e-9, -1e-9, 5e-9, 1.5e-8, 2.5e-8, 0.123456785, 89.99999999, 90.5, -3.2, 1e12];
+        values.extend([f64::NAN, f64::INFINITY, f64::MIN_POSITIVE]);
+        for _ in 0..100_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mantissa = (x >> 11) as f64 / (1u64 << 53) as f64;
+            let scale = [1e-7, 1e-5, 1e-3, 0.1, 10.0, 100.0][(x % 6) as usize];
+            values.push(if x & 1 == 1 { -mantissa * scale } else { mantissa * scale });
+            // Exact ties at the 9th decimal, where a naive rounding would differ.
+            values.push(((x % 1_000_000) as f64 + 0.5) / 1e8);
+        }
+        for v in values {
+            assert_eq!(usd_fixed8(v), format!("{v:.8}"), "{v:e}");
+        }
+    }
 
     #[test]
     fn annotation_goes_inside_usage_metadata() {

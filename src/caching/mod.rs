@@ -16,6 +16,7 @@ mod policy;
 mod reason;
 pub mod registry;
 mod rules;
+mod shape;
 mod sizing;
 mod speculate;
 pub mod trace;
@@ -92,6 +93,29 @@ impl Plan {
             plan.model = path.model_name().unwrap_or_default();
         }
         plan
+    }
+
+    /// The plan for a generate call settled without building its body (`raw`), which is checked
+    /// to be JSON on the way (`Err` when it is not): caching is off, the path is not a model
+    /// call, or the body has no prefix to cache ([`Caching::unread`]). `Ok(None)`: the body must
+    /// be parsed and planned by [`Plan::for_call`].
+    pub fn unread(
+        caching: Option<&Caching>,
+        path: &ApiPath<'_>,
+        scope: Option<&str>,
+        raw: &[u8],
+    ) -> Result<Option<Plan>, serde_json::Error> {
+        let plan = match caching {
+            Some(c) => c.unread(path, scope, raw)?,
+            None => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(raw)?;
+                Some(Plan::bypass())
+            }
+        };
+        Ok(plan.map(|mut plan| {
+            plan.model = path.model_name().unwrap_or_default();
+            plan
+        }))
     }
 
     /// The plan with the cache-rewritten body (when there is one) asking for `tier` too.
@@ -212,6 +236,37 @@ impl Caching {
     /// Up to `limit` prefixes the policy tracks, most recently seen first (admin listing).
     pub fn prefixes(&self, limit: usize) -> Vec<PrefixView> {
         self.0.engine.prefixes(limit)
+    }
+
+    /// [`Plan::unread`] with caching on: the answer [`Caching::plan`] gives, for the requests
+    /// it can be told from the path and the body's [`Shape`](shape::Shape) alone: caching off, a
+    /// call outside `models/`, no credential, or no boundary to cache (one turn and no system
+    /// instruction or tools: most traffic). These leave no policy state, as in the planner, and
+    /// teach the sizer nothing (it learns from the requests it fingerprints).
+    pub fn unread(
+        &self,
+        path: &ApiPath<'_>,
+        scope: Option<&str>,
+        raw: &[u8],
+    ) -> Result<Option<Plan>, serde_json::Error> {
+        let settled = |reason| {
+            let mut plan = Plan::bypass();
+            plan.annotation.reason = Some(reason);
+            Some(self.count(plan))
+        };
+        let e = &self.0;
+        if !e.cfg.enabled || path.collection != "models" {
+            serde_json::from_slice::<serde::de::IgnoredAny>(raw)?;
+            return Ok(settled(if e.cfg.enabled { Reason::NotEligible } else { Reason::CachingOff }));
+        }
+        let Some(shape) = shape::Shape::scan(raw)? else { return Ok(None) };
+        if shape.cached_content {
+            return Ok(None);
+        }
+        if scope.is_none() || !shape.has_boundaries() || path.id.is_none() {
+            return Ok(settled(Reason::NotEligible));
+        }
+        Ok(None)
     }
 
     /// Decides how to send one generate request (the engine decides; this acts on its intent:

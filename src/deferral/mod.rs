@@ -153,25 +153,30 @@ impl Deferral {
     /// Remembers the credential a request carries (in memory only); returns its scope.
     pub fn observe(&self, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
         let (scope, cred) = Credential::scoped(headers, query)?;
-        let had = self.0.creds.get(&scope).is_some();
-        self.0.creds.remember(&scope, cred);
+        self.observe_tenant(&scope, &cred);
+        Some(scope)
+    }
+
+    /// [`Deferral::observe`] for a tenant already worked out from the request.
+    pub fn observe_tenant(&self, scope: &str, cred: &Credential) {
+        let had = self.0.creds.get(scope).is_some();
+        self.0.creds.remember(scope, cred.clone());
         if !had {
             // Work of this scope may have been waiting for its credential since a restart.
             self.0.poke.notify_one();
         }
-        Some(scope)
     }
 
-    /// Marks a generate request (headers, then rules). A malformed header is a 400.
+    /// Marks a generate request to `model` (headers, then rules). A malformed header is a 400.
     pub fn mark(
         &self,
         api: &ApiPath<'_>,
+        model: &str,
         headers: &HeaderMap,
         path: &str,
         scope: Option<&str>,
     ) -> Result<Option<Marking>, GatewayError> {
-        let model = api.model_name().unwrap_or_default();
-        marking::decide(&self.0.cfg, &marking::Request { headers, path, model: &model, scope, stream: api.is_stream() })
+        marking::decide(&self.0.cfg, &marking::Request { headers, path, model, scope, stream: api.is_stream() })
     }
 
     /// Puts a request on the durable queue and answers it (held for `wait`, else 202). `Err`

@@ -106,7 +106,7 @@ impl ApiPath<'_> {
     /// `models/gemini-2.5-flash` or `tunedModels/x` for model-scoped paths.
     pub fn model_name(&self) -> Option<String> {
         match (self.collection, self.id) {
-            ("models" | "tunedModels", Some(id)) => Some(format!("{}/{}", self.collection, id)),
+            ("models" | "tunedModels", Some(id)) => Some([self.collection, "/", id].concat()),
             _ => None,
         }
     }
@@ -136,11 +136,11 @@ impl ApiPath<'_> {
                     _ => "openai/other".to_string(),
                 }
             }
-            (Some(c), _, Some(m)) => format!("{c}:{}", known(METHODS, m).unwrap_or("other")),
+            (Some(c), _, Some(m)) => [c, ":", known(METHODS, m).unwrap_or("other")].concat(),
             (Some(c), Some(_), None) => format!("{c}/{{id}}"),
             (Some(c), None, None) => c.to_string(),
         };
-        format!("{door}{tail}")
+        if door.is_empty() { tail } else { door.to_owned() + &tail }
     }
 }
 

@@ -65,11 +65,8 @@ pub fn encode_event(v: &Value) -> Bytes {
 
 /// True when an event should carry the annotation: it is the final candidate event.
 pub fn is_final_event(event: &[u8]) -> bool {
-    memchr_contains(event, b"\"finishReason\"") && memchr_contains(event, b"\"usageMetadata\"")
-}
-
-fn memchr_contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    use memchr::memmem::find;
+    find(event, b"\"finishReason\"").is_some() && find(event, b"\"usageMetadata\"").is_some()
 }
 
 #[cfg(test)]

@@ -38,13 +38,20 @@ pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 /// generateContent / streamGenerateContent, as a sequence of steps over one [`Call`]: read it,
 /// defer it (batch), plan caching, send (flex, fail-open resend), respond.
 async fn generate(state: &AppState, req: Request) -> Result<Response, GatewayError> {
-    let call = Call::read(state, req).await?;
+    let mut call = Call::read(state, req).await?;
     if let Some(answer) = defer(state, &call).await? {
         return Ok(answer);
     }
     let tier = tier_to_send(&call);
-    let plan = Plan::for_call(state.caching(), &call.api(), call.scope(), call.credential(), &call.body).await;
-    let (resp, plan, served) = match send_planned(state, &call, plan, tier).await? {
+    let plan = match &call.body {
+        call::Body::Parsed(body) => {
+            Plan::for_call(state.caching(), &call.api(), call.scope(), call.credential(), body).await
+        }
+        call::Body::Unread(plan) => Plan::clone(plan),
+    };
+    // Nothing after this reads the client's headers: they are edited into the upstream's.
+    let headers = upstream_headers(state, std::mem::take(&mut call.parts.headers));
+    let (resp, plan, served) = match send_planned(state, &call, headers, plan, tier).await? {
         Sent::Upstream(resp, plan, served) => (resp, *plan, served),
         Sent::Answered(resp) => return Ok(resp),
     };
@@ -69,7 +76,8 @@ async fn defer(state: &AppState, call: &Call) -> Result<Option<Response>, Gatewa
     if let Some(refusal) = d.admit(scope, call.api().version, &call.model, cred).await {
         return Ok(Some(refusal));
     }
-    match d.defer(scope, &call.model, &call.raw, &call.body, m).await {
+    let body = call.value()?;
+    match d.defer(scope, &call.model, &call.raw, &body, m).await {
         Ok(resp) => Ok(Some(resp)),
         Err(e) if d.refuses_when_unavailable() => {
             tracing::warn!(error = %e, "deferral queue unavailable; request refused");
@@ -98,22 +106,27 @@ enum Sent {
 
 /// Sends the call as planned; when the upstream rejects the cache the plan used, sends the
 /// original once more (fail open).
-async fn send_planned(state: &AppState, call: &Call, plan: Plan, tier: Option<Tier>) -> Result<Sent, GatewayError> {
+async fn send_planned(
+    state: &AppState,
+    call: &Call,
+    headers: HeaderMap,
+    plan: Plan,
+    tier: Option<Tier>,
+) -> Result<Sent, GatewayError> {
     // Priority is asked for on the wire; the upstream says in the usage which tier served it.
     let (body, plan) = match tier {
         Some(Tier::Priority) => (with_tier(call.raw.clone(), Tier::Priority), plan.with_service_tier("priority")),
         _ => (call.raw.clone(), plan),
     };
-    let headers = upstream_headers(state, call);
     let flex = tier == Some(Tier::Flex);
-    let send = |bytes: Bytes| send(state, call.path_and_query(), &headers, bytes, flex);
+    let send = |headers: HeaderMap, bytes: Bytes| send(state, call.path_and_query(), headers, bytes, flex);
     let served = |flex_tier: Option<Tier>| tier.filter(|t| *t != Tier::Priority).map(|t| flex_tier.unwrap_or(t));
 
     let Some(rewritten) = &plan.rewritten else {
-        let (resp, flex_tier) = send(body).await?;
+        let (resp, flex_tier) = send(headers, body).await?;
         return Ok(Sent::Upstream(resp, Box::new(plan), served(flex_tier)));
     };
-    let (resp, flex_tier) = send(Bytes::from(rewritten.clone())).await?;
+    let (resp, flex_tier) = send(headers.clone(), Bytes::from(rewritten.clone())).await?;
     if resp.status().is_success() {
         return Ok(Sent::Upstream(resp, Box::new(plan), served(flex_tier)));
     }
@@ -131,14 +144,15 @@ async fn send_planned(state: &AppState, call: &Call, plan: Plan, tier: Option<Ti
     };
     metrics::counter!(telemetry::CACHE_RETRIES).increment(1);
     tracing::info!(status, "cache rejected upstream; resending the original request");
-    let (resp, flex_tier) = send(body).await?;
+    let (resp, flex_tier) = send(headers, body).await?;
     Ok(Sent::Upstream(resp, Box::new(plan), served(flex_tier)))
 }
 
-/// The client's headers as the upstream gets them: without the gateway's own controls, and
-/// asking for an uncompressed answer when caching reads the usage from it.
-fn upstream_headers(state: &AppState, call: &Call) -> HeaderMap {
-    let mut headers = proxy::copy_request_headers(&call.parts.headers);
+/// The client's headers made into the upstream's, in place: without hop-by-hop ones and the
+/// gateway's own controls, and asking for an uncompressed answer when caching reads the usage
+/// from it.
+fn upstream_headers(state: &AppState, mut headers: HeaderMap) -> HeaderMap {
+    proxy::strip_request_headers(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
     for h in crate::deferral::marking::REQUEST_HEADERS {
         headers.remove(h);
@@ -158,20 +172,20 @@ fn with_tier(body: Bytes, tier: Tier) -> Bytes {
 async fn send(
     state: &AppState,
     path_and_query: &str,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Bytes,
     flex: bool,
 ) -> Result<(proxy::UpstreamResponse, Option<Tier>), GatewayError> {
     if flex {
         let cfg = &state.config().deferral;
-        let (resp, tier) = crate::deferral::flex::send(state.upstream(), cfg, path_and_query, headers, body).await?;
+        let (resp, tier) = crate::deferral::flex::send(state.upstream(), cfg, path_and_query, &headers, body).await?;
         return Ok((resp, Some(tier)));
     }
     let started = std::time::Instant::now();
     let req = UpstreamRequest {
         method: Method::POST,
         path_and_query: path_and_query.to_string(),
-        headers: headers.clone(),
+        headers,
         body: body.into(),
     };
     let result = state.upstream().send(req).await;

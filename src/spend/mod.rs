@@ -81,17 +81,13 @@ pub struct RequestMeta {
 }
 
 impl RequestMeta {
-    pub fn new(headers: &HeaderMap, query: Option<&str>, stream: bool, started: Instant) -> Self {
+    /// `scope`: the request's tenant (the hash of its credential), when it sent one.
+    pub fn new(headers: &HeaderMap, scope: Option<String>, stream: bool, started: Instant) -> Self {
         let tag = headers.get(TAG_HEADER).map(|v| match v.to_str().map(str::trim) {
             Ok(t) if valid_tag(t) => t.to_string(),
             _ => OTHER.to_string(),
         });
-        RequestMeta {
-            route: if stream { "streamGenerateContent" } else { "generateContent" },
-            scope: crate::caching::scope_of(headers, query),
-            tag,
-            started,
-        }
+        RequestMeta { route: if stream { "streamGenerateContent" } else { "generateContent" }, scope, tag, started }
     }
 }
 
