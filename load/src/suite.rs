@@ -45,6 +45,11 @@ pub struct SuiteArgs {
     /// Skip the max-rate search (quick development runs).
     #[arg(long)]
     pub no_max_rate: bool,
+    /// Development runs: only small `generateContent` and `countTokens` at 1,000/s and the
+    /// max-rate search; no other scenario and no registry run (published figures use the full
+    /// suite).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -566,7 +571,7 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     let small = scenarios::small_generate();
     let mut hit = scenarios::cache_hit();
     type Scenario = (&'static str, RequestSpec, Vec<f64>);
-    let fixed: Vec<Scenario> = vec![
+    let mut fixed: Vec<Scenario> = vec![
         ("small", small.clone(), vec![500.0, 1000.0]),
         ("countTokens", scenarios::small_count_tokens(), vec![1000.0]),
         (
@@ -577,6 +582,12 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         ("stream-20", scenarios::stream20(), vec![250.0, 500.0]),
         ("cache-hit-8k", hit.clone(), vec![500.0, 1000.0]),
     ];
+    if args.quick {
+        fixed.retain(|(name, _, _)| *name == "small" || *name == "countTokens");
+        for (_, _, rates) in &mut fixed {
+            rates.retain(|r| *r == 1000.0);
+        }
+    }
     for (name, spec, _) in &fixed {
         for p in &paths {
             check(p, spec, name).await?;
@@ -626,63 +637,65 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     gateway.stop();
     drop(gateway);
 
-    // A gateway whose store holds `registry_entries` valid entries, loaded at start.
-    let db = std::fs::canonicalize(&args.out)?.join("registry.sqlite");
-    let tp = Instant::now();
-    crate::store::populate(&db, args.registry_entries, scenarios::API_KEY)?;
-    eprintln!(
-        "populated {} registry rows in {:.1}s",
-        args.registry_entries,
-        tp.elapsed().as_secs_f64()
-    );
-    let ts = Instant::now();
-    let reg = spawn_gateway(&args, "gemgate-registry", &upstream.addr, Some(&db), &logs)?;
-    memory.reg_entries = args.registry_entries;
-    memory.reg_startup_s = ts.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    memory.reg_idle_rss_mb = procs::mem_mb(&[reg.pid()], "VmRSS");
-    let reg_path = Path3 {
-        name: "gemgate",
-        base: reg.addr.clone(),
-        client: client::client(),
-        proxy: Some(&reg),
-        tree: false,
-    };
-    hit.expect = None;
-    warm_cache(&reg_path.client, &reg_path.base, &hit).await?;
-    hit.expect = Some(("x-gemgate-cache", "hit"));
     let mut registry_runs = Vec::new();
-    // Once right after start, then across the first sweep (30 s after start by default), which
-    // writes every entry's hit count back to the store.
-    for (label, at) in [
-        ("cache-hit-8k/100k", None),
-        ("cache-hit-8k/100k+sweep", Some(27.0)),
-    ] {
-        if let Some(at) = at {
-            let wait = at - ts.elapsed().as_secs_f64();
-            if wait > 0.0 {
-                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-            }
-        }
-        let w = if at.is_some() {
-            Duration::from_secs(8)
-        } else {
-            window
+    if !args.quick {
+        // A gateway whose store holds `registry_entries` valid entries, loaded at start.
+        let db = std::fs::canonicalize(&args.out)?.join("registry.sqlite");
+        let tp = Instant::now();
+        crate::store::populate(&db, args.registry_entries, scenarios::API_KEY)?;
+        eprintln!(
+            "populated {} registry rows in {:.1}s",
+            args.registry_entries,
+            tp.elapsed().as_secs_f64()
+        );
+        let ts = Instant::now();
+        let reg = spawn_gateway(&args, "gemgate-registry", &upstream.addr, Some(&db), &logs)?;
+        memory.reg_entries = args.registry_entries;
+        memory.reg_startup_s = ts.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        memory.reg_idle_rss_mb = procs::mem_mb(&[reg.pid()], "VmRSS");
+        let reg_path = Path3 {
+            name: "gemgate",
+            base: reg.addr.clone(),
+            client: client::client(),
+            proxy: Some(&reg),
+            tree: false,
         };
-        let (o, cpu, up_cpu, foreign) =
-            measure(&reg_path, &upstream, &hit, 1000.0, warmup, w).await;
-        let r = path_result("gemgate", &o, cpu, up_cpu, foreign);
-        print_result(label, &r);
-        registry_runs.push(ScenarioRun {
-            scenario: label.to_string(),
-            rate: 1000.0,
-            results: vec![r],
-        });
+        hit.expect = None;
+        warm_cache(&reg_path.client, &reg_path.base, &hit).await?;
+        hit.expect = Some(("x-gemgate-cache", "hit"));
+        // Once right after start, then across the first sweep (30 s after start by default), which
+        // writes every entry's hit count back to the store.
+        for (label, at) in [
+            ("cache-hit-8k/100k", None),
+            ("cache-hit-8k/100k+sweep", Some(27.0)),
+        ] {
+            if let Some(at) = at {
+                let wait = at - ts.elapsed().as_secs_f64();
+                if wait > 0.0 {
+                    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+                }
+            }
+            let w = if at.is_some() {
+                Duration::from_secs(8)
+            } else {
+                window
+            };
+            let (o, cpu, up_cpu, foreign) =
+                measure(&reg_path, &upstream, &hit, 1000.0, warmup, w).await;
+            let r = path_result("gemgate", &o, cpu, up_cpu, foreign);
+            print_result(label, &r);
+            registry_runs.push(ScenarioRun {
+                scenario: label.to_string(),
+                rate: 1000.0,
+                results: vec![r],
+            });
+        }
+        memory.reg_peak_hwm_mb = procs::mem_mb(&[reg.pid()], "VmHWM");
+        drop(reg_path);
+        drop(reg);
     }
-    memory.reg_peak_hwm_mb = procs::mem_mb(&[reg.pid()], "VmHWM");
     memory.emulator_peak_hwm_mb = procs::mem_mb(&[upstream.pid()], "VmHWM");
-    drop(reg_path);
-    drop(reg);
     drop(upstream);
 
     let results = Results {
