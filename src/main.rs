@@ -52,10 +52,14 @@ fn main() -> ExitCode {
 }
 
 /// The tokio runtime: `workers` threads serve tasks (0: one per CPU core, or
-/// `TOKIO_WORKER_THREADS`).
+/// `TOKIO_WORKER_THREADS`). One worker is tokio's single-threaded scheduler, on the calling
+/// thread: the same one thread serving everything, without the work-stealing machinery.
 fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
+    let mut builder = match workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if workers > 1 {
         builder.worker_threads(workers);
     }
     Ok(builder.enable_all().build()?)

@@ -110,6 +110,7 @@ impl Annotation {
         const NET_SAVING: HeaderName = HeaderName::from_static("x-gemgate-net-saving-usd");
         const PRICE_SOURCE: HeaderName = HeaderName::from_static("x-gemgate-price-source");
         const PRICE_ROW: HeaderName = HeaderName::from_static("x-gemgate-price-row");
+        h.reserve(8);
         h.insert(CACHE, HeaderValue::from_static(self.outcome.as_str()));
         if let Some(r) = self.reason {
             h.insert(REASON, HeaderValue::from_static(r.as_str()));

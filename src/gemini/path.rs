@@ -41,12 +41,19 @@ pub fn is_version(s: &str) -> bool {
 /// upstream) would turn them into a different path than the one the gateway routed, escaping
 /// the upstream's path prefix or the generate interception.
 pub fn check_safe(path: &str) -> Result<(), String> {
-    if path.contains('\\') {
+    let bytes = path.as_bytes();
+    if bytes.contains(&b'\\') {
         return Err("a backslash".into());
     }
-    let lower = path.to_ascii_lowercase();
-    if let Some(enc) = ["%2e", "%2f", "%5c"].into_iter().find(|e| lower.contains(e)) {
-        return Err(format!("an encoded `{}`", &path[lower.find(enc).unwrap_or(0)..][..3]));
+    // Every path is checked, and few hold a `%`: the escapes are looked for only after one.
+    if bytes.contains(&b'%') {
+        for enc in [*b"2e", *b"2f", *b"5c"] {
+            let at = (0..bytes.len().saturating_sub(2))
+                .find(|&i| bytes[i] == b'%' && bytes[i + 1..i + 3].eq_ignore_ascii_case(&enc));
+            if let Some(i) = at {
+                return Err(format!("an encoded `{}`", &path[i..i + 3]));
+            }
+        }
     }
     if let Some(seg) = path.split('/').find(|s| matches!(*s, "." | "..")) {
         return Err(format!("a `{seg}` segment"));
@@ -254,10 +261,22 @@ mod tests {
             "/v1beta/a%5cb",
             "/v1beta/a\\..\\b",
             "/..",
+            "/v1beta/a%%2f",
+            "/v1beta/%2F",
         ] {
             assert!(check_safe(bad).is_err(), "{bad}");
         }
-        for good in ["/v1beta/models/gemini-2.5-flash:generateContent", "/v1/files/a.b", "/", "/v1beta/x..y/..z"] {
+        assert_eq!(check_safe("/v1beta/%41%2F/%2e").unwrap_err(), "an encoded `%2e`", "dots are named first");
+        assert_eq!(check_safe("/v1beta/%41%2F").unwrap_err(), "an encoded `%2F`", "as the client spelled it");
+        for good in [
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            "/v1/files/a.b",
+            "/",
+            "/v1beta/x..y/..z",
+            "/v1beta/a%41",
+            "/v1beta/a%2",
+            "/v1beta/%",
+        ] {
             assert!(check_safe(good).is_ok(), "{good}");
         }
     }
