@@ -54,15 +54,19 @@ impl Credentials {
         Self { service: Arc::new(service), ..Self::default() }
     }
 
-    pub fn remember(&self, scope: &str, cred: Credential) {
+    /// Holds a tenant's credential (a service scope keeps its own). Answers whether the scope
+    /// already had one: new work may then be waiting for it.
+    pub fn remember(&self, scope: &str, cred: &Credential) -> bool {
         if self.service.contains_key(scope) {
-            return;
+            return true;
         }
         // The common case (the same key again) only refreshes the entry's idle time.
-        if self.tenants.get(scope).is_some_and(|c| c.name == cred.name && c.value == cred.value) {
-            return;
+        let held = self.tenants.get(scope);
+        if held.as_ref().is_some_and(|c| c.name == cred.name && c.value == cred.value) {
+            return true;
         }
-        self.tenants.insert(scope.to_string(), cred);
+        self.tenants.insert(scope.to_string(), cred.clone());
+        held.is_some()
     }
 
     pub fn get(&self, scope: &str) -> Option<Credential> {
@@ -92,20 +96,31 @@ mod tests {
         let creds = Credentials::bounded(100, Duration::from_secs(3600));
         for i in 0..5_000 {
             let (scope, c) = cred(&format!("made-up-{i}"));
-            creds.remember(&scope, c);
+            creds.remember(&scope, &c);
         }
         let n = creds.tenant_count();
         assert!(n <= 100, "{n} credentials held");
         let (scope, c) = cred("made-up-4999");
-        creds.remember(&scope, c);
+        creds.remember(&scope, &c);
         assert!(creds.get(&scope).is_some(), "a recent key stays usable");
+    }
+
+    #[test]
+    fn remembering_tells_whether_the_scope_was_held_already() {
+        let creds = Credentials::default();
+        let (scope, c) = cred("first-key");
+        assert!(!creds.remember(&scope, &c), "a new scope");
+        assert!(creds.remember(&scope, &c), "the same key again");
+        let (_, other) = cred("second-key");
+        assert!(creds.remember(&scope, &other), "a scope held with another value is still held");
+        assert_eq!(creds.get(&scope).unwrap().value, "second-key", "and now holds the newer value");
     }
 
     #[test]
     fn idle_credentials_expire() {
         let creds = Credentials::bounded(100, Duration::from_millis(50));
         let (scope, c) = cred("idle-key");
-        creds.remember(&scope, c);
+        creds.remember(&scope, &c);
         assert!(creds.get(&scope).is_some());
         std::thread::sleep(Duration::from_millis(120));
         assert!(creds.get(&scope).is_none());
@@ -121,7 +136,7 @@ mod tests {
         h.insert("x-goog-api-key", value);
         let (scope, c) = Credential::scoped(&h, None).unwrap();
         let creds = Credentials::default();
-        creds.remember(&scope, c);
+        creds.remember(&scope, &c);
         let stored = creds.get(&scope).unwrap();
         assert_eq!(stored.value, "secret-key-1");
         let range = buffer.as_ptr_range();

@@ -159,9 +159,7 @@ impl Deferral {
 
     /// [`Deferral::observe`] for a tenant already worked out from the request.
     pub fn observe_tenant(&self, scope: &str, cred: &Credential) {
-        let had = self.0.creds.get(scope).is_some();
-        self.0.creds.remember(scope, cred.clone());
-        if !had {
+        if !self.0.creds.remember(scope, cred) {
             // Work of this scope may have been waiting for its credential since a restart.
             self.0.poke.notify_one();
         }
