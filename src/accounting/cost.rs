@@ -4,42 +4,7 @@
 
 use super::pricing::{CreationBilling, ModelPrice, PriceSource};
 
-pub use crate::gemini::usage::Usage;
-
-/// The service tier that served a request; the price table's `[tiers]` say what each costs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    Standard,
-    /// The Batch API.
-    Batch,
-    /// `serviceTier: flex`.
-    Flex,
-    /// `serviceTier: priority`.
-    Priority,
-}
-
-impl Service {
-    /// The tier as the wire (`serviceTier`, `usageMetadata.serviceTier`) names it; `None` for
-    /// a value gemgate does not know.
-    pub fn from_wire(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().trim_start_matches("service_tier_") {
-            "standard" | "unspecified" => Some(Service::Standard),
-            "flex" => Some(Service::Flex),
-            "priority" => Some(Service::Priority),
-            "batch" => Some(Service::Batch),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Service::Standard => "standard",
-            Service::Batch => "batch",
-            Service::Flex => "flex",
-            Service::Priority => "priority",
-        }
-    }
-}
+pub use crate::gemini::usage::{Service, Usage};
 
 const PER_TOKEN: f64 = 1e-6;
 
@@ -121,7 +86,8 @@ mod tests {
                 cached_tokens: 173,
                 output_tokens: 63,
                 thoughts_tokens: 154,
-                tool_use_prompt_tokens: 0
+                tool_use_prompt_tokens: 0,
+                served: None,
             }
         );
         assert_eq!(Usage::from_usage_metadata(&json!({})), Usage::default());
@@ -136,6 +102,7 @@ mod tests {
             output_tokens: 500,
             thoughts_tokens: 200,
             tool_use_prompt_tokens: 0,
+            served: None,
         };
         let p = flash();
         close(actual_usd(&p, &u, Service::Standard), 0.00259);

@@ -32,7 +32,7 @@ pub use rules::{BoundaryState, Rules};
 pub use sizing::Sizer;
 pub use speculate::{Arrival, ReturnStats};
 
-use crate::accounting::{self, Service};
+use crate::accounting::{self, Service, Usage};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::CachingConfig;
@@ -428,9 +428,8 @@ impl Caching {
 
     /// Learns from a response's usageMetadata: the bytes/token ratio, implicit caching by the
     /// upstream, tokens served from gateway caches; and records the trace line when enabled.
-    pub fn learn(&self, plan: &Plan, usage: &Value) {
+    pub fn learn(&self, plan: &Plan, counts: &Usage) {
         let e = &self.0;
-        let counts = crate::gemini::usage::Usage::from_usage_metadata(usage);
         let (prompt, cached) = (counts.prompt_tokens, counts.cached_tokens);
         if prompt > 0 {
             e.sizer.observe(&plan.model, plan.total_bytes, prompt);
@@ -471,13 +470,12 @@ impl Caching {
     /// What a response cost, what it would have cost as it came, and the net saving after the
     /// cache creation and storage this request committed (USD, from the upstream's own usage),
     /// priced at the tier `requested` unless the usage names the tier that served it.
-    pub fn account(&self, plan: &Plan, usage: &Value, requested: Service) -> Option<(Costs, Pricing)> {
+    pub fn account(&self, plan: &Plan, u: &Usage, requested: Service) -> Option<(Costs, Pricing)> {
         let (costs, pricing) =
-            self.0.catalog.costs(&plan.model, usage, requested, plan.overhead_usd, self.0.clock.now_ms())?;
+            self.0.catalog.costs(&plan.model, u, requested, plan.overhead_usd, self.0.clock.now_ms())?;
         // The cache's own saving: the tier's discount (as-sent is priced at standard) is not it.
-        let u = crate::accounting::Usage::from_usage_metadata(usage);
         let row = self.0.catalog.price(&plan.model, self.0.clock.now_ms()).row;
-        let gross = crate::accounting::as_sent_usd(row, &u, pricing.service) - costs.actual_usd;
+        let gross = crate::accounting::as_sent_usd(row, u, pricing.service) - costs.actual_usd;
         if plan.key.is_some() && gross > 0.0 {
             metrics::counter!(telemetry::CACHE_SAVED_MICRO_USD, "model" => pricing.key.clone())
                 .increment((gross * 1e6) as u64);

@@ -3,6 +3,7 @@
 //! instruction or tools), and for them the planner's answer is known without the parsed body.
 
 use crate::gemini::canonical::camel_key;
+use crate::gemini::keys::{Fields, Key};
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -59,8 +60,8 @@ impl<'de> Visitor<'de> for ScanVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scan, A::Error> {
         let (mut shape, mut seen, mut twice) = (Shape::default(), 0u8, false);
-        while let Some(field) = map.next_key::<Field>()? {
-            let Some(i) = field.0 else {
+        while let Some(Key(field)) = map.next_key::<Key<Top>>()? {
+            let Some(i) = field else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
@@ -76,23 +77,14 @@ impl<'de> Visitor<'de> for ScanVisitor {
     }
 }
 
-/// A top-level key: the index in [`FIELDS`] of the field it spells, if any.
-struct Field(Option<usize>);
+/// Top-level keys: the index in [`FIELDS`] of the field a key spells, if any.
+struct Top;
 
-impl<'de> Deserialize<'de> for Field {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Field;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E>(self, key: &str) -> Result<Field, E> {
-                let camel = if key.contains('_') { camel_key(key) } else { key.into() };
-                Ok(Field(FIELDS.iter().position(|f| *f == camel)))
-            }
-        }
-        d.deserialize_str(V)
+impl Fields for Top {
+    type Field = Option<usize>;
+    fn field(key: &str) -> Option<usize> {
+        let camel = if key.contains('_') { camel_key(key) } else { key.into() };
+        FIELDS.iter().position(|f| *f == camel)
     }
 }
 

@@ -180,7 +180,7 @@ impl Catalog {
     pub fn costs(
         &self,
         model: &str,
-        usage: &serde_json::Value,
+        u: &accounting::Usage,
         requested: Service,
         overhead_usd: f64,
         now_ms: i64,
@@ -189,16 +189,14 @@ impl Catalog {
             return None;
         }
         let priced = self.price(model, now_ms);
-        let served = usage.get("serviceTier").and_then(|v| v.as_str()).and_then(Service::from_wire);
-        let service = served.unwrap_or(requested);
-        let u = accounting::Usage::from_usage_metadata(usage);
+        let service = u.served.unwrap_or(requested);
         let p = priced.row;
         // "As sent" is what the client would have paid sending the request itself: no cache, at
         // the standard tier. So a deferred (flex, batch) response shows its tier's saving too.
-        let actual_usd = accounting::actual_usd(p, &u, service);
-        let as_sent_usd = accounting::as_sent_usd(p, &u, Service::Standard);
+        let actual_usd = accounting::actual_usd(p, u, service);
+        let as_sent_usd = accounting::as_sent_usd(p, u, Service::Standard);
         let costs = Costs { actual_usd, as_sent_usd, net_saving_usd: as_sent_usd - actual_usd - overhead_usd };
-        let tier_saving = as_sent_usd - accounting::as_sent_usd(p, &u, service);
+        let tier_saving = as_sent_usd - accounting::as_sent_usd(p, u, service);
         if matches!(service, Service::Flex | Service::Batch) && tier_saving > 0.0 {
             metrics::counter!(telemetry::DEFER_SAVED_MICRO_USD, "tier" => service.as_str(), "model" => self.model_label(model))
                 .increment((tier_saving * 1e6).round() as u64);

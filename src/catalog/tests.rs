@@ -102,7 +102,8 @@ fn price_source_metric_labels_are_bounded() {
 #[test]
 fn costs_use_the_row_in_force_and_the_served_tier() {
     let c = catalog("http://127.0.0.1:9", CatalogConfig::default());
-    let usage = serde_json::json!({"promptTokenCount": 1_000_000, "candidatesTokenCount": 0});
+    let read = |v: serde_json::Value| crate::accounting::Usage::from_usage_metadata(&v);
+    let usage = read(serde_json::json!({"promptTokenCount": 1_000_000, "candidatesTokenCount": 0}));
     let nov = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap().and_hms_opt(12, 0, 0).unwrap();
     let ms = nov.and_utc().timestamp_millis();
     let (costs, p) = c.costs("models/gemini-3.8-flash", &usage, Service::Standard, 0.0, ms).unwrap();
@@ -113,7 +114,7 @@ fn costs_use_the_row_in_force_and_the_served_tier() {
         (c.costs("gemini-3.8-flash", &usage, Service::Standard, 0.0, jan).unwrap().0.actual_usd - 1.5).abs() < 1e-9
     );
     // Asked for priority, served standard (over the limit): priced as served.
-    let downgraded = serde_json::json!({"promptTokenCount": 1_000_000, "serviceTier": "standard"});
+    let downgraded = read(serde_json::json!({"promptTokenCount": 1_000_000, "serviceTier": "standard"}));
     let (costs, p) = c.costs("gemini-3.8-flash", &downgraded, Service::Priority, 0.0, ms).unwrap();
     assert_eq!(p.service, Service::Standard);
     assert!((costs.actual_usd - 0.75).abs() < 1e-9);

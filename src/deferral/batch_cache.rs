@@ -401,12 +401,9 @@ pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]
     let share = if readers > 0 { overhead / readers as f64 } else { 0.0 };
     for (_, r) in results.iter_mut() {
         let ItemResult::Response(v) = r else { continue };
-        let mut usage = v["usageMetadata"].clone();
         // A batch item is billed at the batch tier whatever tier its usage names.
-        if let Some(u) = usage.as_object_mut() {
-            u.remove("serviceTier");
-        }
-        let cached = crate::gemini::usage::cached_tokens(&usage);
+        let usage = accounting::Usage { served: None, ..accounting::Usage::from_usage_metadata(&v["usageMetadata"]) };
+        let cached = usage.cached_tokens;
         let from_cache = cached > 0 && !caches.is_empty();
         let overhead = if from_cache { share } else { 0.0 };
         let Some((costs, pricing)) = d.catalog.costs(&job.model, &usage, Service::Batch, overhead, now) else {

@@ -38,7 +38,7 @@ pub fn list_price_usd(model: &str, tier: Tier, u: Usage, now: chrono::DateTime<c
         cached_tokens: u.cached,
         output_tokens: u.candidates,
         thoughts_tokens: u.thoughts,
-        tool_use_prompt_tokens: 0,
+        ..Default::default()
     };
     let service = match tier {
         Tier::Standard => Service::Standard,

@@ -6,6 +6,7 @@ pub mod cached_content;
 pub mod canonical;
 pub mod credential;
 pub mod error;
+pub mod keys;
 pub mod path;
 pub mod sse;
 pub mod usage;

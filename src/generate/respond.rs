@@ -3,7 +3,7 @@
 //! learning from usage. [`settle`] is the one place a response's annotation is completed, and
 //! so where its final figures are recorded for the spend rollups (`crate::spend`).
 
-use crate::accounting::Service;
+use crate::accounting::{Service, Usage};
 use crate::caching::{self, Annotation, Plan};
 use crate::gemini::sse;
 use crate::proxy::{self, BodyMeter};
@@ -15,14 +15,13 @@ use futures::StreamExt;
 use http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 
-/// The one field of a response body an untouched (bypass) response is read for.
+/// The one field of a response body an untouched (bypass) response is read for, read as
+/// counts straight from the bytes: the rest of the body is skipped, not built.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UsageOnly {
-    usage_metadata: Option<Value>,
+    usage_metadata: Option<Usage>,
 }
-
-use crate::gemini::usage::cached_tokens;
 
 /// A response whose body has already been read.
 pub fn buffered(status: u16, headers: HeaderMap, body: Bytes, ann: &Annotation) -> Response {
@@ -41,9 +40,9 @@ fn buffered_with(status: u16, mut headers: HeaderMap, body: Bytes, ann: &Annotat
 }
 
 /// Records a response's final figures (those its headers carry) for the spend rollups.
-fn record(state: &AppState, plan: &Plan, meta: &RequestMeta, status: u16, usage: Option<&Value>, ann: &Annotation) {
+fn record(state: &AppState, plan: &Plan, meta: &RequestMeta, status: u16, usage: Option<&Usage>, ann: &Annotation) {
     let Some(spend) = state.spend() else { return };
-    let u = usage.map(crate::accounting::Usage::from_usage_metadata).unwrap_or_default();
+    let u = usage.copied().unwrap_or_default();
     let explicit_cache = plan.key.is_some() && matches!(ann.outcome, caching::Outcome::Hit | caching::Outcome::Created);
     let served = Served {
         model: ann.pricing.as_ref().map_or(plan.model.as_str(), |p| p.key.as_str()),
@@ -62,7 +61,7 @@ fn record(state: &AppState, plan: &Plan, meta: &RequestMeta, status: u16, usage:
 
 /// Learns from a final usage (when caching is on), completes the annotation with the costs
 /// and the prices they used, and records them. `requested` is the tier the request was sent at.
-fn settle(state: &AppState, plan: &Plan, meta: &RequestMeta, usage: &Value, requested: Service) -> Annotation {
+fn settle(state: &AppState, plan: &Plan, meta: &RequestMeta, usage: &Usage, requested: Service) -> Annotation {
     let priced = match state.caching() {
         Some(c) => {
             c.learn(plan, usage);
@@ -121,16 +120,16 @@ pub async fn respond(
                 return buffered(status.as_u16(), headers, body, &plan.annotation);
             };
             let ann = settle(state, plan, meta, &usage, requested);
-            return buffered_with(status.as_u16(), headers, body, &ann, cached_tokens(&usage));
+            return buffered_with(status.as_u16(), headers, body, &ann, usage.cached_tokens);
         }
         let Ok(mut parsed) = serde_json::from_slice::<Value>(&body) else {
             return buffered(status.as_u16(), headers, body, &plan.annotation);
         };
-        let Some(usage) = parsed.get("usageMetadata").cloned() else {
+        let Some(usage) = parsed.get("usageMetadata").map(Usage::from_usage_metadata) else {
             return buffered(status.as_u16(), headers, body, &plan.annotation);
         };
         let ann = settle(state, plan, meta, &usage, requested);
-        let cached = cached_tokens(&usage);
+        let cached = usage.cached_tokens;
         let body = if annotate && ann.apply(&mut parsed) {
             Bytes::from(serde_json::to_vec_pretty(&parsed).unwrap_or_default())
         } else {
@@ -148,7 +147,7 @@ pub async fn respond(
     let events = sse::sse_events(resp.bytes_stream()).map(move |r| {
         r.map(|event| {
             let out = match sse::is_final_event(&event).then(|| sse::parse_event(&event)).flatten() {
-                Some(mut v) => match v.get("usageMetadata").cloned() {
+                Some(mut v) => match v.get("usageMetadata").map(Usage::from_usage_metadata) {
                     Some(usage) => {
                         let ann = settle(&state, &plan, &meta, &usage, requested);
                         if annotate && ann.apply(&mut v) { sse::encode_event(&v) } else { event }
