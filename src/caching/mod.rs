@@ -471,10 +471,9 @@ impl Caching {
     /// cache creation and storage this request committed (USD, from the upstream's own usage),
     /// priced at the tier `requested` unless the usage names the tier that served it.
     pub fn account(&self, plan: &Plan, u: &Usage, requested: Service) -> Option<(Costs, Pricing)> {
-        let (costs, pricing) =
-            self.0.catalog.costs(&plan.model, u, requested, plan.overhead_usd, self.0.clock.now_ms())?;
+        let (costs, pricing, row) =
+            self.0.catalog.costs_and_row(&plan.model, u, requested, plan.overhead_usd, self.0.clock.now_ms())?;
         // The cache's own saving: the tier's discount (as-sent is priced at standard) is not it.
-        let row = self.0.catalog.price(&plan.model, self.0.clock.now_ms()).row;
         let gross = crate::accounting::as_sent_usd(row, u, pricing.service) - costs.actual_usd;
         if plan.key.is_some() && gross > 0.0 {
             metrics::counter!(telemetry::CACHE_SAVED_MICRO_USD, "model" => pricing.key.clone())

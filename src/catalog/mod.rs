@@ -185,6 +185,18 @@ impl Catalog {
         overhead_usd: f64,
         now_ms: i64,
     ) -> Option<(Costs, Pricing)> {
+        self.costs_and_row(model, u, requested, overhead_usd, now_ms).map(|(c, p, _)| (c, p))
+    }
+
+    /// [`Catalog::costs`], and the price row they used (looked up once, for more arithmetic).
+    pub fn costs_and_row(
+        &self,
+        model: &str,
+        u: &accounting::Usage,
+        requested: Service,
+        overhead_usd: f64,
+        now_ms: i64,
+    ) -> Option<(Costs, Pricing, &accounting::ModelPrice)> {
         if model.is_empty() {
             return None;
         }
@@ -203,7 +215,7 @@ impl Catalog {
         }
         self.count_price_source(model, priced.source);
         let pricing = Pricing { key: priced.key.to_string(), row: priced.row_name(), source: priced.source, service };
-        Some((costs, pricing))
+        Some((costs, pricing, p))
     }
 }
 

@@ -13,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt;
 use serde_json::Value;
 
 /// The one field of a response body an untouched (bypass) response is read for, read as
@@ -102,13 +103,15 @@ pub async fn respond(
         plan.annotation.set_headers(out.headers_mut(), cached);
         return out;
     }
-    let mut headers = HeaderMap::new();
-    proxy::copy_response_headers(resp.headers(), &mut headers);
+    // The upstream's own header map, edited in place: no copy.
+    let (parts, body) = resp.into_parts();
+    let mut headers = parts.headers;
+    proxy::strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
 
     if !stream {
-        let body = match resp.bytes().await {
-            Ok(b) => b,
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
             Err(e) => {
                 return crate::error::GatewayError::UpstreamUnreachable(e.to_string()).into_response();
             }
@@ -144,7 +147,7 @@ pub async fn respond(
     let plan = plan.clone();
     let meta = meta.clone();
     let state = state.clone();
-    let events = sse::sse_events(resp.bytes_stream()).map(move |r| {
+    let events = sse::sse_events(body.into_data_stream()).map(move |r| {
         r.map(|event| {
             let out = match sse::is_final_event(&event).then(|| sse::parse_event(&event)).flatten() {
                 Some(mut v) => match v.get("usageMetadata").map(Usage::from_usage_metadata) {
