@@ -472,7 +472,7 @@ impl Caching {
     /// priced at the tier `requested` unless the usage names the tier that served it.
     pub fn account(&self, plan: &Plan, u: &Usage, requested: Service) -> Option<(Costs, Pricing)> {
         let (costs, pricing, row) =
-            self.0.catalog.costs_and_row(&plan.model, u, requested, plan.overhead_usd, self.0.clock.now_ms())?;
+            self.0.catalog.costs(&plan.model, u, requested, plan.overhead_usd, self.0.clock.now_ms())?;
         // The cache's own saving: the tier's discount (as-sent is priced at standard) is not it.
         let gross = crate::accounting::as_sent_usd(row, u, pricing.service) - costs.actual_usd;
         if plan.key.is_some() && gross > 0.0 {

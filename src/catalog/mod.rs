@@ -176,20 +176,9 @@ impl Catalog {
     /// tier the usage says served it (`serviceTier`), else at `requested`; what it would have cost
     /// sent as it came at the standard tier; and the net saving after `overhead_usd` (the cache
     /// creation and storage the request committed). Counts a deferred tier's saving in USD.
-    /// `None` without a model.
+    /// Also the price row used, for callers with more arithmetic to do on it. `None` without a
+    /// model.
     pub fn costs(
-        &self,
-        model: &str,
-        u: &accounting::Usage,
-        requested: Service,
-        overhead_usd: f64,
-        now_ms: i64,
-    ) -> Option<(Costs, Pricing)> {
-        self.costs_and_row(model, u, requested, overhead_usd, now_ms).map(|(c, p, _)| (c, p))
-    }
-
-    /// [`Catalog::costs`], and the price row they used (looked up once, for more arithmetic).
-    pub fn costs_and_row(
         &self,
         model: &str,
         u: &accounting::Usage,

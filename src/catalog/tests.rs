@@ -106,7 +106,7 @@ fn costs_use_the_row_in_force_and_the_served_tier() {
     let usage = read(serde_json::json!({"promptTokenCount": 1_000_000, "candidatesTokenCount": 0}));
     let nov = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap().and_hms_opt(12, 0, 0).unwrap();
     let ms = nov.and_utc().timestamp_millis();
-    let (costs, p) = c.costs("models/gemini-3.8-flash", &usage, Service::Standard, 0.0, ms).unwrap();
+    let (costs, p, _) = c.costs("models/gemini-3.8-flash", &usage, Service::Standard, 0.0, ms).unwrap();
     assert!((costs.actual_usd - 0.75).abs() < 1e-9);
     assert_eq!((p.row.as_str(), p.source), ("gemini-3.8-flash@2026-09-01", PriceSource::Table));
     let jan = ms + 40 * 86_400_000;
@@ -115,10 +115,10 @@ fn costs_use_the_row_in_force_and_the_served_tier() {
     );
     // Asked for priority, served standard (over the limit): priced as served.
     let downgraded = read(serde_json::json!({"promptTokenCount": 1_000_000, "serviceTier": "standard"}));
-    let (costs, p) = c.costs("gemini-3.8-flash", &downgraded, Service::Priority, 0.0, ms).unwrap();
+    let (costs, p, _) = c.costs("gemini-3.8-flash", &downgraded, Service::Priority, 0.0, ms).unwrap();
     assert_eq!(p.service, Service::Standard);
     assert!((costs.actual_usd - 0.75).abs() < 1e-9);
-    let (costs, _) = c.costs("gemini-3.8-flash", &usage, Service::Priority, 0.0, ms).unwrap();
+    let (costs, _, _) = c.costs("gemini-3.8-flash", &usage, Service::Priority, 0.0, ms).unwrap();
     assert!((costs.actual_usd - 0.75 * 1.8).abs() < 1e-9);
     assert!(c.costs("", &usage, Service::Standard, 0.0, ms).is_none());
 }

@@ -406,7 +406,7 @@ pub async fn annotate(d: &Inner, job: &Job, results: &mut [(String, ItemResult)]
         let cached = usage.cached_tokens;
         let from_cache = cached > 0 && !caches.is_empty();
         let overhead = if from_cache { share } else { 0.0 };
-        let Some((costs, pricing)) = d.catalog.costs(&job.model, &usage, Service::Batch, overhead, now) else {
+        let Some((costs, pricing, _)) = d.catalog.costs(&job.model, &usage, Service::Batch, overhead, now) else {
             continue;
         };
         let outcome = if from_cache { crate::caching::Outcome::Hit } else { crate::caching::Outcome::Bypass };

@@ -68,7 +68,10 @@ fn settle(state: &AppState, plan: &Plan, meta: &RequestMeta, usage: &Usage, requ
             c.learn(plan, usage);
             c.account(plan, usage, requested)
         }
-        None => state.catalog().costs(&plan.model, usage, requested, plan.overhead_usd, state.clock().now_ms()),
+        None => state
+            .catalog()
+            .costs(&plan.model, usage, requested, plan.overhead_usd, state.clock().now_ms())
+            .map(|(c, p, _)| (c, p)),
     };
     let (costs, pricing) = priced.map_or((None, None), |(c, p)| (Some(c), Some(p)));
     let ann = Annotation { costs, pricing, ..plan.annotation.clone() };
