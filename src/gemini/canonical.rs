@@ -90,25 +90,35 @@ pub fn normalize(v: &Value) -> Value {
 fn normalize_in(v: &Value, mode: Mode) -> Value {
     match v {
         Value::Object(obj) => {
-            let mut entries: Vec<(String, Value)> = obj
-                .iter()
-                .map(|(k, child)| match mode {
-                    Mode::Message => {
-                        let name = camel_key(k).into_owned();
-                        let m = child_mode(&name);
-                        let nv = normalize_in(child, m);
-                        (name, nv)
-                    }
-                    Mode::MapOfMessages => (k.clone(), normalize_in(child, Mode::Message)),
-                    Mode::Opaque => (k.clone(), normalize_in(child, Mode::Opaque)),
-                })
-                .collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().collect())
+            let entries = canonical_entries(obj, mode).into_iter().map(|(name, child)| {
+                let nv = match mode {
+                    Mode::Message => normalize_in(child, child_mode(&name)),
+                    Mode::MapOfMessages => normalize_in(child, Mode::Message),
+                    Mode::Opaque => normalize_in(child, Mode::Opaque),
+                };
+                (name.into_owned(), nv)
+            });
+            Value::Object(entries.collect())
         }
         Value::Array(items) => Value::Array(items.iter().map(|i| normalize_in(i, mode)).collect()),
         other => other.clone(),
     }
+}
+
+/// An object's entries under their canonical names (camelCase inside a message), sorted by
+/// name. Two spellings of one field (`max_tokens` and `maxTokens`) keep one entry, chosen
+/// whatever the key order: the camelCase spelling, else the smallest key as sent.
+fn canonical_entries(obj: &Map<String, Value>, mode: Mode) -> Vec<(Cow<'_, str>, &Value)> {
+    let mut entries: Vec<(Cow<'_, str>, &str, &Value)> = obj
+        .iter()
+        .map(|(k, child)| match mode {
+            Mode::Message => (camel_key(k), k.as_str(), child),
+            _ => (Cow::Borrowed(k.as_str()), k.as_str(), child),
+        })
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| (a.1 != a.0).cmp(&(b.1 != b.0))).then_with(|| a.1.cmp(b.1)));
+    entries.dedup_by(|later, kept| later.0 == kept.0);
+    entries.into_iter().map(|(name, _, child)| (name, child)).collect()
 }
 
 /// Writes the canonical bytes of a message value into `out` (compact JSON, camelCase, sorted keys).
@@ -150,14 +160,7 @@ fn write_str(s: &str, out: &mut impl Sink) {
 fn write_in(v: &Value, mode: Mode, out: &mut impl Sink) {
     match v {
         Value::Object(obj) => {
-            let mut entries: Vec<(Cow<'_, str>, &Value)> = obj
-                .iter()
-                .map(|(k, child)| match mode {
-                    Mode::Message => (camel_key(k), child),
-                    _ => (Cow::Borrowed(k.as_str()), child),
-                })
-                .collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let entries = canonical_entries(obj, mode);
             out.put(b"{");
             for (i, (k, child)) in entries.iter().enumerate() {
                 if i > 0 {
@@ -241,6 +244,22 @@ mod tests {
         assert_eq!(camel_key("systemInstruction"), "systemInstruction");
         assert_eq!(camel_key("_response_json_schema"), "_responseJsonSchema");
         assert_eq!(camel_key("parameters_json_schema"), "parametersJsonSchema");
+    }
+
+    /// Two spellings of one field in the same object (`s` and `s_` both read as `s`): the
+    /// canonical form keeps one, the same whatever the key order, and `normalize` agrees.
+    #[test]
+    fn two_spellings_of_one_field_keep_one_whatever_the_order() {
+        for (v, want) in [
+            (json!([{"s": null, "s_": null}]), r#"[{"s":null}]"#),
+            (json!({"max_tokens": 2, "maxTokens": 1}), r#"{"maxTokens":1}"#),
+            (json!({"maxTokens": 1, "max_tokens": 2}), r#"{"maxTokens":1}"#),
+            (json!({"a_b": 1, "a__b": 2, "c": {"d_e": 3, "d__e": 4}}), r#"{"aB":2,"c":{"dE":4}}"#),
+            (json!({"c": {"d__e": 4, "d_e": 3}, "a__b": 2, "a_b": 1}), r#"{"aB":2,"c":{"dE":4}}"#),
+        ] {
+            assert_eq!(String::from_utf8(to_vec(&v)).unwrap(), want, "{v}");
+            assert_eq!(serde_json::to_string(&normalize(&v)).unwrap(), want, "{v}");
+        }
     }
 
     #[test]
