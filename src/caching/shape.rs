@@ -3,7 +3,7 @@
 //! instruction or tools), and for them the planner's answer is known without the parsed body.
 
 use crate::gemini::canonical::camel_key;
-use crate::gemini::keys::{Fields, Key};
+use crate::gemini::keys::{FromKey, Key};
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -60,7 +60,7 @@ impl<'de> Visitor<'de> for ScanVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scan, A::Error> {
         let (mut shape, mut seen, mut twice) = (Shape::default(), 0u8, false);
-        while let Some(Key(field)) = map.next_key::<Key<Top>>()? {
+        while let Some(Key(Top(field))) = map.next_key::<Key<Top>>()? {
             let Some(i) = field else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
@@ -77,14 +77,13 @@ impl<'de> Visitor<'de> for ScanVisitor {
     }
 }
 
-/// Top-level keys: the index in [`FIELDS`] of the field a key spells, if any.
-struct Top;
+/// A top-level key: the index in [`FIELDS`] of the field it spells, if any.
+struct Top(Option<usize>);
 
-impl Fields for Top {
-    type Field = Option<usize>;
-    fn field(key: &str) -> Option<usize> {
+impl FromKey for Top {
+    fn from_key(key: &str) -> Top {
         let camel = if key.contains('_') { camel_key(key) } else { key.into() };
-        FIELDS.iter().position(|f| *f == camel)
+        Top(FIELDS.iter().position(|f| *f == camel))
     }
 }
 

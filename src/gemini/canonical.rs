@@ -90,13 +90,13 @@ pub fn normalize(v: &Value) -> Value {
 fn normalize_in(v: &Value, mode: Mode) -> Value {
     match v {
         Value::Object(obj) => {
-            let entries = canonical_entries(obj, mode).into_iter().map(|(name, child)| {
+            let entries = canonical_entries(obj, mode).into_iter().map(|e| {
                 let nv = match mode {
-                    Mode::Message => normalize_in(child, child_mode(&name)),
-                    Mode::MapOfMessages => normalize_in(child, Mode::Message),
-                    Mode::Opaque => normalize_in(child, Mode::Opaque),
+                    Mode::Message => normalize_in(e.value, child_mode(&e.name)),
+                    Mode::MapOfMessages => normalize_in(e.value, Mode::Message),
+                    Mode::Opaque => normalize_in(e.value, Mode::Opaque),
                 };
-                (name.into_owned(), nv)
+                (e.name.into_owned(), nv)
             });
             Value::Object(entries.collect())
         }
@@ -105,20 +105,30 @@ fn normalize_in(v: &Value, mode: Mode) -> Value {
     }
 }
 
-/// An object's entries under their canonical names (camelCase inside a message), sorted by
-/// name. Two spellings of one field (`max_tokens` and `maxTokens`) keep one entry, chosen
-/// whatever the key order: the camelCase spelling, else the smallest key as sent.
-fn canonical_entries(obj: &Map<String, Value>, mode: Mode) -> Vec<(Cow<'_, str>, &Value)> {
-    let mut entries: Vec<(Cow<'_, str>, &str, &Value)> = obj
+/// One entry of an object in canonical form.
+struct Entry<'a> {
+    /// The canonical name (camelCase inside a message).
+    name: Cow<'a, str>,
+    /// The key as sent.
+    sent: &'a str,
+    value: &'a Value,
+}
+
+/// An object's entries under their canonical names, sorted by name. Two spellings of one field
+/// (`max_tokens` and `maxTokens`) keep one entry, chosen whatever the key order: the camelCase
+/// spelling, else the smallest key as sent.
+fn canonical_entries(obj: &Map<String, Value>, mode: Mode) -> Vec<Entry<'_>> {
+    let mut entries: Vec<Entry<'_>> = obj
         .iter()
-        .map(|(k, child)| match mode {
-            Mode::Message => (camel_key(k), k.as_str(), child),
-            _ => (Cow::Borrowed(k.as_str()), k.as_str(), child),
+        .map(|(k, value)| {
+            let name = if mode == Mode::Message { camel_key(k) } else { Cow::Borrowed(k.as_str()) };
+            Entry { name, sent: k, value }
         })
         .collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| (a.1 != a.0).cmp(&(b.1 != b.0))).then_with(|| a.1.cmp(b.1)));
-    entries.dedup_by(|later, kept| later.0 == kept.0);
-    entries.into_iter().map(|(name, _, child)| (name, child)).collect()
+    let respelled = |e: &Entry<'_>| e.sent != e.name;
+    entries.sort_by(|a, b| a.name.cmp(&b.name).then(respelled(a).cmp(&respelled(b))).then(a.sent.cmp(b.sent)));
+    entries.dedup_by(|later, kept| later.name == kept.name);
+    entries
 }
 
 /// Writes the canonical bytes of a message value into `out` (compact JSON, camelCase, sorted keys).
@@ -162,18 +172,18 @@ fn write_in(v: &Value, mode: Mode, out: &mut impl Sink) {
         Value::Object(obj) => {
             let entries = canonical_entries(obj, mode);
             out.put(b"{");
-            for (i, (k, child)) in entries.iter().enumerate() {
+            for (i, e) in entries.iter().enumerate() {
                 if i > 0 {
                     out.put(b",");
                 }
-                write_str(k, out);
+                write_str(&e.name, out);
                 out.put(b":");
                 let m = match mode {
-                    Mode::Message => child_mode(k),
+                    Mode::Message => child_mode(&e.name),
                     Mode::MapOfMessages => Mode::Message,
                     Mode::Opaque => Mode::Opaque,
                 };
-                write_in(child, m, out);
+                write_in(e.value, m, out);
             }
             out.put(b"}");
         }

@@ -1,7 +1,7 @@
 //! `usageMetadata`: the token counts the upstream reports for a response. Everything that
 //! reads them (pricing, caching's learning, the trace, batch results, replays) reads them here.
 
-use super::keys::{Fields, Key};
+use super::keys::{FromKey, Key};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
@@ -71,20 +71,22 @@ enum Field {
     Other,
 }
 
-fn field(name: &str) -> Field {
-    match name {
-        "promptTokenCount" => Field::Count(0, true),
-        "prompt_token_count" => Field::Count(0, false),
-        "cachedContentTokenCount" => Field::Count(1, true),
-        "cached_content_token_count" => Field::Count(1, false),
-        "candidatesTokenCount" => Field::Count(2, true),
-        "candidates_token_count" => Field::Count(2, false),
-        "thoughtsTokenCount" => Field::Count(3, true),
-        "thoughts_token_count" => Field::Count(3, false),
-        "toolUsePromptTokenCount" => Field::Count(4, true),
-        "tool_use_prompt_token_count" => Field::Count(4, false),
-        "serviceTier" => Field::ServiceTier,
-        _ => Field::Other,
+impl FromKey for Field {
+    fn from_key(name: &str) -> Field {
+        match name {
+            "promptTokenCount" => Field::Count(0, true),
+            "prompt_token_count" => Field::Count(0, false),
+            "cachedContentTokenCount" => Field::Count(1, true),
+            "cached_content_token_count" => Field::Count(1, false),
+            "candidatesTokenCount" => Field::Count(2, true),
+            "candidates_token_count" => Field::Count(2, false),
+            "thoughtsTokenCount" => Field::Count(3, true),
+            "thoughts_token_count" => Field::Count(3, false),
+            "toolUsePromptTokenCount" => Field::Count(4, true),
+            "tool_use_prompt_token_count" => Field::Count(4, false),
+            "serviceTier" => Field::ServiceTier,
+            _ => Field::Other,
+        }
     }
 }
 
@@ -130,7 +132,7 @@ impl Usage {
         let mut b = Builder::default();
         let Some(fields) = v.as_object() else { return b.finish() };
         for (k, v) in fields {
-            match field(k) {
+            match Field::from_key(k) {
                 Field::Count(i, camel) => b.count(i, camel, v.as_u64().unwrap_or(0)),
                 Field::ServiceTier => b.served = v.as_str().and_then(Service::from_wire),
                 Field::Other => {}
@@ -148,16 +150,6 @@ impl Usage {
 /// `cachedContentTokenCount` of a `usageMetadata` object (0 when absent).
 pub fn cached_tokens(usage: &Value) -> u64 {
     Usage::from_usage_metadata(usage).cached_tokens
-}
-
-/// `usageMetadata` fields by key.
-struct UsageFields;
-
-impl Fields for UsageFields {
-    type Field = Field;
-    fn field(key: &str) -> Field {
-        field(key)
-    }
 }
 
 /// One JSON value as the usage reading sees it, read as [`Usage::from_usage_metadata`] reads
@@ -189,7 +181,7 @@ impl<'de> Visitor<'de> for SeenVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Seen, A::Error> {
         let mut b = Builder::default();
-        while let Some(Key(field)) = map.next_key::<Key<UsageFields>>()? {
+        while let Some(Key(field)) = map.next_key::<Key<Field>>()? {
             match (field, map.next_value::<Seen>()?) {
                 (Field::Count(i, camel), Seen::Int(n)) => b.count(i, camel, n.unwrap_or(0)),
                 (Field::Count(i, camel), _) => b.count(i, camel, 0),
