@@ -45,6 +45,13 @@ pub enum GatewayError {
     /// A deferred operation that does not exist, or belongs to another scope; worded as Google does.
     #[error("Operation operations/{0} not found.")]
     OperationNotFound(String),
+    /// A path under the gateway's own (`/gemgate/…`, `/metrics`, …) that it does not serve; such
+    /// paths are never forwarded.
+    #[error("no gateway endpoint {0}")]
+    NoGatewayEndpoint(String),
+    /// The admin token sent as a Gemini API key (`?key=`): refused, never forwarded upstream.
+    #[error("the admin token is not a Gemini API key and is never sent upstream; send your Gemini key as ?key=")]
+    AdminTokenAsKey,
     #[error("no UI asset {0:?}")]
     NoSuchAsset(String),
     /// The deferral queue did not answer (Redis down, a timeout): transient, the client retries.
@@ -60,6 +67,8 @@ pub enum GatewayError {
     BackendUnavailable { what: &'static str, detail: String },
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("too many connections open to this gateway (server.max_connections); retry shortly")]
+    TooManyConnections,
     #[error("more than {0} requests in flight; retry shortly")]
     Overloaded(usize),
     #[error("internal gateway error: {0}")]
@@ -73,16 +82,21 @@ impl GatewayError {
             Self::UpstreamTimeout(_) => 504,
             Self::BodyTooLarge { .. } => 413,
             Self::ClientTooSlow(_) => 408,
-            Self::MalformedJson(_) | Self::ClientBody(_) | Self::InvalidArgument(_) | Self::UnsafePath(_) => 400,
+            Self::MalformedJson(_)
+            | Self::ClientBody(_)
+            | Self::InvalidArgument(_)
+            | Self::UnsafePath(_)
+            | Self::AdminTokenAsKey => 400,
             Self::UnparsableHttp(code) => *code,
             Self::MethodNotAllowed { .. } => 405,
             Self::AdminTokenRequired => 401,
             Self::Unregistered => 403,
-            Self::Disabled(_) | Self::OperationNotFound(_) | Self::NoSuchAsset(_) => 404,
+            Self::Disabled(_) | Self::OperationNotFound(_) | Self::NoSuchAsset(_) | Self::NoGatewayEndpoint(_) => 404,
             Self::QueueUnavailable
             | Self::BatchNotAccepted
             | Self::BackendUnavailable { .. }
             | Self::ShuttingDown
+            | Self::TooManyConnections
             | Self::Overloaded(_) => 503,
             Self::Internal(_) => 500,
         }
@@ -104,11 +118,13 @@ impl GatewayError {
             Self::AdminTokenRequired => "admin_token_required",
             Self::Unregistered => "unregistered",
             Self::Disabled(_) => "disabled",
-            Self::OperationNotFound(_) | Self::NoSuchAsset(_) => "not_found",
+            Self::OperationNotFound(_) | Self::NoSuchAsset(_) | Self::NoGatewayEndpoint(_) => "not_found",
+            Self::AdminTokenAsKey => "admin_token_as_key",
             Self::QueueUnavailable | Self::BatchNotAccepted => "queue_unavailable",
             Self::BackendUnavailable { .. } => "backend_unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::Overloaded(_) => "overloaded",
+            Self::TooManyConnections => "too_many_connections",
             Self::Internal(_) => "internal",
         }
     }

@@ -10,8 +10,6 @@ pub const DEFER_HEADER: &str = "x-gemgate-defer";
 pub const DEADLINE_HEADER: &str = "x-gemgate-deadline";
 pub const WAIT_HEADER: &str = "x-gemgate-wait";
 pub const TIER_HEADER: &str = "x-gemgate-tier";
-/// The marking headers; they are the gateway's and are not sent upstream.
-pub const REQUEST_HEADERS: [&str; 3] = [DEFER_HEADER, DEADLINE_HEADER, WAIT_HEADER];
 
 /// The tier a request is served at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,10 @@ use http::{HeaderMap, Method, header};
 
 /// Fallback handler: every path that is not the gateway's own goes through here.
 pub async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
+    // The gateway's own paths are answered here or nowhere: an unknown one is never forwarded.
+    if crate::admin_token::is_owned_path(req.uri().path()) {
+        return GatewayError::NoGatewayEndpoint(req.uri().path().to_string()).into_response();
+    }
     let result = match path::parse(req.uri().path()) {
         _ if proxy::is_upgrade(req.headers()) => {
             proxy::forward_upgrade(state.upstream(), || state.hold_in_flight(), req).await
@@ -154,9 +158,6 @@ async fn send_planned(
 fn upstream_headers(state: &AppState, mut headers: HeaderMap) -> HeaderMap {
     proxy::strip_request_headers(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
-    for h in crate::deferral::marking::REQUEST_HEADERS {
-        headers.remove(h);
-    }
     if state.caching().is_some() {
         headers.remove(header::ACCEPT_ENCODING);
     }

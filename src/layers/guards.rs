@@ -2,7 +2,7 @@
 //! paths refused, the admin token checked. Static types like the rest of the stack: a request
 //! that needs none of them costs a header look-up and a path scan, not a boxed future each.
 
-use crate::admin_token::{authorized, is_admin_path};
+use crate::admin_token::{authorized, in_query, is_admin_path, is_owned_path, strip_from_headers};
 use crate::error::GatewayError;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -111,12 +111,24 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if self.token.is_empty() {
+            return Either::Left(self.inner.call(req));
+        }
+        if !is_owned_path(req.uri().path()) {
+            // Bound upstream: the token must not go with it, in whatever form it was sent.
+            if in_query(req.uri().query(), &self.token) {
+                return Either::Right(ready(Ok(GatewayError::AdminTokenAsKey.into_response())));
+            }
+            if strip_from_headers(req.headers_mut(), &self.token) {
+                tracing::debug!("the admin token was sent on a forwarded path; removed before forwarding");
+            }
+            return Either::Left(self.inner.call(req));
+        }
         // The `/gemgate/ui` page's static files hold no data, and a browser navigating cannot send
         // the header; the page's script sends the token on every call it makes.
         let static_ui = req.method() == http::Method::GET && crate::admin_token::is_static_ui(req.uri().path());
-        if self.token.is_empty()
-            || !is_admin_path(req.uri().path())
+        if !is_admin_path(req.uri().path())
             || static_ui
             || authorized(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()), &self.token)
         {

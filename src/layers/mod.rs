@@ -91,7 +91,8 @@ impl MakeRequestId for MakeUuid {
 /// 8. `Decompress`: gzip request bodies are inflated, so every handler reads plain bytes.
 /// 9. `PathSafety`: 400 for paths with `.`/`..` segments or encoded separators, before any
 ///    handler or the upstream could resolve them into another path.
-/// 10. `AdminToken`: the admin token on `/gemgate/...` and `/metrics` when one is configured.
+/// 10. `AdminToken`: the admin token on `/gemgate/...` and `/metrics` when one is configured, and
+///     removed from (or, as `?key=`, refusing) every request bound upstream, so it never leaves.
 pub fn stack<S>(inner: S, in_flight: Arc<AtomicUsize>, server: &ServerConfig) -> Stack<S> {
     ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeUuid))

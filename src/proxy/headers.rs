@@ -1,5 +1,7 @@
 //! Which headers cross the gateway. Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection
-//! and are dropped; everything else, credentials included, passes through unchanged.
+//! and are dropped, and so are the gateway's own controls (every `x-gemgate-*` header); everything
+//! else, credentials included, passes through unchanged. [`strip_request_headers`] is the one rule
+//! for every request that goes upstream.
 
 use http::{HeaderMap, HeaderName, header};
 
@@ -22,32 +24,37 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// The optional attribution header (`crate::spend`); it is the gateway's and never forwarded.
 pub const TAG_HEADER: &str = "x-gemgate-tag";
-static TAG_HEADER_NAME: HeaderName = HeaderName::from_static(TAG_HEADER);
 
-/// Headers to send upstream: the client's, less hop-by-hop ones and `Host` (set from the
-/// upstream URL), less any the `Connection` header names, less `x-gemgate-tag`.
+/// The prefix every header the gateway reads or writes carries: such a header on a request is a
+/// control for the gateway (defer, wait, deadline, tag, …), never meant for the upstream.
+const GATEWAY_PREFIX: &str = "x-gemgate-";
+
+fn is_gateway_only(name: &HeaderName) -> bool {
+    name.as_str().starts_with(GATEWAY_PREFIX)
+}
+
+/// Headers to send upstream: the client's after [`strip_request_headers`], less `Host` (set from
+/// the upstream URL).
 pub fn copy_request_headers(from: &HeaderMap) -> HeaderMap {
-    let listed = connection_listed(from);
-    let mut out = HeaderMap::with_capacity(from.len());
-    for (name, value) in from {
-        if is_hop_by_hop(name)
-            || name == header::HOST
-            || name == TAG_HEADER
-            || listed.iter().any(|l| l == name.as_str())
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
-    }
+    let mut out = from.clone();
+    strip_request_headers(&mut out);
+    out.remove(header::HOST);
     out
 }
 
 /// The client's headers made ready to go upstream in place (no copy): less hop-by-hop ones, any
-/// the `Connection` header names, and `x-gemgate-tag`. `Host` is left for the sender to replace
-/// with the upstream's. Other headers may change places; same-named ones keep their order.
+/// the `Connection` header names, and every `x-gemgate-*` control. `Host` is left for the sender
+/// to replace with the upstream's. Other headers may change places; same-named ones keep their
+/// order.
 pub fn strip_request_headers(h: &mut HeaderMap) {
     strip_hop_by_hop(h);
-    h.remove(&TAG_HEADER_NAME);
+    if !h.keys().any(is_gateway_only) {
+        return;
+    }
+    let drop: Vec<HeaderName> = h.keys().filter(|n| is_gateway_only(n)).cloned().collect();
+    for name in drop {
+        h.remove(name);
+    }
 }
 
 /// Headers to return to the client: the upstream's, less hop-by-hop ones.
@@ -91,6 +98,49 @@ fn connection_listed(h: &HeaderMap) -> Vec<String> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// Every header that must not reach the upstream, one by one: each is dropped alone, and a
+    /// request carrying it keeps everything else.
+    #[test]
+    fn each_hop_by_hop_and_gateway_header_is_dropped() {
+        let dropped = [
+            "connection",
+            "keep-alive",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "expect",
+            "x-gemgate-tag",
+            "x-gemgate-defer",
+            "x-gemgate-wait",
+            "x-gemgate-deadline",
+            "x-gemgate-webhook",
+            "x-gemgate-response-cache",
+            "x-gemgate-anything-new",
+        ];
+        for name in dropped {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+            h.insert("x-goog-api-key", HeaderValue::from_static("k"));
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            let copied = copy_request_headers(&h);
+            strip_request_headers(&mut h);
+            assert_eq!(h, copied, "{name}");
+            assert!(!h.contains_key(name), "{name} went upstream");
+            assert_eq!(h.len(), 2, "{name}: {h:?}");
+        }
+        // Look-alikes are the client's and go on.
+        for kept in ["x-gemgate", "x-gemgatex-tag", "x-goog-user-project", "x-server-timeout"] {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(kept.as_bytes()).unwrap(), HeaderValue::from_static("1"));
+            strip_request_headers(&mut h);
+            assert!(h.contains_key(kept), "{kept}");
+        }
+    }
 
     #[test]
     fn drops_hop_by_hop_and_keeps_credentials() {

@@ -1,4 +1,4 @@
-//! Protocol upgrades (the Live API's WebSocket, or any other): the upgrade request goes to the
+//! Protocol upgrades (the Live API's WebSocket; no other protocol is switched to): the upgrade request goes to the
 //! upstream with its credentials and WebSocket headers untouched; once the upstream answers 101,
 //! the client's connection and the upstream's are spliced byte for byte for the session's life.
 //! The session holds an in-flight slot until it ends and is logged when it closes.
@@ -13,15 +13,22 @@ use hyper_util::rt::TokioIo;
 use std::time::Instant;
 use tracing::Instrument;
 
-/// Whether a request asks to switch protocols (`Connection: upgrade` and an `Upgrade` header).
+/// Whether a request asks to switch to WebSocket (`Connection: upgrade`, `Upgrade: websocket`).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    let connection_says_upgrade = headers
-        .get_all(header::CONNECTION)
+    // Only WebSocket: any other protocol (h2c above all) would turn the connection into a tunnel
+    // past every check the gateway makes on later requests. Such requests are served as plain
+    // HTTP, their `Upgrade` dropped with the other hop-by-hop headers.
+    lists_token(headers, header::CONNECTION, "upgrade") && lists_token(headers, header::UPGRADE, "websocket")
+}
+
+/// Whether any `name` header's comma-separated list holds `token` (case-insensitive).
+fn lists_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_says_upgrade && headers.contains_key(header::UPGRADE)
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// Forwards an upgrade request and, on 101, splices the two connections in the background.
