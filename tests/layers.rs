@@ -14,6 +14,8 @@ async fn serve(app: gemgate::app::App) -> String {
     let addr = listener.local_addr().unwrap();
     let limits = gemgate::listener::ClientLimits {
         header_read: Duration::from_secs(5),
+        first_byte: Duration::from_secs(5),
+        max_connections: 0,
         body: gemgate::listener::BodyLimits { idle: Duration::from_secs(5), min_rate: 0 },
     };
     let cancel = tokio_util::sync::CancellationToken::new();

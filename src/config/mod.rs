@@ -69,9 +69,17 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Time allowed for a request's line and header block; slower connections are closed.
+    /// Time allowed for a request's line and header block; slower connections are closed. It
+    /// also bounds how long a kept-alive connection may sit idle between requests.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Time a new connection has to send its first byte; silent connections are closed. 0: no
+    /// limit (then only `header_read_timeout` applies, from the first byte on).
+    #[serde(with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Connections open at once on the listener; beyond it a new connection is answered 503 and
+    /// closed. 0: no limit.
+    pub max_connections: usize,
     /// Longest pause while a request body arrives; beyond it the client gets 408 and the
     /// connection is closed. 0: no limit.
     #[serde(with = "humantime_serde")]
@@ -96,6 +104,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_in_flight", &self.max_in_flight)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("first_byte_timeout", &self.first_byte_timeout)
+            .field("max_connections", &self.max_connections)
             .field("body_idle_timeout", &self.body_idle_timeout)
             .field("min_body_rate", &self.min_body_rate)
             .field("admin_token", &if self.admin_token.is_empty() { "" } else { "*****" })
@@ -114,6 +124,8 @@ impl Default for ServerConfig {
             max_in_flight: 10_000,
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(30),
+            first_byte_timeout: Duration::from_secs(10),
+            max_connections: 8192,
             body_idle_timeout: Duration::from_secs(30),
             min_body_rate: 1024,
             admin_token: String::new(),

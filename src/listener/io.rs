@@ -2,12 +2,83 @@
 //! header line, headers or a URI too large) hyper answers by itself, before any handler runs,
 //! with an empty 400, 431 or 414. This wrapper around the connection recognises that answer (a
 //! 4xx head with `content-length: 0` and no `x-request-id`, which every response of the gateway
-//! carries) and writes the same status with Gemini's error JSON instead.
+//! carries) and writes the same status with Gemini's error JSON instead. [`FirstByte`] closes
+//! connections that never send anything.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// An accepted connection: its deadline for a first byte, and whatever it holds while open
+/// (its place under the connection cap), released when the connection is dropped, also after an
+/// upgrade hands it to a WebSocket splice.
+///
+/// hyper's header-read timer starts only once the HTTP/1 parser runs, and the server first
+/// waits for enough bytes to tell HTTP/1 from h2c with no timer at all: without the deadline, a
+/// connection that never sends a byte is held forever. Once a byte has arrived the deadline is
+/// gone and reads pass straight through.
+pub struct FirstByte<T, H> {
+    inner: T,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    _held: H,
+}
+
+impl<T, H> FirstByte<T, H> {
+    /// `limit` zero: no deadline.
+    pub fn new(inner: T, limit: Duration, held: H) -> Self {
+        let deadline = (!limit.is_zero()).then(|| Box::pin(tokio::time::sleep(limit)));
+        Self { inner, deadline, _held: held }
+    }
+}
+
+impl<T: AsyncRead + Unpin, H: Unpin> AsyncRead for FirstByte<T, H> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let Some(deadline) = &mut this.deadline else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    this.deadline = None;
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                metrics::counter!(crate::telemetry::CLIENT_TIMEOUTS, "kind" => "first_byte").increment(1);
+                tracing::debug!("connection closed: no byte received in time");
+                Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin, H: Unpin> AsyncWrite for FirstByte<T, H> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 pub struct GeminiErrors<T> {
     inner: T,

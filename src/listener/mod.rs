@@ -1,6 +1,7 @@
-//! The gateway's HTTP server loop (hyper, HTTP/1.1 and h2c): a header-read timeout, body read
-//! limits on every request, upgrades (WebSocket) kept possible, and a shutdown that lets open
-//! requests finish while new connections only learn that this replica is leaving.
+//! The gateway's HTTP server loop (hyper, HTTP/1.1 and h2c): a first-byte and a header-read
+//! timeout, a cap on open connections, body read limits on every request, upgrades (WebSocket)
+//! kept possible, and a shutdown that lets open requests finish while new connections only learn
+//! that this replica is leaving.
 
 mod body;
 mod io;
@@ -14,6 +15,8 @@ use body::TimedBody;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,11 +25,15 @@ use tower::ServiceExt;
 /// What the server loop runs for every request: the route table inside the layer stack.
 type App = crate::layers::Stack<axum::Router>;
 
-/// Limits on how slowly a client may send a request.
+/// Limits on how slowly a client may send a request, and on how many connections it may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientLimits {
     /// Time allowed for the whole request line and header block.
     pub header_read: Duration,
+    /// Time a new connection has to send its first byte (zero: no limit).
+    pub first_byte: Duration,
+    /// Connections open at once (0: no limit).
+    pub max_connections: usize,
     pub body: BodyLimits,
 }
 
@@ -34,9 +41,54 @@ impl ClientLimits {
     pub fn from_config(c: &crate::config::ServerConfig) -> Self {
         Self {
             header_read: c.header_read_timeout,
+            first_byte: c.first_byte_timeout,
+            max_connections: c.max_connections,
             body: BodyLimits { idle: c.body_idle_timeout, min_rate: c.min_body_rate },
         }
     }
+}
+
+/// Connections open on a listener; a [`Slot`] is held for each and given back when it closes.
+#[derive(Clone, Default)]
+struct Connections(Arc<AtomicUsize>);
+
+/// One open connection's place in [`Connections`].
+struct Slot(Arc<AtomicUsize>);
+
+impl Connections {
+    /// A slot for a new connection, or `None` when `max` (0: no limit) are open already.
+    fn admit(&self, max: usize) -> Option<Slot> {
+        let open = self.0.fetch_add(1, Ordering::Relaxed);
+        if max != 0 && open >= max {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        metrics::gauge!(crate::telemetry::OPEN_CONNECTIONS).increment(1.0);
+        Some(Slot(self.0.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(crate::telemetry::OPEN_CONNECTIONS).decrement(1.0);
+    }
+}
+
+/// Answers a connection over the cap with 503 and closes it. The answer is written only if the
+/// socket takes it at once (a new connection's send buffer is empty), so a flood of connections
+/// costs no task and no wait each.
+fn refuse(stream: tokio::net::TcpStream) {
+    let error = crate::error::GatewayError::TooManyConnections;
+    error.record();
+    let body = error.to_gemini().body();
+    let mut out = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json; charset=UTF-8\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    let _ = stream.try_write(&out);
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then until the connections open at
@@ -47,6 +99,7 @@ pub async fn serve(listener: TcpListener, app: App, limits: ClientLimits, shutdo
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read);
     builder.http2().timer(TokioTimer::new());
+    let open = Connections::default();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -60,8 +113,12 @@ pub async fn serve(listener: TcpListener, app: App, limits: ClientLimits, shutdo
             },
             _ = shutdown.cancelled() => break,
         };
+        let Some(slot) = open.admit(limits.max_connections) else {
+            refuse(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(io::GeminiErrors::new(stream));
+        let io = TokioIo::new(io::GeminiErrors::new(io::FirstByte::new(stream, limits.first_byte, slot)));
         let conn = builder.serve_connection_with_upgrades(io, service(app.clone(), limits));
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move { note_connection_end(conn.await) });
@@ -78,7 +135,7 @@ async fn answer_while_leaving(listener: TcpListener, app: App, builder: auto::Bu
         .route("/readyz", axum::routing::any_service(app))
         .fallback(|| async { crate::error::GatewayError::ShuttingDown.into_response() });
     while let Ok((stream, _)) = listener.accept().await {
-        let io = TokioIo::new(io::GeminiErrors::new(stream));
+        let io = TokioIo::new(io::GeminiErrors::new(io::FirstByte::new(stream, l.first_byte, ())));
         let conn = builder.serve_connection(io, service(leaving.clone(), l)).into_owned();
         tokio::spawn(async move { note_connection_end(conn.await) });
     }

@@ -17,6 +17,7 @@ pub const REQUEST_BYTES: &str = "gemgate_request_bytes_total";
 pub const RESPONSE_BYTES: &str = "gemgate_response_bytes_total";
 pub const GATEWAY_ERRORS: &str = "gemgate_gateway_errors_total";
 pub const CLIENT_TIMEOUTS: &str = "gemgate_client_timeouts_total";
+pub const OPEN_CONNECTIONS: &str = "gemgate_open_connections";
 pub const CACHE_DECISIONS: &str = "gemgate_cache_decisions_total";
 pub const CACHE_CREATIONS: &str = "gemgate_cache_creations_total";
 pub const CACHE_RENEWALS: &str = "gemgate_cache_renewals_total";
@@ -91,6 +92,8 @@ fn describe() {
     describe_counter!(REQUEST_BYTES, Unit::Bytes, "Request body bytes received from clients");
     describe_counter!(RESPONSE_BYTES, Unit::Bytes, "Response body bytes sent to clients");
     describe_counter!(GATEWAY_ERRORS, "Errors the gateway itself originated, by kind");
+    describe_counter!(CLIENT_TIMEOUTS, "Client connections closed or requests refused for being too slow, by kind");
+    describe_gauge!(OPEN_CONNECTIONS, "Client connections open on the listener");
     describe_counter!(CACHE_DECISIONS, "Caching decisions by outcome");
     describe_counter!(CACHE_CREATIONS, "cachedContents.create calls by result");
     describe_counter!(CACHE_RENEWALS, "TTL renewals (PATCH) by result");
