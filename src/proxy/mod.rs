@@ -2,6 +2,7 @@
 //! except hop-by-hop headers and the resumable-upload URL, which must point back at the gateway.
 
 pub mod calls;
+mod early_answer;
 mod failure;
 mod headers;
 mod relay;

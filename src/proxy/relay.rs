@@ -86,13 +86,10 @@ pub async fn read_limited_body(req: Request, limit: u64) -> Result<(http::reques
         return Err(GatewayError::BodyTooLarge { limit });
     }
     let (parts, body) = req.into_parts();
-    let limited = http_body_util::Limited::new(body, limit as usize);
+    // Counted as they arrive, so a body refused half-way still shows what it cost to read.
+    let limited = http_body_util::Limited::new(Metered::new(body, BodyMeter::REQUEST), limit as usize);
     match limited.collect().await {
-        Ok(c) => {
-            let bytes = c.to_bytes();
-            BodyMeter::REQUEST.add(bytes.len());
-            Ok((parts, bytes))
-        }
+        Ok(c) => Ok((parts, c.to_bytes())),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(GatewayError::BodyTooLarge { limit })
         }
@@ -130,6 +127,8 @@ pub async fn passthrough(to: Passthrough<'_>, req: Request, origin: Option<Strin
         Ok(resp) => resp,
         // The upstream call failed because the client's body stopped coming: say so.
         Err(_) if slow.get() => return Err(GatewayError::ClientTooSlow("the request body arrived too slowly".into())),
+        // The body passed the limit while it streamed upstream (no Content-Length, or inflated).
+        Err(GatewayError::BodyTooLarge { .. }) => return Err(GatewayError::BodyTooLarge { limit }),
         Err(e) => return Err(e),
     };
     crate::telemetry::record_upstream_time(started.elapsed());

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<super::early_answer::Connector>;
 
 /// Handle to the upstream Gemini API (or the emulator). Cheap to clone.
 #[derive(Clone, Debug)]
@@ -104,8 +104,8 @@ impl Upstream {
             tcp.set_connect_timeout(Some(cfg.connect_timeout));
             let tls = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http();
             match h2 {
-                true => tls.enable_http1().enable_http2().wrap_connector(tcp),
-                false => tls.enable_http1().wrap_connector(tcp),
+                true => tls.enable_http1().enable_http2().wrap_connector(super::early_answer::Connector(tcp)),
+                false => tls.enable_http1().wrap_connector(super::early_answer::Connector(tcp)),
             }
         };
         let pooled = || {
@@ -223,6 +223,10 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> GatewayError {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
+        if s.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            // The request body passed its limit on the way: the caller names the limit.
+            return GatewayError::BodyTooLarge { limit: 0 };
+        }
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         source = s.source();
