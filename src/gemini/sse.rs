@@ -5,42 +5,56 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
+/// Largest event [`sse_events`] gathers before giving up on finding its end: beyond it the
+/// bytes gathered are passed on as they are (not inspected), so an upstream that never ends an
+/// event cannot make the gateway hold an unbounded buffer.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
+
 /// Splits an SSE byte stream into whole events (each ending with a blank line, `\r\n\r\n` or
-/// `\n\n`), so events can be inspected. Each event is yielded as soon as it is complete.
+/// `\n\n`), so events can be inspected. Each event is yielded as soon as it is complete. Each
+/// byte is scanned for an event end once, however the event is split into chunks.
 pub fn sse_events<S, E>(upstream: S) -> impl Stream<Item = Result<Bytes, E>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    futures::stream::unfold((upstream, Vec::<u8>::new(), false), |(mut up, mut buf, mut done)| async move {
-        loop {
-            if let Some(end) = event_end(&buf) {
-                let event: Vec<u8> = buf.drain(..end).collect();
-                return Some((Ok(Bytes::from(event)), (up, buf, done)));
-            }
-            if done {
-                if buf.is_empty() {
-                    return None;
+    futures::stream::unfold(
+        (upstream, Vec::<u8>::new(), 0usize, false),
+        |(mut up, mut buf, mut scanned, mut done)| async move {
+            loop {
+                if let Some(end) = event_end(&buf, scanned) {
+                    let event: Vec<u8> = buf.drain(..end).collect();
+                    return Some((Ok(Bytes::from(event)), (up, buf, 0, done)));
                 }
-                let rest = std::mem::take(&mut buf);
-                return Some((Ok(Bytes::from(rest)), (up, buf, true)));
+                scanned = buf.len();
+                if done || buf.len() > MAX_EVENT_BYTES {
+                    if buf.is_empty() {
+                        return None;
+                    }
+                    let rest = std::mem::take(&mut buf);
+                    return Some((Ok(Bytes::from(rest)), (up, buf, 0, done)));
+                }
+                match up.next().await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                    Some(Err(e)) => return Some((Err(e), (up, buf, 0, true))),
+                    None => done = true,
+                }
             }
-            match up.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                Some(Err(e)) => return Some((Err(e), (up, buf, true))),
-                None => done = true,
-            }
-        }
-    })
+        },
+    )
 }
 
-/// Index just past the first complete event in `buf`.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
+/// Index just past the first complete event in `buf`, whose first `scanned` bytes are known to
+/// hold none (an end may still straddle that mark).
+fn event_end(buf: &[u8], scanned: usize) -> Option<usize> {
+    let from = scanned.saturating_sub(3);
+    let tail = &buf[from..];
+    let crlf = tail.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    let lf = tail.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let end = match (crlf, lf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
+    };
+    end.map(|e| e + from)
 }
 
 /// The usage of an SSE event and whether it is the final one (carries a `finishReason`).

@@ -79,6 +79,31 @@ fn settle(state: &AppState, plan: &Plan, meta: &RequestMeta, usage: &Usage, requ
     ann
 }
 
+/// What [`collect_bounded`] read: the whole body, or the part read before it passed the limit
+/// and the rest still to come.
+enum Gathered {
+    Whole(Bytes),
+    TooLarge(Bytes, hyper::body::Incoming),
+}
+
+/// Reads a response body whole unless it is larger than `limit` bytes; then hands back what it
+/// read and the body, so nothing is lost and no more than `limit` (plus a frame) is held.
+async fn collect_bounded(mut body: hyper::body::Incoming, limit: usize) -> Result<Gathered, hyper::Error> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if buf.is_empty() && http_body::Body::is_end_stream(&body) {
+                return Ok(Gathered::Whole(data));
+            }
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                return Ok(Gathered::TooLarge(buf.freeze(), body));
+            }
+        }
+    }
+    Ok(Gathered::Whole(buf.freeze()))
+}
+
 pub async fn respond(
     state: &AppState,
     resp: proxy::UpstreamResponse,
@@ -113,8 +138,21 @@ pub async fn respond(
     headers.remove(header::CONTENT_LENGTH);
 
     if !stream {
-        let body = match body.collect().await {
-            Ok(b) => b.to_bytes(),
+        let limit = state.config().server.max_json_body_bytes as usize;
+        let body = match collect_bounded(body, limit).await {
+            Ok(Gathered::Whole(b)) => b,
+            Ok(Gathered::TooLarge(read, rest)) => {
+                // Larger than the gateway parses: relayed as it comes, unread and unannotated.
+                tracing::warn!(limit, "upstream response larger than server.max_json_body_bytes; relayed unread");
+                let whole =
+                    futures::stream::once(async move { Ok::<_, hyper::Error>(read) }).chain(rest.into_data_stream());
+                let mut out =
+                    Body::new(proxy::Metered::new(Body::from_stream(whole), BodyMeter::RESPONSE)).into_response();
+                *out.status_mut() = status;
+                *out.headers_mut() = headers;
+                plan.annotation.set_headers(out.headers_mut(), 0);
+                return out;
+            }
             Err(e) => {
                 return crate::error::GatewayError::UpstreamUnreachable(e.to_string()).into_response();
             }
