@@ -60,9 +60,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Err(e) => format!("unavailable: {e}"),
     };
     let store = describe(state.store().ping().await.map_err(|e| e.to_string()));
-    let queue = match state.deferral() {
-        Some(d) => describe(d.queue().ping().await.map_err(|e| e.to_string())),
-        None => "disabled".to_string(),
+    let queue = match (state.deferral(), state.deferral_unusable()) {
+        (Some(d), _) => describe(d.queue().ping().await.map_err(|e| e.to_string())),
+        (None, Some(reason)) => format!("unavailable: {reason}"),
+        (None, None) => "disabled".to_string(),
     };
     let status = if store == "ok" && matches!(queue.as_str(), "ok" | "disabled") { "ready" } else { "degraded" };
     // A stale price table makes every reported cost doubtful, not the gateway unready.

@@ -22,7 +22,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(upstream = %telemetry::redact_url(&config.upstream.url), "starting gateway");
     // One process per SQLite file, checked before the file is opened.
     let _lock = match config.store.backend.as_str() {
-        "sqlite" => Some(crate::store::lock::acquire(&config.store.sqlite_path)?),
+        "sqlite" => crate::store::lock::acquire(&config.store.sqlite_path)?,
         _ => None,
     };
     let state = AppState::new(config, Some(metrics))?;

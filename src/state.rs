@@ -29,6 +29,8 @@ struct Inner {
     store: Arc<dyn Store>,
     caching: Option<Caching>,
     deferral: Option<Deferral>,
+    /// Why deferral is off although configured: its queue could not be opened.
+    deferral_unusable: Option<String>,
     spend: Option<Spend>,
     catalog: Catalog,
     clock: Clock,
@@ -79,7 +81,7 @@ impl AppState {
         } else {
             None
         };
-        let deferral = match config.deferral.enabled {
+        let opened = match config.deferral.enabled {
             true => Some(Deferral::new(
                 config.deferral.clone(),
                 &config.store,
@@ -89,8 +91,21 @@ impl AppState {
                 clock.clone(),
                 tracker.clone(),
                 cancel.clone(),
-            )?),
+            )),
             false => None,
+        };
+        // A SQLite queue that cannot be opened leaves deferral off (marked calls are served at
+        // the standard tier, as when the queue fails later) rather than the gateway down; what
+        // is queued in the file waits, untouched, for a start on a usable disk.
+        let (deferral, deferral_unusable) = match opened {
+            Some(Ok(d)) => (Some(d), None),
+            Some(Err(e)) if config.store.backend == "sqlite" => {
+                let reason = format!("{e:#}");
+                tracing::error!(%reason, "the deferral queue cannot be opened; serving without deferral (/readyz degraded)");
+                (None, Some(reason))
+            }
+            Some(Err(e)) => return Err(e),
+            None => (None, None),
         };
         let spend = config.spend.enabled.then(|| Spend::new(config.spend.clone(), store.clone(), clock.clone()));
         Ok(Self(Arc::new(Inner {
@@ -102,6 +117,7 @@ impl AppState {
             store,
             caching,
             deferral,
+            deferral_unusable,
             catalog,
             clock,
             cancel,
@@ -149,6 +165,10 @@ impl AppState {
     }
     pub fn deferral(&self) -> Option<&Deferral> {
         self.0.deferral.as_ref()
+    }
+    /// Why deferral is off although configured (its queue could not be opened at start-up).
+    pub fn deferral_unusable(&self) -> Option<&str> {
+        self.0.deferral_unusable.as_deref()
     }
     /// Spend rollups and the recent-request list (`[spend]`).
     pub fn spend(&self) -> Option<&Spend> {

@@ -21,19 +21,22 @@ fn lock_path(sqlite: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Takes the lock for `sqlite` (the database file), or says which process holds it.
-pub fn acquire(sqlite: &Path) -> anyhow::Result<ProcessLock> {
+/// Takes the lock for `sqlite` (the database file), or says which process holds it. `None` on a
+/// read-only file system: no process can write the file there, so there is nothing to guard
+/// (the gateway then runs degraded, see `store::Unusable`).
+pub fn acquire(sqlite: &Path) -> anyhow::Result<Option<ProcessLock>> {
     if let Some(dir) = sqlite.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let path = lock_path(sqlite);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let opened = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+    let mut file = match opened {
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+            tracing::error!(path = %path.display(), "read-only file system: the SQLite store cannot be written");
+            return Ok(None);
+        }
+        other => other.with_context(|| format!("opening {}", path.display()))?,
+    };
     // fs4 rather than std::fs::File::try_lock, which needs Rust 1.89 (the crate supports 1.85).
     match fs4::FileExt::try_lock(&file) {
         Ok(()) => {}
@@ -54,7 +57,7 @@ pub fn acquire(sqlite: &Path) -> anyhow::Result<ProcessLock> {
     file.rewind()?;
     write!(file, "{}", std::process::id())?;
     file.flush()?;
-    Ok(ProcessLock { _file: file })
+    Ok(Some(ProcessLock { _file: file }))
 }
 
 #[cfg(test)]

@@ -7,11 +7,13 @@ mod memory;
 pub(crate) mod redis;
 mod spend;
 mod sqlite;
+mod unusable;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use spend::{SpendFigures, SpendKey, SpendRow};
 pub use sqlite::SqliteStore;
+pub use unusable::Unusable;
 
 use crate::config::StoreConfig;
 use serde::{Deserialize, Serialize};
@@ -86,6 +88,9 @@ pub enum StoreError {
     /// The blocking worker that runs SQLite calls failed (a panic, a poisoned lock).
     #[error("store: worker: {0}")]
     Worker(String),
+    /// The SQLite file could not be opened at start-up ([`Unusable`]).
+    #[error("store: sqlite file unusable: {0}")]
+    Unavailable(String),
 }
 
 impl From<tokio::task::JoinError> for StoreError {
@@ -147,12 +152,20 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_spend(&self, before_ms: i64) -> StoreResult<()>;
 }
 
-/// Opens the configured backend.
+/// Opens the configured backend. A SQLite file that cannot be opened (read-only or full file
+/// system, damaged file) does not stop the gateway: it starts on [`Unusable`], degraded.
 pub fn open(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match cfg.backend.as_str() {
         "memory" => Arc::new(MemoryStore::default()),
         "redis" => Arc::new(RedisStore::open(&cfg.redis_url, &cfg.redis_prefix, cfg.redis_timeout)?),
-        _ => Arc::new(SqliteStore::open(&cfg.sqlite_path)?),
+        _ => match SqliteStore::open(&cfg.sqlite_path) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let reason = format!("{}: {e:#}", cfg.sqlite_path.display());
+                tracing::error!(%reason, "the SQLite store cannot be opened; serving without it (caching and spend off, /readyz degraded)");
+                Arc::new(Unusable(reason))
+            }
+        },
     })
 }
 

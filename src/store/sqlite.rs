@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS caches (
     expire_ms INTEGER NOT NULL,
     last_used_ms INTEGER NOT NULL,
     hits INTEGER NOT NULL
-);";
+);
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL);";
 
 fn err(e: impl Into<StoreError>) -> StoreError {
     e.into()
@@ -119,8 +120,13 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// A write, not a read: a full disk or a read-only file takes writes away while reads go on,
+    /// and readiness must say so.
     async fn ping(&self) -> StoreResult<()> {
-        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        self.with(move |c| c.execute("INSERT OR REPLACE INTO probe (id, at_ms) VALUES (1, ?1)", [now]).map(|_| ()))
+            .await
     }
 
     async fn add_spend(&self, rows: &[SpendRow], _retention_ms: i64) -> StoreResult<()> {
