@@ -5,7 +5,7 @@
 use super::{Config, ConfigErrors};
 
 /// Tables whose keys are free (a map from model id to a number, say): anything goes inside.
-const OPEN_TABLES: &[&str] = &["caching.min_tokens"];
+const OPEN_TABLES: &[&str] = &["caching.min_tokens", "spend.tenant_names"];
 
 /// Pushes one error per unknown key of `doc`; `text` (the file) gives line numbers.
 pub(super) fn report(doc: &toml::Table, text: Option<&str>, errors: &mut ConfigErrors) {
@@ -64,7 +64,8 @@ mod tests {
     #[test]
     fn every_unknown_key_is_reported_with_its_line() {
         let text = "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n[caching]\nttll = \"1h\"\n\
-                    [caching.min_tokens]\nmy-model = 10\n[bogus]\nx = 1\n";
+                    [caching.min_tokens]\nmy-model = 10\n[bogus]\nx = 1\n\
+                    [spend.tenant_names]\n71e3fb38865280a1 = \"team a\"\n";
         let doc: toml::Table = text.parse().unwrap();
         let mut errors = ConfigErrors::default();
         report(&doc, Some(text), &mut errors);
