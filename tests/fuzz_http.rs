@@ -6,7 +6,6 @@ mod support;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 
 const CASES: usize = 2_000;
 const VALID: &str = r#"{"systemInstruction":{"parts":[{"text":"be brief"}]},"contents":[{"role":"user","parts":[{"text":"hello"}]}],"generationConfig":{"temperature":0.5}}"#;
@@ -66,12 +65,6 @@ fn mutate_path(rng: &mut StdRng) -> String {
     p
 }
 
-fn is_gemini_error(body: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return false };
-    let e = &v["error"];
-    e["code"].is_u64() && e["message"].is_string() && e["status"].is_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzed_requests_get_gemini_errors_and_leave_the_gateway_healthy() {
     let gw = support::gateway(support::config(&support::emulator().await)).await;
@@ -99,7 +92,7 @@ async fn fuzzed_requests_get_gemini_errors_and_leave_the_gateway_healthy() {
             .unwrap_or_else(|e| panic!("case {i}: {method} {path}: no answer: {e}"));
         let status = resp.status();
         let bytes = resp.bytes().await.unwrap_or_default();
-        if (status.is_client_error() || status.is_server_error()) && !is_gemini_error(&bytes) {
+        if (status.is_client_error() || status.is_server_error()) && !support::is_gemini_error(&bytes) {
             bad.push(format!("{method} {path} → {status}: {}", String::from_utf8_lossy(&bytes)));
         }
     }

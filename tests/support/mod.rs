@@ -50,10 +50,12 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A forwarding proxy that records every (method, path) it sees, so a test can assert how many
-/// times the upstream was called for what.
+/// times the upstream was called for what, and every request whole (path and query, headers,
+/// body) for tests that look for what must never reach the upstream.
 pub struct Recorder {
     pub url: String,
     calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    whole: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Recorder {
@@ -61,16 +63,23 @@ impl Recorder {
         use axum::extract::Request;
         use axum::response::IntoResponse;
         let calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
-        let log = calls.clone();
+        let whole: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let (log, dump) = (calls.clone(), whole.clone());
         let upstream = upstream.to_string();
         let http = reqwest::Client::new();
         let router = axum::Router::new().fallback(move |req: Request| {
-            let (log, upstream, http) = (log.clone(), upstream.clone(), http.clone());
+            let (log, dump, upstream, http) = (log.clone(), dump.clone(), upstream.clone(), http.clone());
             async move {
                 let (parts, body) = req.into_parts();
                 log.lock().unwrap().push((parts.method.to_string(), parts.uri.path().to_string()));
                 let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
                 let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let mut text = format!("{} {pq}\n", parts.method);
+                for (k, v) in &parts.headers {
+                    text.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+                }
+                text.push_str(&String::from_utf8_lossy(&body));
+                dump.lock().unwrap().push(text);
                 let mut headers = parts.headers.clone();
                 headers.remove("host");
                 let resp = http
@@ -93,7 +102,12 @@ impl Recorder {
             }
         });
         let addr = serve(router).await;
-        Recorder { url: format!("http://{addr}"), calls }
+        Recorder { url: format!("http://{addr}"), calls, whole }
+    }
+
+    /// How many recorded requests contain `needle` anywhere: path, query, headers or body.
+    pub fn containing(&self, needle: &str) -> usize {
+        self.whole.lock().unwrap().iter().filter(|r| r.contains(needle)).count()
     }
 
     /// Every path the upstream was asked for, in order.
@@ -237,4 +251,11 @@ pub async fn counted(gw: &str, metric: &str, kind: &str) -> f64 {
         .filter(|l| l.starts_with(metric) && l.contains(&format!("kind=\"{kind}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Whether `body` is Gemini's error JSON (`{"error":{"code","message","status"}}`).
+pub fn is_gemini_error(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return false };
+    let e = &v["error"];
+    e["code"].is_u64() && e["message"].is_string() && e["status"].is_string()
 }
