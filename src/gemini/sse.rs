@@ -99,4 +99,15 @@ mod tests {
         assert_eq!(&events[1][..], b"data: {\"a\":2}\r\n\r\n");
         assert_eq!(parse_event(&events[2]).unwrap()["a"], 3);
     }
+
+    #[test]
+    fn an_event_that_never_ends_is_passed_on_whole_once_past_the_bound() {
+        let chunk = Bytes::from(vec![b'x'; 1 << 20]);
+        let n = MAX_EVENT_BYTES / (1 << 20) + 3;
+        let up = futures::stream::iter((0..n).map(|_| Ok::<_, ()>(chunk.clone())));
+        let out: Vec<Bytes> = futures::executor::block_on(sse_events(up).map(|r| r.unwrap()).collect());
+        assert_eq!(out.iter().map(Bytes::len).sum::<usize>(), n << 20, "every byte passed on");
+        assert!(out.iter().all(|b| b.len() <= MAX_EVENT_BYTES + (1 << 20)), "no buffer past the bound and a chunk");
+        assert!(out.len() >= 2, "passed on before the stream ended");
+    }
 }

@@ -47,14 +47,7 @@ pub fn copy_request_headers(from: &HeaderMap) -> HeaderMap {
 /// to replace with the upstream's. Other headers may change places; same-named ones keep their
 /// order.
 pub fn strip_request_headers(h: &mut HeaderMap) {
-    strip_hop_by_hop(h);
-    if !h.keys().any(is_gateway_only) {
-        return;
-    }
-    let drop: Vec<HeaderName> = h.keys().filter(|n| is_gateway_only(n)).cloned().collect();
-    for name in drop {
-        h.remove(name);
-    }
+    strip_where(h, |n| is_hop_by_hop(n) || is_gateway_only(n));
 }
 
 /// Headers to return to the client: the upstream's, less hop-by-hop ones.
@@ -71,13 +64,19 @@ pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
 /// Removes hop-by-hop headers (and any the `Connection` header names) in place: a response is
 /// passed on with its own header map, edited, instead of a copy.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    strip_where(h, is_hop_by_hop);
+}
+
+/// Removes, in one pass over the names, every header `drop` picks and any the `Connection`
+/// header names.
+fn strip_where(h: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
     let listed = connection_listed(h);
-    if listed.is_empty() && !h.keys().any(is_hop_by_hop) {
+    if listed.is_empty() && !h.keys().any(&drop) {
         return;
     }
-    let drop: Vec<HeaderName> =
-        h.keys().filter(|n| is_hop_by_hop(n) || listed.iter().any(|l| l == n.as_str())).cloned().collect();
-    for name in drop {
+    let names: Vec<HeaderName> =
+        h.keys().filter(|n| drop(n) || listed.iter().any(|l| l == n.as_str())).cloned().collect();
+    for name in names {
         h.remove(name);
     }
 }

@@ -141,7 +141,12 @@ async fn an_upstream_gzip_bomb_is_relayed_unread_with_bounded_memory() {
     let (up, sent) = bombing_upstream(inflated).await;
     let (gw_proc, gw) = binary::spawn(
         &["serve", "--listen", "127.0.0.1:0", "--upstream", &up],
-        &[("GEMGATE_STORE__BACKEND", "memory"), ("RUST_LOG", "error")],
+        // Under the bomb's compressed size: the non-streamed answers take the relay-unread path.
+        &[
+            ("GEMGATE_STORE__BACKEND", "memory"),
+            ("RUST_LOG", "error"),
+            ("GEMGATE_SERVER__MAX_JSON_BODY_BYTES", "262144"),
+        ],
     );
     let pid = gw_proc.id();
     let rss_before = binary::rss_kib(pid);
